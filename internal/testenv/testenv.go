@@ -1,0 +1,60 @@
+// Package testenv starts the real components the tests run against: a
+// distribution registry, etcd + kube-apiserver, Prometheus and Alertmanager, each
+// on loopback in a temporary directory, stopped by t.Cleanup. Binaries come from
+// the project's bin/ directory (built by scripts/install-deps.sh) or from PATH
+// (Debian packages); a missing binary fails the test with the command that
+// installs it, it never skips.
+package testenv
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// RepoRoot returns the repository's top directory (the one holding go.mod).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		t.Fatal("testenv: cannot locate source file")
+	}
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// Bin returns the path of a tool the tests need: the project's bin/NAME if it
+// exists, else NAME on PATH. When neither exists the test fails and says how to
+// install it.
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	local := filepath.Join(RepoRoot(t), "bin", name)
+	if _, err := os.Stat(local); err == nil {
+		return local
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	t.Fatalf("testenv: %s not found in bin/ or PATH; run `make deps` (scripts/install-deps.sh) to install it", name)
+	return ""
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("testenv: free port: %v", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// FreeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}

@@ -1,0 +1,85 @@
+package probe
+
+import (
+	"time"
+)
+
+// Module says how to probe: timeouts, transport security and credentials. It is
+// the `modules:` entry of the configuration file; its YAML schema is a contract
+// (extend it, never rename a key).
+type Module struct {
+	// Timeout bounds one whole probe (every request of it). Default 10s.
+	Timeout time.Duration `yaml:"timeout"`
+	// Interval is how often targets using this module are probed unless the
+	// target overrides it. Default 60s.
+	Interval time.Duration `yaml:"interval"`
+	// AuthCheckInterval is how often a warm prober redoes ping + token exchange
+	// so that authentication stays measured. Default 15m.
+	AuthCheckInterval time.Duration `yaml:"auth_check_interval"`
+	// PlainHTTP probes http:// registries (local, insecure).
+	PlainHTTP bool `yaml:"plain_http"`
+	// TLS configures certificate verification.
+	TLS TLSConfig `yaml:"tls"`
+	// Auth holds static credentials; all empty means anonymous.
+	Auth AuthConfig `yaml:"auth"`
+}
+
+// TLSConfig configures how the registry's certificate is verified.
+type TLSConfig struct {
+	CAFile             string `yaml:"ca_file"`
+	InsecureSkipVerify bool   `yaml:"insecure_skip_verify"`
+}
+
+// AuthConfig holds the credentials of a module. Password and PasswordFile are
+// exclusive; DockerConfig is a path to a docker config.json (or a directory
+// holding one); with every field empty the module is anonymous, unless the
+// DOCKER_CONFIG environment variable names a docker config directory.
+type AuthConfig struct {
+	Username     string `yaml:"username"`
+	Password     Secret `yaml:"password"`
+	PasswordFile string `yaml:"password_file"`
+	DockerConfig string `yaml:"docker_config"`
+}
+
+// Secret is a string that never prints: fmt, logs and YAML marshalling show
+// "<secret>" instead of the value.
+type Secret string
+
+// String implements fmt.Stringer without revealing the value.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "<secret>"
+}
+
+// GoString implements fmt.GoStringer without revealing the value.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalYAML keeps the value out of any re-serialised configuration.
+func (s Secret) MarshalYAML() (any, error) { return s.String(), nil }
+
+// MarshalText keeps the value out of JSON and other text encodings.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// Module defaults.
+const (
+	DefaultTimeout           = 10 * time.Second
+	DefaultInterval          = 60 * time.Second
+	DefaultAuthCheckInterval = 15 * time.Minute
+)
+
+// DefaultModule is the module used when a target names none and the
+// configuration defines no "default" module.
+var DefaultModule = Module{
+	Timeout:           DefaultTimeout,
+	Interval:          DefaultInterval,
+	AuthCheckInterval: DefaultAuthCheckInterval,
+}
+
+// UnmarshalYAML fills defaults for keys the file leaves out.
+func (m *Module) UnmarshalYAML(unmarshal func(any) error) error {
+	*m = DefaultModule
+	type plain Module
+	return unmarshal((*plain)(m))
+}

@@ -1,0 +1,125 @@
+// Package probe probes one container image reference the way the kubelet pulls it:
+// ping /v2/, read the WWW-Authenticate challenge, exchange a token, and HEAD the
+// manifest. It knows registries and HTTP, nothing of Prometheus or Kubernetes; one
+// call probes one target and returns a plain Result.
+package probe
+
+import (
+	"time"
+)
+
+// Reason is why a probe failed. The set is closed: every failure maps to exactly
+// one of the constants below, and metrics expose one series per Reason.
+type Reason string
+
+// The closed set of failure reasons.
+const (
+	ReasonNone         Reason = ""             // the probe succeeded
+	ReasonDNS          Reason = "dns"          // the registry host name did not resolve
+	ReasonConnect      Reason = "connect"      // TCP connect failed (refused, unreachable, reset)
+	ReasonTLS          Reason = "tls"          // TLS handshake or certificate verification failed
+	ReasonTimeout      Reason = "timeout"      // the probe deadline passed before an answer
+	ReasonUnauthorized Reason = "unauthorized" // credentials missing or rejected (401, token endpoint 401)
+	ReasonForbidden    Reason = "forbidden"    // 403, DENIED, or insufficient scope
+	ReasonNotFound     Reason = "not_found"    // 404, MANIFEST_UNKNOWN, NAME_UNKNOWN
+	ReasonRateLimited  Reason = "rate_limited" // 429 TOOMANYREQUESTS
+	ReasonServerError  Reason = "server_error" // 5xx
+	ReasonProtocol     Reason = "protocol"     // a reply that breaks the distribution spec
+)
+
+// Reasons lists every failure reason in a stable order, for metrics that expose
+// one series per reason.
+var Reasons = []Reason{
+	ReasonDNS, ReasonConnect, ReasonTLS, ReasonTimeout, ReasonUnauthorized,
+	ReasonForbidden, ReasonNotFound, ReasonRateLimited, ReasonServerError, ReasonProtocol,
+}
+
+// Phase names one timed step of a probe.
+type Phase string
+
+// The phases of a probe. Resolve, connect and TLS come from net/http/httptrace
+// and are zero when a kept-alive connection was reused; ping, auth and manifest
+// are the wall time of the HTTP exchanges of that step (including any
+// resolve/connect/tls inside them). Total is the whole probe.
+const (
+	PhaseResolve  Phase = "resolve"
+	PhaseConnect  Phase = "connect"
+	PhaseTLS      Phase = "tls"
+	PhasePing     Phase = "ping"
+	PhaseAuth     Phase = "auth"
+	PhaseManifest Phase = "manifest"
+	PhaseTotal    Phase = "total"
+)
+
+// Phases lists every phase in a stable order.
+var Phases = []Phase{PhaseResolve, PhaseConnect, PhaseTLS, PhasePing, PhaseAuth, PhaseManifest, PhaseTotal}
+
+// RequestKind classifies an HTTP request the prober sends.
+type RequestKind string
+
+// The kinds of request a probe can send. KindManifestGet exists so that it can be
+// counted and shown to stay at zero: a manifest GET counts as a Docker Hub pull.
+const (
+	KindPing         RequestKind = "ping"
+	KindToken        RequestKind = "token"
+	KindManifestHead RequestKind = "manifest_head"
+	KindManifestGet  RequestKind = "manifest_get"
+	KindOther        RequestKind = "other" // e.g. tags/list in diagnose; never sent by a plain probe
+)
+
+// RequestKinds lists every request kind in a stable order.
+var RequestKinds = []RequestKind{KindPing, KindToken, KindManifestHead, KindManifestGet, KindOther}
+
+// RateLimit is what a registry said about its pull rate limit in the
+// ratelimit-limit / ratelimit-remaining / docker-ratelimit-source headers
+// (Docker Hub's documented form "N;w=SECONDS").
+type RateLimit struct {
+	Limit     float64       // pulls allowed per window
+	Remaining float64       // pulls left in the current window
+	Window    time.Duration // window length, from ";w="
+	Source    string        // docker-ratelimit-source: the IP or account the limit applies to
+}
+
+// Request is one HTTP exchange of a probe, kept for /probe?debug=true and for
+// request accounting. Header values that carry credentials are redacted before
+// they are stored here.
+type Request struct {
+	Kind     RequestKind
+	Method   string
+	URL      string // scheme://host/path?query, never with userinfo; token query values redacted
+	Status   int    // 0 when no response arrived
+	Duration time.Duration
+	Header   map[string][]string // selected request and response headers, redacted; keys prefixed "> " (sent) and "< " (received)
+	Err      string              // redacted error text, when the exchange failed
+}
+
+// Result is the outcome of one probe of one image reference.
+type Result struct {
+	Ref   Reference // the normalised reference that was probed
+	Start time.Time
+
+	Success bool
+	Reason  Reason // ReasonNone on success
+	Error   string // human-readable, credential-free explanation of the failure
+
+	// Phases holds the duration of each phase; PhaseTotal is always set.
+	Phases map[Phase]time.Duration
+
+	// AuthChecked is true when this probe redid ping + token exchange (a cold
+	// probe, or the periodic auth check). AuthOK says whether that succeeded.
+	AuthChecked bool
+	AuthOK      bool
+
+	Digest    string // Docker-Content-Digest of the HEAD, what containerd would resolve
+	MediaType string // Content-Type of the HEAD
+
+	RateLimit  *RateLimit    // nil when the registry sent no rate-limit headers
+	RetryAfter time.Duration // from Retry-After on a 429, else 0
+	// MalformedHeaders counts rate-limit / Retry-After header values that were
+	// present but could not be parsed; they are ignored.
+	MalformedHeaders int
+
+	TLSCertExpiry time.Time // NotAfter of the registry's leaf certificate; zero over plain HTTP or when no handshake happened
+
+	Requests []Request // every request this probe sent, in order
+}
