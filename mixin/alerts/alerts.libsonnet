@@ -1,0 +1,5 @@
+(import 'registry.libsonnet') +
+(import 'ratelimit.libsonnet') +
+(import 'cluster.libsonnet') +
+(import 'exporter.libsonnet') +
+(import 'add-runbook-links.libsonnet')

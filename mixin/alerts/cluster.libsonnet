@@ -1,0 +1,120 @@
+// Alerts about what registry problems do to the cluster: the Kubernetes join
+// (issue 3) and the kubelets' own pull errors.
+local utils = import '../lib/utils.libsonnet';
+
+{
+  prometheusAlerts+:: {
+    local c = $._config,
+    local cl = utils.clusterArg(c),
+
+    // "ns-a (3), ns-b (1)": containers waiting on the alert's registry per
+    // namespace. PromQL cannot put several label values into one label, so
+    // the namespaces are named by a query in the template. max by (namespace,
+    // reason) first: HA replicas report the same counts.
+    local waitingNamespaces =
+      utils.listByLabel(
+        utils.query('sum by (namespace) (max by (namespace, reason) (imagepull_pod_containers_waiting{%s, %s=%%q, registry=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
+        'namespace'
+      ),
+
+    // What to do, per join cause.
+    local podsBlockedAdvice =
+      '{{ if eq $labels.cause "registry_ok" }}The registry probes healthy, so the problem is per image or per credential: a tag that does not exist, a misspelt name, or a pull secret that is missing or wrong. Run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
+      '{{ else if eq $labels.cause "unprobed" }}No probe target covers this registry, so the exporter cannot tell whether it is up: run `imagepull_exporter diagnose image REF` and add a target for the registry (or run with --kube.discover-targets).' +
+      '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: the pull rate limit is exhausted (see ImagePullRateLimited). Pull through a mirror, or with a pull secret of an account with a higher limit.' +
+      '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the credentials: check the pods\' pull secrets (see ImagePullPullSecretInvalid) with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
+      '{{ else if eq $labels.cause "not_found" }}The registry does not have the image: fix the repository or tag in the workload, or push the image.' +
+      '{{ else if eq $labels.cause "protocol" }}The registry\'s replies break the distribution spec, often a proxy in between: run `imagepull_exporter diagnose image REF`.' +
+      '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, pre-pull the images onto the nodes, or wait for the registry to return.{{ end }}',
+
+    local podsBlocked(severity, causeMatcher) = {
+      alert: 'ImagePullPodsBlocked',
+      expr: |||
+        max by (%(by)s) (imagepull_registry_blocked_containers{%(sel)s, cause%(m)s}) > %(t)s
+      ||| % { by: utils.by(c, ['registry', 'cause']), sel: c.imagepullSelector, m: causeMatcher, t: c.podsBlockedThreshold },
+      'for': c.podsBlockedFor,
+      labels: { severity: severity },
+      annotations: {
+        summary: '{{ $value }} container(s) cannot start: images from {{ $labels.registry }} fail to pull ({{ $labels.cause }}).',
+        description: '{{ $value }} container(s) have waited on images from {{ $labels.registry }} for %s (cause {{ $labels.cause }}). Waiting by namespace: ' % c.podsBlockedFor +
+                     waitingNamespaces + '. ' + podsBlockedAdvice,
+      },
+    },
+
+    groups+: [
+      {
+        name: 'imagepull-cluster',
+        rules: [
+          // Severity by cause, not by count: a registry-wide cause blocks every
+          // pod that needs the registry and pages; per-image and per-credential
+          // causes belong to the workload's owners and warn.
+          podsBlocked(c.severityCritical, '=~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
+          podsBlocked(c.severityWarning, '!~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
+          {
+            alert: 'ImagePullPullSecretInvalid',
+            expr: |||
+              max by (%(by)s) (imagepull_pull_secret_auth_success{%(sel)s}) == 0
+            ||| % { by: utils.by(c, ['namespace', 'secret', 'registry']), sel: c.imagepullSelector },
+            'for': c.pullSecretInvalidFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'Pull secret {{ $labels.namespace }}/{{ $labels.secret }} no longer logs in to {{ $labels.registry }}.',
+              description: 'Logging in to {{ $labels.registry }} with pull secret {{ $labels.namespace }}/{{ $labels.secret }} has failed for %s. Pods that use it keep running on images their nodes hold, but fail to pull on a new node, on a restart with imagePullPolicy Always and on the next rollout. Rotate the secret (or the robot account it holds) and check it with `imagepull_exporter diagnose image REF --namespace {{ $labels.namespace }}`.' % c.pullSecretInvalidFor,
+            },
+          },
+          {
+            alert: 'ImagePullRescheduleRisk',
+            expr: |||
+              sum by (%(by)s) (max by (%(byNs)s) (imagepull_reschedule_risk_containers{%(sel)s})) > %(t)s
+            ||| % { by: utils.by(c, ['registry', 'cause']), byNs: utils.by(c, ['namespace', 'registry', 'cause']), sel: c.imagepullSelector, t: c.rescheduleRiskThreshold },
+            'for': c.rescheduleRiskFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: '{{ $value }} running container(s) could not start again: {{ $labels.registry }} cannot serve their images ({{ $labels.cause }}).',
+              description: '{{ $value }} running container(s) use images that {{ $labels.registry }} cannot serve now (cause {{ $labels.cause }}) and that no other node holds. They run today, but a reschedule, a node drain or an eviction would leave them waiting. By namespace: ' +
+                           utils.listByLabel(
+                             utils.query('sum by (namespace) (max by (namespace) (imagepull_reschedule_risk_containers{%s, %s=%%q, registry=%%q, cause=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.cause']),
+                             'namespace'
+                           ) +
+                           '. {{ if eq $labels.cause "not_found" }}The tag no longer exists in the registry: push it again, or move the workload to a tag or digest that exists.{{ else }}Until the registry is back, do not drain nodes that run them; pin the images by digest and pull them through a mirror, or pre-pull them onto the nodes.{{ end }}',
+            },
+          },
+          {
+            alert: 'ImagePullTagDrift',
+            expr: |||
+              max by (%(by)s) (imagepull_tag_registry_drift{%(sel)s}) == 1
+            ||| % { by: utils.by(c, ['registry', 'repository', 'tag']), sel: c.imagepullSelector },
+            'for': c.tagDriftFor,
+            labels: { severity: c.severityInfo },
+            annotations: {
+              summary: 'What runs as {{ $labels.registry }}/{{ $labels.repository }}:{{ $labels.tag }} differs from what the registry serves.',
+              description: 'Containers have run {{ $labels.registry }}/{{ $labels.repository }}:{{ $labels.tag }} with a digest other than the one the registry serves for that tag now for %s, so a restart on another node or a scale-up starts a different image than the one running.' % c.tagDriftFor +
+                           utils.firstValue(
+                             utils.query('max(imagepull_tag_digests{%s, %s=%%q, registry=%%q, repository=%%q, tag=%%q})' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.repository', '$labels.tag']),
+                             ' ',
+                             '',
+                             ' different digests run under this tag across the cluster.'
+                           ) +
+                           ' Pin the image by digest, or roll the workload so every replica runs the current digest.',
+            },
+          },
+          {
+            alert: 'ImagePullKubeletPullErrorsHigh',
+            // The kubelet does not label pull errors with a registry, so this
+            // alert carries the node instead; it catches pulls of registries
+            // the exporter does not probe.
+            expr: |||
+              sum by (%(by)s) (rate(kubelet_runtime_operations_errors_total{%(sel)s, operation_type="pull_image"}[5m])) * 60 > %(t)s
+            ||| % { by: utils.by(c, [c.kubeletNodeLabel]), sel: c.kubeletSelector, t: c.kubeletPullErrorsPerMinuteThreshold },
+            'for': c.kubeletPullErrorsHighFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'The kubelet on {{ index $labels "%s" }} fails many image pulls.' % c.kubeletNodeLabel,
+              description: 'The kubelet on {{ index $labels "%s" }} has failed {{ $value | humanize }} image pulls per minute for %s. The kubelet does not say which registry: ImagePullPodsBlocked and the Cluster impact dashboard name registries and causes, and `kubectl get events -A --field-selector reason=Failed` the messages. A node whose image filesystem is full or whose egress is broken fails every pull.' % [c.kubeletNodeLabel, c.kubeletPullErrorsHighFor],
+            },
+          },
+        ],
+      },
+    ],
+  },
+}

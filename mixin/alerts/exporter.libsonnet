@@ -1,0 +1,51 @@
+// Alerts about the exporter itself: without it every other alert is blind.
+local utils = import '../lib/utils.libsonnet';
+
+{
+  prometheusAlerts+:: {
+    local c = $._config,
+    local cl = utils.clusterArg(c),
+    local staleSeconds = c.probeIntervalSeconds * c.probesStaleIntervals,
+
+    groups+: [
+      {
+        name: 'imagepull-exporter',
+        rules: [
+          {
+            alert: 'ImagePullExporterDown',
+            // absent() covers a job that lost all its targets (service
+            // discovery, a deleted Deployment); it carries no instance label.
+            expr: |||
+              up{%(sel)s} == 0 or absent(up{%(sel)s})
+            ||| % { sel: c.imagepullSelector },
+            'for': c.exporterDownFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'The imagepull exporter is down.',
+              description: 'Prometheus has not scraped {{ with $labels.instance }}the imagepull exporter at {{ . }}{{ else }}any imagepull exporter (the job has no targets){{ end }} for %s. Registry probes and the pod join are not reported, so the other ImagePull alerts cannot fire.' % c.exporterDownFor,
+            },
+          },
+          {
+            alert: 'ImagePullProbesStale',
+            expr: |||
+              max by (%(by)s) (time() - imagepull_probe_timestamp_seconds{%(sel)s}) > %(t)s
+            ||| % { by: utils.by(c, ['registry']), sel: c.imagepullSelector, t: staleSeconds },
+            'for': c.probesStaleFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'Probes of {{ $labels.registry }} have stopped.',
+              description: 'The oldest probe result for {{ $labels.registry }} is {{ $value | humanizeDuration }} old, more than %d probe intervals of %ds: the exporter serves stale results for it, and alerts about it describe the past.' % [c.probesStaleIntervals, c.probeIntervalSeconds] +
+                           utils.firstValue(
+                             utils.query('sum(increase(imagepull_probe_budget_exhausted_total{%s, %s=%%q, registry=%%q}[15m])) > 0' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
+                             ' ',
+                             'printf "%.0f"',
+                             " probes were skipped in the last 15m because the registry's request budget was spent."
+                           ) +
+                           " Check the exporter's log and --probe.concurrency; if targets of this registry probe less often than every %ds, raise probeIntervalSeconds in the mixin config." % c.probeIntervalSeconds,
+            },
+          },
+        ],
+      },
+    ],
+  },
+}

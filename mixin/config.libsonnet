@@ -1,0 +1,126 @@
+// Everything a setup may need to change lives here. Override with
+//   (import 'imagepull-mixin/mixin.libsonnet') + { _config+:: { imagepullSelector: 'job="imagepull"' } }
+{
+  _config+:: {
+    // Selectors -----------------------------------------------------------
+
+    // Selects the exporter's own series: probe metrics, the Kubernetes join and its `up`.
+    imagepullSelector: 'job="imagepull-exporter"',
+    // Selects kube-state-metrics; only the Cluster impact dashboard uses it, to cross-check waiting containers.
+    kubeStateMetricsSelector: 'job="kube-state-metrics"',
+    // Selects the kubelets' /metrics endpoint, for ImagePullKubeletPullErrorsHigh (clusters that scrape kubelets).
+    kubeletSelector: 'job="kubelet", metrics_path="/metrics"',
+    // Label that names the node on kubelet series (kube-prometheus keeps the node in `instance`; some setups relabel it to `node`).
+    kubeletNodeLabel: 'instance',
+
+    // Multi-cluster -------------------------------------------------------
+
+    // Label that tells clusters apart when one Prometheus/Thanos/Mimir sees several; kept in every aggregation and join.
+    clusterLabel: 'cluster',
+    // Show the dashboards' cluster variable; it always exists so queries stay the same, hidden in single-cluster setups.
+    showMultiCluster: false,
+
+    // Alert metadata ------------------------------------------------------
+
+    // Runbook link per alert; %s becomes the alert name in lower case, which is GitHub's anchor for the runbook heading.
+    runbookURLPattern: 'https://github.com/imagepull/imagepull_exporter/blob/main/mixin/runbook.md#%s',
+    // Severity label values, so setups with other names (page/ticket, P1/P3) can map them.
+    severityCritical: 'critical',
+    severityWarning: 'warning',
+    severityInfo: 'info',
+
+    // Cause classes -------------------------------------------------------
+
+    // Probe failure reasons that mean the registry itself cannot be reached or is broken (ImagePullRegistryUnreachable).
+    unreachableReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'],
+    // Probe failure reasons that mean the registry rejects the exporter's credentials (ImagePullRegistryAuthFailing).
+    authFailureReasons: ['unauthorized', 'forbidden'],
+    // Join causes for which blocked containers page: registry-wide problems. Other causes (registry_ok, not_found, unauthorized, forbidden, protocol, unprobed) are per workload and warn.
+    podsBlockedCriticalCauses: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited'],
+
+    // Thresholds ----------------------------------------------------------
+
+    // ImagePullRateLimitLow fires when remaining/limit of a source is below this fraction.
+    rateLimitLowRatio: 0.1,
+    // Range over which ImagePullRateLimitExhaustionForecast measures how fast the remaining pulls fall.
+    rateLimitForecastLookback: '1h',
+    // ImagePullRateLimitExhaustionForecast stays quiet while more than this fraction of the limit is left, so short bursts do not warn.
+    rateLimitForecastMaxHeadroom: 0.5,
+    // Manifest HEAD latency quantile ImagePullManifestLatencyHigh watches; must be one of manifestLatencyQuantiles.
+    manifestLatencyQuantile: '0.9',
+    // ImagePullManifestLatencyHigh fires when that quantile is above this many seconds.
+    manifestLatencyThresholdSeconds: 2,
+    // ImagePullPodsBlocked fires when more than this many containers of one registry and cause wait on images.
+    podsBlockedThreshold: 0,
+    // ImagePullRescheduleRisk fires when more than this many running containers could not be started again.
+    rescheduleRiskThreshold: 0,
+    // ImagePullTLSCertExpiring fires when a registry's certificate expires within this many seconds.
+    tlsCertExpiryThresholdSeconds: 14 * 24 * 3600,
+    // ImagePullKubeletPullErrorsHigh fires when one kubelet fails more image pulls per minute than this.
+    kubeletPullErrorsPerMinuteThreshold: 1,
+    // The exporter's probe interval (the module default); ImagePullProbesStale derives its threshold from it.
+    probeIntervalSeconds: 60,
+    // ImagePullProbesStale fires when a registry's oldest probe is older than this many intervals.
+    probesStaleIntervals: 5,
+
+    // `for:` durations ----------------------------------------------------
+    // Shorten them (e.g. all to '1m') for end-to-end tests; see mixin/README.md.
+
+    // How long probes must fail with an unreachable reason before ImagePullRegistryUnreachable fires.
+    registryUnreachableFor: '5m',
+    // How long probes must fail with unauthorized/forbidden before ImagePullRegistryAuthFailing fires.
+    registryAuthFailingFor: '10m',
+    // How long a pull secret must fail to log in before ImagePullPullSecretInvalid fires (auth checks run every 15m by default).
+    pullSecretInvalidFor: '15m',
+    // How long headroom must stay low before ImagePullRateLimitLow fires.
+    rateLimitLowFor: '10m',
+    // How long the forecast must hold before ImagePullRateLimitExhaustionForecast fires.
+    rateLimitExhaustionForecastFor: '15m',
+    // How long probes must get 429 before ImagePullRateLimited fires; a 429 is unambiguous, so short.
+    rateLimitedFor: '2m',
+    // How long the latency quantile must stay high before ImagePullManifestLatencyHigh fires.
+    manifestLatencyHighFor: '15m',
+    // How long containers must wait before ImagePullPodsBlocked fires; the kubelet's back-off starts at 10s.
+    podsBlockedFor: '5m',
+    // How long a tag must drift before ImagePullTagDrift fires; rolling out a new image drifts briefly.
+    tagDriftFor: '1h',
+    // How long the risk must hold before ImagePullRescheduleRisk fires.
+    rescheduleRiskFor: '15m',
+    // How long the expiry must be near before ImagePullTLSCertExpiring fires.
+    tlsCertExpiringFor: '1h',
+    // How long the pull error rate must stay high before ImagePullKubeletPullErrorsHigh fires.
+    kubeletPullErrorsHighFor: '15m',
+    // How long the exporter must be unscraped before ImagePullExporterDown fires.
+    exporterDownFor: '5m',
+    // How long probes must be stale before ImagePullProbesStale fires.
+    probesStaleFor: '5m',
+
+    // Recording rules -----------------------------------------------------
+
+    // Windows of the registry availability ratios (registry:imagepull_probe_availability:ratio_rate<window>).
+    availabilityWindows: ['5m', '1h', '1d'],
+    // Quantiles recorded from the manifest HEAD latency histogram.
+    manifestLatencyQuantiles: ['0.5', '0.9', '0.99'],
+    // Rate window of the latency quantiles; a few probes per target per window at the default 60s interval.
+    manifestLatencyRateWindow: '5m',
+
+    // Dashboards ----------------------------------------------------------
+
+    // Tags on every dashboard, for Grafana's dashboard lists and links.
+    dashboardTags: ['imagepull'],
+    // Prefix of every dashboard title.
+    dashboardNamePrefix: 'Image pulls / ',
+    // Default refresh interval of the dashboards.
+    dashboardRefresh: '1m',
+    // Default time range of the dashboards.
+    dashboardFrom: 'now-6h',
+    // Time zone of the dashboards ('browser' or 'utc').
+    dashboardTimezone: 'utc',
+    // Stable dashboard uids: links between dashboards and bookmarks depend on them.
+    dashboardUIDs: {
+      'registries-overview': 'imagepull-registries-overview',
+      'cluster-impact': 'imagepull-cluster-impact',
+      'registry-detail': 'imagepull-registry-detail',
+    },
+  },
+}
