@@ -102,13 +102,18 @@ func ParseReference(s string) (Reference, error) {
 		return Reference{}, fmt.Errorf("invalid image reference %q: invalid registry host %q", s, domain)
 	}
 	r.Registry = NormalizeRegistry(domain)
+	if r.Registry != DockerHubRegistry && !strings.ContainsAny(domain, ".:") && strings.ToLower(domain) != "localhost" {
+		// An upper-case first component without '.' or ':' is a host only
+		// because of its case: keep the case so that String() round-trips.
+		r.Registry = domain
+	}
 	if r.Registry == DockerHubRegistry && !strings.ContainsRune(remainder, '/') {
 		remainder = "library/" + remainder
 	}
 	if strings.ToLower(remainder) != remainder {
 		return Reference{}, fmt.Errorf("invalid image reference %q: repository name must be lowercase", s)
 	}
-	if anchoredIdentifierRE.MatchString(remainder) {
+	if anchoredIdentifierRE.MatchString(s) {
 		return Reference{}, fmt.Errorf("invalid image reference %q: a repository name cannot be a 64-byte hexadecimal string (that is an image ID)", s)
 	}
 	for _, c := range strings.Split(remainder, "/") {
@@ -138,8 +143,9 @@ func splitDomain(name string) (domain, remainder string) {
 
 // NormalizeRegistry maps the spellings of one registry to one name: Docker
 // Hub's docker.io, index.docker.io and registry-1.docker.io (and the docker
-// config key https://index.docker.io/v1/) all become "docker.io". Host names
-// are case-insensitive, so the result is lower case.
+// config key https://index.docker.io/v1/) all become "docker.io". A scheme
+// and path are dropped, and the host is lower-cased (host names are
+// case-insensitive).
 func NormalizeRegistry(host string) string {
 	h := strings.ToLower(host)
 	h = strings.TrimPrefix(h, "https://")

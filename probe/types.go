@@ -118,6 +118,11 @@ type Result struct {
 	// MalformedHeaders counts rate-limit / Retry-After header values that were
 	// present but could not be parsed; they are ignored.
 	MalformedHeaders int
+	// MalformedHeaderNames names the header of each malformed value counted
+	// in MalformedHeaders (lower case: "ratelimit-limit",
+	// "ratelimit-remaining", "docker-ratelimit-source", "retry-after"), for
+	// imagepull_malformed_headers_total{header}.
+	MalformedHeaderNames []string
 
 	TLSCertExpiry time.Time // NotAfter of the registry's leaf certificate; zero over plain HTTP or when no handshake happened
 
