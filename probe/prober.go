@@ -2,25 +2,83 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptrace"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
 // ProberOptions configures a Prober.
 type ProberOptions struct {
 	// UserAgent is sent with every request; empty means "imagepull_exporter".
 	UserAgent string
-	// Now returns the current time; nil means time.Now. Tests inject it to
-	// move past token expiry and auth-check intervals without sleeping.
+	// Now returns the current time; nil means time.Now. It decides token
+	// expiry and when the auth check is due, so tests inject it to move
+	// past both without sleeping. Phase durations always use the real clock.
 	Now func() time.Time
 }
 
-// Prober probes targets. It is shared by every probe of a scheduler and is
-// safe for concurrent use: it caches keep-alive transports per module and
-// registry, and bearer tokens per registry, scope and credential, so that a
-// warm probe sends exactly one request (the manifest HEAD).
+// Prober probes targets. One Prober is shared by every probe of a scheduler
+// and is safe for concurrent use. It caches keep-alive transports per module
+// and registry, and authentication (the challenge answer and the bearer
+// token) per registry, scope and credential identity, so that a warm probe
+// sends exactly one request: the manifest HEAD.
+//
+// Authentication is redone (GET /v2/ ping + token exchange) when
+//   - nothing is cached (a cold probe),
+//   - the module's AuthCheckInterval has passed since the last check, so
+//     that auth stays measured (Result.AuthChecked, Result.AuthOK),
+//   - the cached token has expired, or
+//   - the previous probe's HEAD was answered 401: the cached token is
+//     dropped and that probe reports unauthorized. There is no silent retry
+//     with a fresh token within the probe: one probe is one attempt, and a
+//     registry that revokes tokens should show up as a failed probe rather
+//     than be papered over. The next probe starts from a fresh auth.
 type Prober struct {
 	opts ProberOptions
+
+	mu         sync.Mutex
+	transports map[transportKey]*transportEntry
+	auths      map[authKey]authState
+	lastSweep  time.Time
 }
+
+// authKey identifies cached authentication: the registry origin, the token
+// scope, and a hash of the credentials (never the credentials themselves).
+type authKey struct {
+	origin string
+	scope  string
+	creds  string
+}
+
+// Auth schemes of a cached authState.
+const (
+	schemeNone   = "none"   // /v2/ answered 200: anonymous access
+	schemeBasic  = "basic"  // Basic challenge: credentials on every request
+	schemeBearer = "bearer" // Bearer challenge: a token from the realm
+)
+
+type authState struct {
+	checkedAt time.Time // last ping + token exchange
+	staleAt   time.Time // when the next auth check is due
+	scheme    string
+	cred      Credential // basic: the credential that worked
+	token     string     // bearer
+	expires   time.Time  // bearer: token expiry minus a safety margin
+}
+
+// Cache housekeeping: entries unused this long are dropped, checked at most
+// once per sweepEvery.
+const (
+	sweepEvery = 10 * time.Minute
+	unusedTTL  = time.Hour
+)
 
 // NewProber returns a Prober with empty caches.
 func NewProber(opts ProberOptions) *Prober {
@@ -30,27 +88,513 @@ func NewProber(opts ProberOptions) *Prober {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Prober{opts: opts}
+	return &Prober{
+		opts:       opts,
+		transports: make(map[transportKey]*transportEntry),
+		auths:      make(map[authKey]authState),
+	}
 }
 
-// Probe probes one target once. It never retries: one probe is one attempt,
-// and its Result says how it went.
+// Close closes the idle connections of every cached transport and empties
+// the caches; the Prober stays usable (the next probes are cold).
+func (p *Prober) Close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, e := range p.transports {
+		e.rt.CloseIdleConnections()
+		delete(p.transports, k)
+	}
+	clear(p.auths)
+}
+
+// sweep drops cache entries nobody used for a long time (targets removed by
+// a reload, tokens of repositories no longer probed).
+func (p *Prober) sweep(now time.Time) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if now.Sub(p.lastSweep) < sweepEvery {
+		return
+	}
+	p.lastSweep = now
+	for k, e := range p.transports {
+		if now.Sub(e.lastUsed) > unusedTTL {
+			e.rt.CloseIdleConnections()
+			delete(p.transports, k)
+		}
+	}
+	for k, s := range p.auths {
+		if now.Sub(s.staleAt) > unusedTTL {
+			delete(p.auths, k)
+		}
+	}
+}
+
+// manifestAccept is the Accept header of the manifest HEAD: exactly what
+// containerd's resolver sends (remotes/docker/resolver.go), so that the
+// registry picks the same manifest (an index or list when there is one) and
+// Docker-Content-Digest is the digest containerd, and so the kubelet,
+// resolves the tag to.
+var manifestAccept = strings.Join([]string{
+	string(types.DockerManifestSchema2),
+	string(types.DockerManifestList),
+	string(types.OCIManifestSchema1),
+	string(types.OCIImageIndex),
+	"*/*",
+}, ", ")
+
+// probeRun is the state of one Probe call.
+type probeRun struct {
+	p       *Prober
+	t       Target
+	m       Module
+	res     *Result
+	client  *http.Client
+	origin  string
+	trace   *phaseTrace
+	rate    rateLimitHeaders
+	secrets []string
+	// dropAuth is set when the HEAD was answered 401.
+	dropAuth bool
+}
+
+// maxRedirects bounds redirects of one request (token realms and some
+// registries redirect; containerd follows them too).
+const maxRedirects = 3
+
+// Probe probes one target once: it never retries, and every network step is
+// bounded by ctx and the module's Timeout. The Result says how it went.
 func (p *Prober) Probe(ctx context.Context, t Target) Result {
-	start := p.opts.Now()
-	return Result{Ref: t.Ref, Start: start, Reason: ReasonProtocol, Error: "not implemented yet",
-		Phases: map[Phase]time.Duration{PhaseTotal: 0}}
+	now := p.opts.Now()
+	wallStart := time.Now()
+	res := Result{Ref: t.Ref, Start: now, Phases: make(map[Phase]time.Duration, len(Phases))}
+	for _, ph := range Phases {
+		res.Phases[ph] = 0
+	}
+	m := t.Module
+	if m.Timeout <= 0 {
+		m.Timeout = DefaultTimeout
+	}
+	if m.Interval <= 0 {
+		m.Interval = DefaultInterval
+	}
+	if m.AuthCheckInterval <= 0 {
+		m.AuthCheckInterval = DefaultAuthCheckInterval
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
+	defer cancel()
+
+	run := &probeRun{p: p, t: t, m: m, res: &res, trace: &phaseTrace{}}
+	err := run.probe(ctx, now)
+
+	resolve, connect, tlsTime, _, _ := run.trace.snapshot()
+	res.Phases[PhaseResolve] = resolve
+	res.Phases[PhaseConnect] = connect
+	res.Phases[PhaseTLS] = tlsTime
+	res.Phases[PhaseTotal] = time.Since(wallStart)
+	res.RateLimit = run.rate.rl
+	res.MalformedHeaderNames = run.rate.malformed
+	res.MalformedHeaders = len(run.rate.malformed)
+	if res.Reason != ReasonRateLimited {
+		res.RetryAfter = 0
+	}
+	if err != nil {
+		var pe *probeError
+		if !errors.As(err, &pe) {
+			pe = &probeError{reason: ReasonProtocol, msg: err.Error()}
+		}
+		res.Success = false
+		res.Reason = pe.reason
+		res.Error = run.scrub(pe.msg)
+		if res.Reason != ReasonRateLimited {
+			res.RetryAfter = 0
+		}
+	} else {
+		res.Success = true
+		res.Reason = ReasonNone
+		res.RetryAfter = 0
+	}
+	p.sweep(now)
+	return res
 }
 
-// Close closes idle connections of every cached transport.
-func (p *Prober) Close() {}
+func (r *probeRun) probe(ctx context.Context, now time.Time) error {
+	ref := r.t.Ref
+	if ref.Registry == "" || ref.Repository == "" || ref.Identifier() == "" {
+		return failf(ReasonProtocol, "invalid target: incomplete image reference %q (use ParseReference)", ref.String())
+	}
 
-// ModuleKeychain returns the keychain of a module's own credentials: static
-// username + password or password_file, else the docker config file the
-// module names, else the one in $DOCKER_CONFIG, else anonymous.
-func ModuleKeychain(m Module) (Keychain, error) {
-	return staticKeychain(nil), nil
+	kc := r.t.Keychain
+	if kc == nil {
+		var err error
+		if kc, err = ModuleKeychain(r.m); err != nil {
+			r.res.AuthChecked = true
+			return failf(ReasonUnauthorized, "module credentials: %v", err)
+		}
+	}
+	creds, err := kc.Resolve(ref)
+	if err != nil {
+		r.res.AuthChecked = true
+		return failf(ReasonUnauthorized, "credentials: %v", err)
+	}
+	r.secrets = secretsOf(creds)
+
+	scheme := "https"
+	if r.m.PlainHTTP {
+		scheme = "http"
+	}
+	apiHost := ref.APIHost()
+	r.origin = scheme + "://" + apiHost
+	rt, err := r.p.transport(r.t.ModuleName, r.origin, r.m, now)
+	if err != nil {
+		return failf(ReasonTLS, "%v", err)
+	}
+	r.client = &http.Client{
+		Transport: &recorder{base: rt, run: r, apiHost: apiHost},
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			if len(via) > maxRedirects {
+				return fmt.Errorf("more than %d redirects", maxRedirects)
+			}
+			return nil
+		},
+	}
+
+	key := authKey{origin: r.origin, scope: "repository:" + ref.Repository + ":pull", creds: credentialsID(creds)}
+	r.p.mu.Lock()
+	st, cached := r.p.auths[key]
+	r.p.mu.Unlock()
+	due := !cached || !now.Before(st.staleAt) || now.Before(st.checkedAt) ||
+		(st.scheme == schemeBearer && !now.Before(st.expires))
+	if due {
+		r.res.AuthChecked = true
+		st, err = r.authenticate(ctx, key.scope, creds, now)
+		if err != nil {
+			r.p.mu.Lock()
+			delete(r.p.auths, key)
+			r.p.mu.Unlock()
+			return err
+		}
+		r.res.AuthOK = true
+		st.checkedAt = now
+		st.staleAt = now.Add(r.m.AuthCheckInterval)
+		r.p.mu.Lock()
+		r.p.auths[key] = st
+		r.p.mu.Unlock()
+	}
+
+	err = r.headManifest(ctx, st, !due)
+	if r.dropAuth {
+		// A 401: the cached answer does not work (a revoked or expired
+		// token, a changed password, a token without the grant): forget
+		// it so that the next probe authenticates afresh.
+		r.p.mu.Lock()
+		delete(r.p.auths, key)
+		r.p.mu.Unlock()
+	}
+	return err
 }
 
-type staticKeychain []Credential
+// do sends one request of a probe, timed into phase, and returns the
+// response; ctx carries the phase trace and the request kind.
+func (r *probeRun) do(ctx context.Context, kind RequestKind, req *http.Request) (*http.Response, error) {
+	ctx = httptrace.WithClientTrace(withKind(ctx, kind), r.trace.clientTrace())
+	req = req.WithContext(ctx)
+	req.Header.Set("User-Agent", r.p.opts.UserAgent)
+	return r.client.Do(req)
+}
 
-func (k staticKeychain) Resolve(Reference) ([]Credential, error) { return k, nil }
+// transportFailure turns an exchange error into a probeError naming the
+// step and the redacted URL.
+func (r *probeRun) transportFailure(ctx context.Context, step string, req *http.Request, err error) *probeError {
+	_, _, _, tlsFailed, leaf := r.trace.snapshot()
+	reason := classifyTransportError(ctx, err, tlsFailed)
+	if reason == ReasonTLS && leaf != nil && strings.EqualFold(req.URL.Host, r.t.Ref.APIHost()) {
+		// The certificate did not verify, but its expiry is still worth
+		// reporting (an expired certificate is a common cause).
+		r.res.TLSCertExpiry = leaf.NotAfter
+	}
+	return failf(reason, "%s %s %s: %s", step, req.Method, redactURL(req.URL), describeTransportError(err))
+}
+
+// statusFailure describes a reply with an unexpected status; body is the
+// (bounded) error body for GETs, nil for a HEAD.
+func (r *probeRun) statusFailure(step string, req *http.Request, resp *http.Response, body []byte, hint string) *probeError {
+	reason := statusReason(resp.StatusCode)
+	code, summary := errorBody(body)
+	if cr := codeReason(code); cr != ReasonNone && (reason == ReasonProtocol || reason == ReasonUnauthorized && cr == ReasonForbidden) {
+		reason = cr
+	}
+	msg := fmt.Sprintf("%s %s %s: %s", step, req.Method, redactURL(req.URL), resp.Status)
+	if summary != "" {
+		msg += ": " + summary
+	}
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	if reason == ReasonRateLimited && r.res.RetryAfter > 0 {
+		msg += fmt.Sprintf(" (retry after %s)", r.res.RetryAfter)
+	}
+	return &probeError{reason: reason, msg: msg}
+}
+
+// observeRetryAfter keeps Retry-After of a 429 reply.
+func (r *probeRun) observeRetryAfter(h http.Header) {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return
+	}
+	d, ok := parseRetryAfter(v, r.p.opts.Now())
+	if !ok {
+		r.rate.malformed = append(r.rate.malformed, HeaderRetryAfter)
+		return
+	}
+	r.res.RetryAfter = d
+}
+
+// scrub removes every secret the probe knows of from s. Error texts are
+// built from redacted parts; this is the second line of defence against a
+// registry echoing a credential back.
+func (r *probeRun) scrub(s string) string {
+	for _, sec := range r.secrets {
+		if len(sec) >= 3 {
+			s = strings.ReplaceAll(s, sec, "<redacted>")
+		}
+	}
+	return s
+}
+
+// readBody reads at most max bytes of a body and closes it; reading to the
+// end lets the connection be reused.
+func readBody(resp *http.Response, max int64) ([]byte, error) {
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("reply body larger than %d bytes", max)
+	}
+	return b, nil
+}
+
+// authenticate pings /v2/, answers the challenge and returns what the
+// following HEADs present. With several credentials each is tried in order
+// until one is accepted, as the kubelet tries every matching pull secret.
+func (r *probeRun) authenticate(ctx context.Context, scope string, creds []Credential, now time.Time) (authState, error) {
+	start := time.Now()
+	req, err := http.NewRequest(http.MethodGet, r.origin+"/v2/", nil)
+	if err != nil {
+		return authState{}, failf(ReasonProtocol, "ping: %v", err)
+	}
+	resp, err := r.do(ctx, KindPing, req)
+	if err != nil {
+		r.res.Phases[PhasePing] += time.Since(start)
+		return authState{}, r.transportFailure(ctx, "ping", req, err)
+	}
+	body, berr := readBody(resp, maxErrorBody)
+	r.res.Phases[PhasePing] += time.Since(start)
+	if berr != nil && ctx.Err() != nil {
+		return authState{}, r.transportFailure(ctx, "ping", req, berr)
+	}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return authState{scheme: schemeNone}, nil
+	case http.StatusUnauthorized:
+	case http.StatusNotFound:
+		return authState{}, failf(ReasonProtocol, "ping GET %s: %s (no registry API v2 at this address)", redactURL(req.URL), resp.Status)
+	default:
+		return authState{}, r.statusFailure("ping", req, resp, body, "")
+	}
+	cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
+	if err != nil {
+		return authState{}, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
+	}
+	ch, err := pickChallenge(cs)
+	if err != nil {
+		return authState{}, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
+	}
+
+	authStart := time.Now()
+	defer func() { r.res.Phases[PhaseAuth] += time.Since(authStart) }()
+	switch ch.Scheme {
+	case schemeBasic:
+		if len(creds) == 0 {
+			// Like containerd, present nothing and let the HEAD decide:
+			// some registries challenge /v2/ yet serve public
+			// repositories anonymously.
+			return authState{scheme: schemeBasic}, nil
+		}
+		var last error
+		for _, c := range creds {
+			err := r.checkBasic(ctx, c)
+			if err == nil {
+				return authState{scheme: schemeBasic, cred: c}, nil
+			}
+			last = err
+			if !rejected(err) {
+				return authState{}, err
+			}
+		}
+		return authState{}, triedAll(len(creds), last)
+	default: // bearer
+		try := creds
+		if len(try) == 0 {
+			try = []Credential{{}}
+		}
+		var last error
+		for _, c := range try {
+			tok, expires, err := r.fetchToken(ctx, ch, scope, c, now)
+			if err == nil {
+				return authState{scheme: schemeBearer, cred: c, token: tok, expires: expires}, nil
+			}
+			last = err
+			if !rejected(err) {
+				return authState{}, err
+			}
+		}
+		return authState{}, triedAll(len(try), last)
+	}
+}
+
+// rejected reports whether an auth failure means "these credentials are not
+// accepted", after which the next credential is tried.
+func rejected(err error) bool {
+	var pe *probeError
+	return errors.As(err, &pe) && (pe.reason == ReasonUnauthorized || pe.reason == ReasonForbidden)
+}
+
+func triedAll(n int, last error) error {
+	if n <= 1 {
+		return last
+	}
+	var pe *probeError
+	if errors.As(last, &pe) {
+		return &probeError{reason: pe.reason, msg: fmt.Sprintf("all %d credentials were rejected; last: %s", n, pe.msg)}
+	}
+	return last
+}
+
+// checkBasic verifies a credential against a Basic challenge the way
+// `docker login` does: GET /v2/ with the credential.
+func (r *probeRun) checkBasic(ctx context.Context, c Credential) error {
+	req, err := http.NewRequest(http.MethodGet, r.origin+"/v2/", nil)
+	if err != nil {
+		return failf(ReasonProtocol, "basic auth check: %v", err)
+	}
+	req.SetBasicAuth(c.Username, basicSecret(c))
+	resp, err := r.do(ctx, KindPing, req)
+	if err != nil {
+		return r.transportFailure(ctx, "basic auth check", req, err)
+	}
+	body, _ := readBody(resp, maxErrorBody)
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	hint := ""
+	if resp.StatusCode == http.StatusUnauthorized {
+		hint = "credentials from " + c.Source + " rejected"
+	}
+	return r.statusFailure("basic auth check", req, resp, body, hint)
+}
+
+// basicSecret is what goes into Basic auth: the password, or the identity
+// token when that is all there is.
+func basicSecret(c Credential) string {
+	if c.Password == "" && c.IdentityToken != "" {
+		return string(c.IdentityToken)
+	}
+	return string(c.Password)
+}
+
+// headManifest sends the one request a warm probe consists of. A HEAD has
+// no body, so the reason comes from the status and the challenge alone.
+func (r *probeRun) headManifest(ctx context.Context, st authState, warm bool) error {
+	start := time.Now()
+	defer func() { r.res.Phases[PhaseManifest] += time.Since(start) }()
+	ref := r.t.Ref
+	req, err := http.NewRequest(http.MethodHead, r.origin+"/v2/"+ref.Repository+"/manifests/"+ref.Identifier(), nil)
+	if err != nil {
+		return failf(ReasonProtocol, "manifest HEAD: %v", err)
+	}
+	req.Header.Set("Accept", manifestAccept)
+	switch st.scheme {
+	case schemeBearer:
+		req.Header.Set("Authorization", "Bearer "+st.token)
+		r.secrets = append(r.secrets, st.token)
+	case schemeBasic:
+		if !st.cred.Anonymous() {
+			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))
+		}
+	}
+	resp, err := r.do(ctx, KindManifestHead, req)
+	if err != nil {
+		return r.transportFailure(ctx, "manifest", req, err)
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxErrorBody))
+	resp.Body.Close()
+
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusUnauthorized:
+		return r.headUnauthorized(req, resp, st, warm)
+	case http.StatusNotFound:
+		return r.statusFailure("manifest", req, resp, nil, "tag, digest or repository not found")
+	default:
+		return r.statusFailure("manifest", req, resp, nil, "")
+	}
+	dg := resp.Header.Get("Docker-Content-Digest")
+	if dg == "" {
+		return failf(ReasonProtocol, "manifest HEAD %s: %s without a Docker-Content-Digest header", redactURL(req.URL), resp.Status)
+	}
+	if err := validateDigest(dg); err != nil {
+		return failf(ReasonProtocol, "manifest HEAD %s: Docker-Content-Digest: %v", redactURL(req.URL), err)
+	}
+	if ref.Digest != "" && dg != ref.Digest {
+		return failf(ReasonProtocol, "manifest HEAD %s: registry answered digest %s for a reference pinned to %s", redactURL(req.URL), dg, ref.Digest)
+	}
+	r.res.Digest = dg
+	r.res.MediaType = printable(resp.Header.Get("Content-Type"), 200)
+	return nil
+}
+
+// headUnauthorized explains a 401 on the manifest HEAD.
+//
+// Docker Hub answers 401 with error="insufficient_scope" both for a
+// repository that does not exist and for a private repository the
+// credentials (or anonymous access) have no rights to: its token endpoint
+// issues a token either way, without the pull grant, and the registry then
+// refuses the HEAD. Nothing in the reply tells the two apart, and with
+// anonymous or unprivileged credentials nothing else can either (tags/list
+// and the catalog are refused the same way). So the probe reports
+// ReasonForbidden with an error text that says "does not exist or is
+// private", and does not pretend to know which. Distribution's token auth
+// does the same for a token without the grant.
+func (r *probeRun) headUnauthorized(req *http.Request, resp *http.Response, st authState, warm bool) error {
+	r.dropAuth = true
+	var ch Challenge
+	if cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate")); err == nil {
+		for _, c := range cs {
+			if c.Scheme == schemeBearer {
+				ch = c
+				break
+			}
+		}
+	}
+	if ch.Error() == "insufficient_scope" {
+		return failf(ReasonForbidden, "manifest HEAD %s: 401 insufficient_scope: repository %s does not exist or is private (the registry does not say which; with credentials that can pull it, check they are the ones used)",
+			redactURL(req.URL), r.t.Ref.Repository)
+	}
+	msg := fmt.Sprintf("manifest HEAD %s: %s", redactURL(req.URL), resp.Status)
+	switch {
+	case st.scheme == schemeBearer && warm:
+		msg += ": the cached token was rejected; it is dropped and the next probe authenticates afresh"
+	case st.scheme == schemeBearer:
+		msg += ": the registry rejected the token its token endpoint just issued"
+	case st.scheme == schemeBasic && st.cred.Anonymous():
+		msg += ": the registry requires credentials and none are configured"
+	case st.scheme == schemeBasic:
+		msg += ": credentials from " + st.cred.Source + " rejected"
+	default:
+		msg += ": /v2/ allowed anonymous access but the manifest needs credentials"
+	}
+	return &probeError{reason: ReasonUnauthorized, msg: msg}
+}

@@ -1,0 +1,218 @@
+package probe
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// ModuleKeychain returns the keychain of a module's own credentials, in this
+// order of precedence:
+//
+//   - auth.username with auth.password or auth.password_file: one static
+//     credential. The password file is read on every Resolve (every probe),
+//     so a rotated file takes effect without a reload; one trailing newline
+//     (LF or CRLF) is trimmed, as editors and `echo` add one.
+//   - auth.docker_config: a docker config.json (or a directory holding one),
+//     read on every Resolve.
+//   - the DOCKER_CONFIG environment variable, a directory holding a
+//     config.json; a missing file there means anonymous, as for the docker
+//     CLI. ~/.docker is deliberately not consulted: an exporter should not
+//     pick up whatever credentials the account it runs as happens to have.
+//   - anonymous (an empty credential list).
+//
+// Docker config entries match the image's registry host (docker.io ≡
+// index.docker.io ≡ https://index.docker.io/v1/); "auth" (base64
+// user:password), username/password and identitytoken are understood.
+// Credential helpers (credsStore, credHelpers) are not run.
+//
+// ModuleKeychain fails only for a module that cannot work (a password and a
+// password file, a password without a user name); files are checked when
+// they are read.
+func ModuleKeychain(m Module) (Keychain, error) {
+	a := m.Auth
+	if a.Password != "" && a.PasswordFile != "" {
+		return nil, errors.New("auth: password and password_file are exclusive; set one")
+	}
+	if a.Username == "" && (a.Password != "" || a.PasswordFile != "") {
+		return nil, errors.New("auth: a password or password_file needs a username")
+	}
+	switch {
+	case a.Username != "":
+		return staticModuleKeychain{user: a.Username, password: a.Password, passwordFile: a.PasswordFile}, nil
+	case a.DockerConfig != "":
+		return dockerConfigKeychain{path: a.DockerConfig, mustExist: true}, nil
+	case os.Getenv("DOCKER_CONFIG") != "":
+		return dockerConfigKeychain{path: os.Getenv("DOCKER_CONFIG")}, nil
+	}
+	return anonymousKeychain{}, nil
+}
+
+type anonymousKeychain struct{}
+
+func (anonymousKeychain) Resolve(Reference) ([]Credential, error) { return nil, nil }
+
+type staticModuleKeychain struct {
+	user         string
+	password     Secret
+	passwordFile string
+}
+
+// maxPasswordFile bounds a password file read at every probe.
+const maxPasswordFile = 64 << 10
+
+func (k staticModuleKeychain) Resolve(Reference) ([]Credential, error) {
+	c := Credential{Username: k.user, Password: k.password, Source: "module auth"}
+	if k.passwordFile != "" {
+		b, err := readBounded(k.passwordFile, maxPasswordFile)
+		if err != nil {
+			return nil, fmt.Errorf("read password_file: %w", err)
+		}
+		s := strings.TrimSuffix(string(b), "\n")
+		s = strings.TrimSuffix(s, "\r")
+		if s == "" {
+			return nil, fmt.Errorf("password_file %s is empty", k.passwordFile)
+		}
+		c.Password = Secret(s)
+		c.Source = "module auth, password_file " + k.passwordFile
+	}
+	return []Credential{c}, nil
+}
+
+// readBounded reads a whole file of at most max bytes. Errors name the path
+// but never the content.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+	}
+	return b, nil
+}
+
+// dockerConfigKeychain reads a docker config.json at every Resolve, so that
+// an updated file (a mounted secret) takes effect without a reload.
+type dockerConfigKeychain struct {
+	path      string // a config.json or a directory holding one
+	mustExist bool
+}
+
+// dockerConfigFileEntry is an "auths" entry of a docker config.json. Unlike
+// the kubelet (keyring.go), the docker CLI and containerd use identitytoken,
+// so a module's docker config does too.
+type dockerConfigFileEntry struct {
+	Auth          string `json:"auth,omitempty"`
+	Username      string `json:"username,omitempty"`
+	Password      string `json:"password,omitempty"`
+	IdentityToken string `json:"identitytoken,omitempty"`
+}
+
+func (k dockerConfigKeychain) Resolve(ref Reference) ([]Credential, error) {
+	path := k.path
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		path = filepath.Join(path, "config.json")
+	}
+	b, err := readBounded(path, maxDockerConfigSize)
+	if err != nil {
+		if !k.mustExist && errors.Is(err, os.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("docker config: %w", err)
+	}
+	var v struct {
+		Auths map[string]json.RawMessage `json:"auths"`
+	}
+	if err := unmarshalQuiet(b, &v); err != nil {
+		return nil, fmt.Errorf("docker config %s: %w", path, err)
+	}
+	keys := make([]string, 0, len(v.Auths))
+	for key := range v.Auths {
+		if NormalizeRegistry(key) == NormalizeRegistry(ref.Registry) {
+			keys = append(keys, key)
+		}
+	}
+	// Several keys can name one registry ("docker.io" and
+	// "https://index.docker.io/v1/"); sorting makes the order reproducible.
+	sort.Strings(keys)
+	var out []Credential
+	for _, key := range keys {
+		var e dockerConfigFileEntry
+		if err := unmarshalQuiet(v.Auths[key], &e); err != nil {
+			return nil, fmt.Errorf("docker config %s entry %q: %w", path, key, err)
+		}
+		c := Credential{Username: e.Username, Password: Secret(e.Password), IdentityToken: Secret(e.IdentityToken),
+			Source: fmt.Sprintf("docker config %s entry %q", path, key)}
+		if e.Auth != "" {
+			u, p, err := decodeAuthField(e.Auth)
+			if err != nil {
+				return nil, fmt.Errorf("docker config %s entry %q: %w", path, key, err)
+			}
+			c.Username, c.Password = u, Secret(p)
+		}
+		if c.Anonymous() {
+			continue
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// credentialID identifies a credential in cache keys without holding it: a
+// SHA-256 over its parts, never the plaintext. Anonymous is "anonymous".
+func credentialID(c Credential) string {
+	if c.Anonymous() {
+		return "anonymous"
+	}
+	h := sha256.New()
+	io.WriteString(h, c.Username)
+	h.Write([]byte{0})
+	io.WriteString(h, string(c.Password))
+	h.Write([]byte{0})
+	io.WriteString(h, string(c.IdentityToken))
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// credentialsID identifies an ordered list of credentials the same way.
+func credentialsID(cs []Credential) string {
+	if len(cs) == 0 {
+		return "anonymous"
+	}
+	if len(cs) == 1 {
+		return credentialID(cs[0])
+	}
+	h := sha256.New()
+	for _, c := range cs {
+		io.WriteString(h, credentialID(c))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// secretsOf lists the secret strings of credentials, for scrubbing error
+// texts (defence in depth: no code path should put them there).
+func secretsOf(cs []Credential) []string {
+	var out []string
+	for _, c := range cs {
+		if c.Password != "" {
+			out = append(out, string(c.Password))
+		}
+		if c.IdentityToken != "" {
+			out = append(out, string(c.IdentityToken))
+		}
+	}
+	return out
+}
