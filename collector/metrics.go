@@ -1,0 +1,273 @@
+package collector
+
+import (
+	"sort"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// The per-target labels: the target's name and its normalised reference
+// (reference is the tag, or the digest when the target is pinned).
+var targetLabels = []string{"target", "registry", "repository", "reference"}
+
+func withLabels(extra ...string) []string {
+	return append(append([]string(nil), targetLabels...), extra...)
+}
+
+// The metric names and labels are a contract (the mixin and the tests use
+// exactly these): extend, never rename.
+var (
+	descProbeSuccess = prometheus.NewDesc("imagepull_probe_success",
+		"Whether the last probe of the target succeeded (manifest HEAD answered with a digest).",
+		targetLabels, nil)
+	descFailureReason = prometheus.NewDesc("imagepull_probe_failure_reason",
+		"Why the last probe failed: 1 for the current reason, 0 for the others; all 0 after a success.",
+		withLabels("reason"), nil)
+	descProbeDuration = prometheus.NewDesc("imagepull_probe_duration_seconds",
+		"Duration of each phase of the last probe; resolve, connect and tls are 0 when a kept-alive connection was reused.",
+		withLabels("phase"), nil)
+	descManifestHead = prometheus.NewDesc("imagepull_manifest_head_duration_seconds",
+		"Duration of the manifest HEAD step of every probe that reached it, for latency SLOs.",
+		targetLabels, nil)
+	descProbeTimestamp = prometheus.NewDesc("imagepull_probe_timestamp_seconds",
+		"When the last probe of the target started.",
+		targetLabels, nil)
+	descLastSuccess = prometheus.NewDesc("imagepull_probe_last_success_timestamp_seconds",
+		"When the last successful probe of the target started; absent until the first success.",
+		targetLabels, nil)
+	descProbesTotal = prometheus.NewDesc("imagepull_probes_total",
+		"Probes of the target by result.",
+		withLabels("result"), nil)
+	descAuthSuccess = prometheus.NewDesc("imagepull_auth_success",
+		"Whether the last authentication check (ping and token exchange) of the target succeeded.",
+		targetLabels, nil)
+	descRateLimitLimit = prometheus.NewDesc("imagepull_ratelimit_limit",
+		"Pulls allowed per window, from the registry's ratelimit-limit header; absent when the registry sends none.",
+		[]string{"registry", "source"}, nil)
+	descRateLimitRemaining = prometheus.NewDesc("imagepull_ratelimit_remaining",
+		"Pulls left in the current window, from the registry's ratelimit-remaining header.",
+		[]string{"registry", "source"}, nil)
+	descRateLimitWindow = prometheus.NewDesc("imagepull_ratelimit_window_seconds",
+		"Length of the rate-limit window, from the w= parameter of the rate-limit headers.",
+		[]string{"registry", "source"}, nil)
+	descRetryAfter = prometheus.NewDesc("imagepull_ratelimit_retry_after_seconds",
+		"Retry-After of the last probe; present only while the last probe was answered 429 with Retry-After.",
+		targetLabels, nil)
+	descManifestInfo = prometheus.NewDesc("imagepull_manifest_info",
+		"The digest and media type the registry last served for the target's reference (kept across failed probes).",
+		withLabels("digest", "media_type"), nil)
+	descDigestChanges = prometheus.NewDesc("imagepull_manifest_digest_changes_total",
+		"How often the digest served for the target's reference changed between probes.",
+		targetLabels, nil)
+	descTLSCertExpiry = prometheus.NewDesc("imagepull_tls_cert_expiry_timestamp_seconds",
+		"When the registry's TLS leaf certificate expires.",
+		[]string{"registry"}, nil)
+	descRegistryRequests = prometheus.NewDesc("imagepull_registry_requests_total",
+		"HTTP requests sent to registries by kind and status code (\"error\" when no response arrived). manifest_get stays 0: a GET counts as a pull.",
+		[]string{"registry", "kind", "code"}, nil)
+	descMalformedHeaders = prometheus.NewDesc("imagepull_malformed_headers_total",
+		"Rate-limit and Retry-After header values that could not be parsed and were ignored.",
+		[]string{"registry", "header"}, nil)
+	descBudgetExhausted = prometheus.NewDesc("imagepull_probe_budget_exhausted_total",
+		"Probes skipped because the registry's request budget (--probe.registry-budget) was spent.",
+		[]string{"registry"}, nil)
+	descTargets = prometheus.NewDesc("imagepull_exporter_targets",
+		"Targets being probed, by where they come from.",
+		[]string{"source"}, nil)
+)
+
+// manifestBuckets suit registry latency: a warm HEAD to a nearby registry
+// takes tens of milliseconds, a cold one through a CDN a few hundred, and
+// anything past the 10s default timeout never reaches the histogram.
+var manifestBuckets = [...]float64{.025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// histogram accumulates observations per target. It is a value type (an
+// array, no slices) so a snapshot copies it.
+type histogram struct {
+	counts [len(manifestBuckets)]uint64 // non-cumulative
+	count  uint64
+	sum    float64
+}
+
+func (h *histogram) observe(v float64) {
+	for i, b := range manifestBuckets {
+		if v <= b {
+			h.counts[i]++
+			break
+		}
+	}
+	h.count++
+	h.sum += v
+}
+
+func (h histogram) clone() histogram { return h }
+
+func (h histogram) buckets() map[float64]uint64 {
+	m := make(map[float64]uint64, len(manifestBuckets))
+	var cum uint64
+	for i, b := range manifestBuckets {
+		cum += h.counts[i]
+		m[b] = cum
+	}
+	return m
+}
+
+// Describe implements prometheus.Collector.
+func (s *Scheduler) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		descProbeSuccess, descFailureReason, descProbeDuration, descManifestHead,
+		descProbeTimestamp, descLastSuccess, descProbesTotal, descAuthSuccess,
+		descRateLimitLimit, descRateLimitRemaining, descRateLimitWindow, descRetryAfter,
+		descManifestInfo, descDigestChanges, descTLSCertExpiry, descRegistryRequests,
+		descMalformedHeaders, descBudgetExhausted, descTargets,
+	} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: it emits the latest results as
+// they are; it never probes.
+func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
+	snap := s.Snapshot()
+	collectSnapshot(ch, &snap)
+	for _, src := range []string{SourceConfig, SourceDiscovered} {
+		ch <- prometheus.MustNewConstMetric(descTargets, prometheus.GaugeValue, float64(snap.Sources[src]), src)
+	}
+	for _, e := range snap.Exhausted {
+		ch <- prometheus.MustNewConstMetric(descBudgetExhausted, prometheus.CounterValue, float64(e.Count), e.Registry)
+	}
+}
+
+// collectSnapshot emits the per-target and per-registry series of snap;
+// the scheduler and /probe share it so both expose the same names.
+func collectSnapshot(ch chan<- prometheus.Metric, snap *Snapshot) {
+	for i := range snap.Targets {
+		collectTarget(ch, &snap.Targets[i])
+	}
+	for _, rl := range snap.RateLimits {
+		ch <- prometheus.MustNewConstMetric(descRateLimitLimit, prometheus.GaugeValue, rl.Limit, rl.Registry, rl.Source)
+		ch <- prometheus.MustNewConstMetric(descRateLimitRemaining, prometheus.GaugeValue, rl.Remaining, rl.Registry, rl.Source)
+		if rl.Window > 0 {
+			ch <- prometheus.MustNewConstMetric(descRateLimitWindow, prometheus.GaugeValue, rl.Window.Seconds(), rl.Registry, rl.Source)
+		}
+	}
+	for reg, exp := range snap.CertExpiry {
+		ch <- prometheus.MustNewConstMetric(descTLSCertExpiry, prometheus.GaugeValue, unixSeconds(exp), reg)
+	}
+	for k, n := range snap.requests {
+		ch <- prometheus.MustNewConstMetric(descRegistryRequests, prometheus.CounterValue, float64(n), k.registry, string(k.kind), k.code)
+	}
+	for k, n := range snap.malformed {
+		ch <- prometheus.MustNewConstMetric(descMalformedHeaders, prometheus.CounterValue, float64(n), k.registry, k.header)
+	}
+}
+
+func collectTarget(ch chan<- prometheus.Metric, t *TargetStatus) {
+	res := t.Last
+	if res == nil {
+		return // not probed yet: no series rather than made-up zeros
+	}
+	lv := []string{t.Name, t.Ref.Registry, t.Ref.Repository, t.Ref.Identifier()}
+	gauge := func(d *prometheus.Desc, v float64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, append(lv[:4:4], extra...)...)
+	}
+	counter := func(d *prometheus.Desc, v float64, extra ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, append(lv[:4:4], extra...)...)
+	}
+
+	gauge(descProbeSuccess, boolFloat(res.Success))
+	for _, r := range probe.Reasons {
+		gauge(descFailureReason, boolFloat(!res.Success && res.Reason == r), string(r))
+	}
+	for _, ph := range probe.Phases {
+		gauge(descProbeDuration, res.Phases[ph].Seconds(), string(ph))
+	}
+	if t.hist.count > 0 {
+		ch <- prometheus.MustNewConstHistogram(descManifestHead, t.hist.count, t.hist.sum, t.hist.buckets(), lv...)
+	}
+	gauge(descProbeTimestamp, unixSeconds(res.Start))
+	if !t.LastSuccess.IsZero() {
+		gauge(descLastSuccess, unixSeconds(t.LastSuccess))
+	}
+	counter(descProbesTotal, float64(t.Successes), "success")
+	counter(descProbesTotal, float64(t.Failures), "failure")
+	if t.AuthChecked {
+		gauge(descAuthSuccess, boolFloat(t.AuthOK))
+	}
+	if !res.Success && res.Reason == probe.ReasonRateLimited && res.RetryAfter > 0 {
+		gauge(descRetryAfter, res.RetryAfter.Seconds())
+	}
+	if t.Digest != "" {
+		gauge(descManifestInfo, 1, t.Digest, t.MediaType)
+	}
+	counter(descDigestChanges, float64(t.DigestChanges))
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func unixSeconds(t time.Time) float64 {
+	return float64(t.UnixNano()) / 1e9
+}
+
+// resultSnapshot turns one probe result into a snapshot of one target, for
+// /probe: the same series as the scheduler's, counting this probe only.
+func resultSnapshot(name string, res probe.Result) Snapshot {
+	t := TargetStatus{Name: name, Source: "probe", Ref: res.Ref, Last: &res}
+	if res.Success {
+		t.Successes, t.LastSuccess = 1, res.Start
+	} else {
+		t.Failures = 1
+	}
+	if res.AuthChecked {
+		t.AuthChecked, t.AuthOK = true, res.AuthOK
+	}
+	t.Digest, t.MediaType = res.Digest, res.MediaType
+	if d, ok := res.Phases[probe.PhaseManifest]; ok {
+		t.hist.observe(d.Seconds())
+	}
+	reg := res.Ref.Registry
+	snap := Snapshot{
+		Targets:    []TargetStatus{t},
+		CertExpiry: map[string]time.Time{},
+		requests:   map[requestKey]uint64{},
+		malformed:  map[malformedKey]uint64{},
+	}
+	if res.RateLimit != nil {
+		snap.RateLimits = []RateLimitStatus{{Registry: reg, RateLimit: *res.RateLimit, Updated: res.Start}}
+	}
+	if !res.TLSCertExpiry.IsZero() {
+		snap.CertExpiry[reg] = res.TLSCertExpiry
+	}
+	for _, rq := range res.Requests {
+		snap.requests[requestKey{reg, rq.Kind, statusCode(rq.Status)}]++
+	}
+	for _, h := range malformedHeaders(&res) {
+		snap.malformed[malformedKey{reg, h}]++
+	}
+	return snap
+}
+
+// snapshotCollector exposes a fixed snapshot, for /probe's fresh registry.
+type snapshotCollector struct{ snap Snapshot }
+
+func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) { collectSnapshot(ch, &c.snap) }
+
+// malformedHeaders lists the names of the malformed headers of a result, one
+// per malformed value, sorted.
+func malformedHeaders(res *probe.Result) []string {
+	names := append([]string(nil), res.MalformedHeaderNames...)
+	sort.Strings(names)
+	return names
+}

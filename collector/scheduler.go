@@ -1,0 +1,664 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// Target sources, the values of imagepull_exporter_targets{source}.
+const (
+	SourceConfig     = "config"
+	SourceDiscovered = "discovered"
+)
+
+// Scheduler defaults.
+const (
+	DefaultConcurrency    = 8
+	DefaultRegistryBudget = 60 // requests per minute per registry
+	DefaultMaxDiscovered  = 1000
+)
+
+// DiscoveredTarget is a target found outside the configuration file (by the
+// Kubernetes watchers: images pods use, with their pull secrets). The
+// scheduler probes it like a configured target.
+type DiscoveredTarget struct {
+	// Name is the `target` label value; unique among discovered targets.
+	// A discovered target whose name a configured target already uses is
+	// ignored: the file wins.
+	Name string
+	// Ref is the image to probe.
+	Ref probe.Reference
+	// Module names a module of the running configuration; empty means
+	// "default". A target naming a module the configuration lacks is
+	// ignored (and logged) until a reload defines it.
+	Module string
+	// Interval overrides the module's interval when positive.
+	Interval time.Duration
+	// Keychain supplies the credentials (pull secrets); nil means the
+	// module's own. Changing only the keychain keeps the target's state
+	// and schedule: the next probe uses the new credentials.
+	Keychain probe.Keychain
+}
+
+// SchedulerOptions configures a Scheduler.
+type SchedulerOptions struct {
+	// Prober is shared by every probe so that tokens and connections stay
+	// warm; nil means a new one with default options. The scheduler does
+	// not close it.
+	Prober *probe.Prober
+	// Concurrency bounds the probes in flight; <= 0 means DefaultConcurrency.
+	Concurrency int
+	// Budget caps requests per registry; nil means unlimited.
+	Budget *RequestBudget
+	// MaxDiscovered caps the discovered targets (cardinality); <= 0 means
+	// DefaultMaxDiscovered.
+	MaxDiscovered int
+	// Logger; nil discards.
+	Logger *slog.Logger
+	// Now is the clock for rate-limit staleness; nil means time.Now.
+	Now func() time.Time
+}
+
+// Scheduler probes every target on its interval and keeps the latest
+// results. A scrape never triggers a probe: Collector reads the results.
+// It implements ProbeStatus for the Kubernetes join.
+type Scheduler struct {
+	prober *probe.Prober
+	sem    chan struct{}
+	budget *RequestBudget
+	maxDis int
+	logger *slog.Logger
+	now    func() time.Time
+
+	mu         sync.Mutex
+	cfg        *Config
+	discovered []DiscoveredTarget
+	runners    map[string]*runner   // by target name
+	byRegistry map[string][]*runner // by normalised registry
+	sources    map[string]int       // target count per source
+	ctx        context.Context      // set by Run
+	stopped    bool
+	wg         sync.WaitGroup
+
+	regMu      sync.Mutex
+	rateLimits map[rateLimitKey]rateLimitEntry
+	certExpiry map[string]time.Time
+	requests   map[requestKey]uint64
+	malformed  map[malformedKey]uint64
+
+	// waiting counts probes blocked on the concurrency bound (for tests).
+	waiting atomic.Int64
+}
+
+type rateLimitKey struct{ registry, source string }
+
+type rateLimitEntry struct {
+	rl      probe.RateLimit
+	updated time.Time
+}
+
+type requestKey struct {
+	registry string
+	kind     probe.RequestKind
+	code     string
+}
+
+type malformedKey struct{ registry, header string }
+
+// targetSpec is everything that, when changed, restarts a target.
+type targetSpec struct {
+	name       string
+	source     string
+	ref        probe.Reference
+	moduleName string
+	module     probe.Module
+	interval   time.Duration
+}
+
+type keychainBox struct{ kc probe.Keychain }
+
+type runner struct {
+	spec     targetSpec
+	keychain atomic.Pointer[keychainBox]
+	cancel   context.CancelFunc
+	delay    time.Duration // before the first probe
+
+	mu sync.Mutex
+	st targetState
+}
+
+// targetState is what the scheduler remembers of one target.
+type targetState struct {
+	last          *probe.Result
+	lastSuccess   time.Time
+	digest        string // last digest seen (survives failures)
+	mediaType     string
+	successes     uint64
+	failures      uint64
+	digestChanges uint64
+	authChecked   bool // an auth check has happened
+	authOK        bool
+	hist          histogram
+}
+
+// NewScheduler returns a scheduler with no targets. Give it a configuration
+// with ApplyConfig and start it with Run.
+func NewScheduler(opts SchedulerOptions) *Scheduler {
+	if opts.Prober == nil {
+		opts.Prober = probe.NewProber(probe.ProberOptions{})
+	}
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.MaxDiscovered <= 0 {
+		opts.MaxDiscovered = DefaultMaxDiscovered
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Scheduler{
+		prober:     opts.Prober,
+		sem:        make(chan struct{}, opts.Concurrency),
+		budget:     opts.Budget,
+		maxDis:     opts.MaxDiscovered,
+		logger:     opts.Logger,
+		now:        opts.Now,
+		cfg:        &Config{Modules: map[string]probe.Module{}},
+		runners:    map[string]*runner{},
+		byRegistry: map[string][]*runner{},
+		sources:    map[string]int{},
+		rateLimits: map[rateLimitKey]rateLimitEntry{},
+		certExpiry: map[string]time.Time{},
+		requests:   map[requestKey]uint64{},
+		malformed:  map[malformedKey]uint64{},
+	}
+}
+
+// Budget returns the scheduler's request budget (nil when unlimited), for
+// /probe to share.
+func (s *Scheduler) Budget() *RequestBudget { return s.budget }
+
+// Run starts probing and blocks until ctx is done; then it stops every
+// target and returns once all of its goroutines have exited.
+func (s *Scheduler) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ctx != nil {
+		s.mu.Unlock()
+		return errors.New("scheduler: Run called twice")
+	}
+	s.ctx = ctx
+	for _, r := range s.sortedRunners() {
+		s.start(r)
+	}
+	s.mu.Unlock()
+
+	<-ctx.Done()
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.wg.Wait()
+	return nil
+}
+
+// ApplyConfig makes cfg's targets the configured targets: removed targets
+// stop and lose their series, changed ones restart, unchanged ones keep
+// their state and schedule. Discovered targets are re-resolved against
+// cfg's modules.
+func (s *Scheduler) ApplyConfig(cfg *Config) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg = cfg
+	s.reconcile()
+}
+
+// SetDiscovered replaces the set of discovered targets (source
+// "discovered"). It is the seam for Kubernetes discovery: call it with the
+// full current set whenever it changes; targets keep their state across
+// calls as long as their name, reference, module and interval stay.
+func (s *Scheduler) SetDiscovered(targets []DiscoveredTarget) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.discovered = append([]DiscoveredTarget(nil), targets...)
+	s.reconcile()
+}
+
+// reconcile computes the desired targets from the configuration and the
+// discovered set and makes the running set match. s.mu is held.
+func (s *Scheduler) reconcile() {
+	type want struct {
+		spec targetSpec
+		kc   probe.Keychain
+	}
+	desired := map[string]want{}
+	for _, t := range s.cfg.Targets {
+		m := s.cfg.Modules[t.Module]
+		desired[t.Name] = want{spec: targetSpec{
+			name: t.Name, source: SourceConfig, ref: t.Ref,
+			moduleName: t.Module, module: m, interval: t.EffectiveInterval(s.cfg),
+		}}
+	}
+	accepted := 0
+	for _, d := range s.discovered {
+		if d.Name == "" {
+			s.logger.Debug("ignoring discovered target without a name", "image", d.Ref.String())
+			continue
+		}
+		if _, taken := desired[d.Name]; taken {
+			s.logger.Debug("ignoring discovered target: its name is taken", "target", d.Name)
+			continue
+		}
+		if accepted >= s.maxDis {
+			s.logger.Warn("too many discovered targets; ignoring the rest", "max", s.maxDis, "target", d.Name)
+			break
+		}
+		modName := d.Module
+		if modName == "" {
+			modName = DefaultModuleName
+		}
+		m, ok := s.cfg.Modules[modName]
+		if !ok {
+			if modName != DefaultModuleName {
+				s.logger.Warn("ignoring discovered target: its module is not defined", "target", d.Name, "module", modName)
+				continue
+			}
+			m = probe.DefaultModule
+		}
+		iv := m.Interval
+		if d.Interval > 0 {
+			iv = d.Interval
+		}
+		desired[d.Name] = want{spec: targetSpec{
+			name: d.Name, source: SourceDiscovered, ref: d.Ref,
+			moduleName: modName, module: m, interval: iv,
+		}, kc: d.Keychain}
+		accepted++
+	}
+
+	for name, r := range s.runners {
+		if w, ok := desired[name]; !ok || w.spec != r.spec {
+			if r.cancel != nil {
+				r.cancel()
+			}
+			delete(s.runners, name)
+		}
+	}
+	var added []*runner
+	for name, w := range desired {
+		if r, ok := s.runners[name]; ok {
+			r.keychain.Store(&keychainBox{w.kc})
+			continue
+		}
+		r := &runner{spec: w.spec}
+		r.keychain.Store(&keychainBox{w.kc})
+		s.runners[name] = r
+		added = append(added, r)
+	}
+
+	s.byRegistry = map[string][]*runner{}
+	s.sources = map[string]int{SourceConfig: 0, SourceDiscovered: 0}
+	for _, r := range s.sortedRunners() {
+		s.byRegistry[r.spec.ref.Registry] = append(s.byRegistry[r.spec.ref.Registry], r)
+		s.sources[r.spec.source]++
+	}
+	// Spread the first probes of the new targets of each registry evenly
+	// over their interval, so a start or a reload does not send a burst to
+	// one registry; a registry with one new target is probed at once, so
+	// the first scrape after startup already has a result.
+	sort.Slice(added, func(i, j int) bool { return added[i].spec.name < added[j].spec.name })
+	perRegistry := map[string][]*runner{}
+	for _, r := range added {
+		perRegistry[r.spec.ref.Registry] = append(perRegistry[r.spec.ref.Registry], r)
+	}
+	for _, rs := range perRegistry {
+		for i, r := range rs {
+			r.delay = time.Duration(float64(r.spec.interval) * float64(i) / float64(len(rs)))
+		}
+	}
+	for _, r := range added {
+		s.start(r)
+	}
+
+	// Registry-wide series of registries nothing probes any more go too.
+	s.regMu.Lock()
+	for k := range s.rateLimits {
+		if _, ok := s.byRegistry[k.registry]; !ok {
+			delete(s.rateLimits, k)
+		}
+	}
+	for reg := range s.certExpiry {
+		if _, ok := s.byRegistry[reg]; !ok {
+			delete(s.certExpiry, reg)
+		}
+	}
+	s.regMu.Unlock()
+}
+
+func (s *Scheduler) sortedRunners() []*runner {
+	rs := make([]*runner, 0, len(s.runners))
+	for _, r := range s.runners {
+		rs = append(rs, r)
+	}
+	sort.Slice(rs, func(i, j int) bool { return rs[i].spec.name < rs[j].spec.name })
+	return rs
+}
+
+// start launches r's goroutine if the scheduler runs. s.mu is held.
+func (s *Scheduler) start(r *runner) {
+	if s.ctx == nil || s.stopped || s.ctx.Err() != nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	r.cancel = cancel
+	s.wg.Add(1)
+	go s.loop(ctx, r)
+}
+
+func (s *Scheduler) loop(ctx context.Context, r *runner) {
+	defer s.wg.Done()
+	timer := time.NewTimer(r.delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-timer.C:
+		}
+		s.probeOnce(ctx, r)
+		// ±10% jitter keeps targets that share an interval from
+		// converging on the same instant.
+		timer.Reset(time.Duration(float64(r.spec.interval) * (0.9 + 0.2*rand.Float64())))
+	}
+}
+
+func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
+	s.waiting.Add(1)
+	select {
+	case s.sem <- struct{}{}:
+		s.waiting.Add(-1)
+	case <-ctx.Done():
+		s.waiting.Add(-1)
+		return
+	}
+	defer func() { <-s.sem }()
+
+	reg := r.spec.ref.Registry
+	if !s.budget.Take(reg) {
+		s.logger.Debug("probe skipped: registry request budget spent", "target", r.spec.name, "registry", reg)
+		return
+	}
+	t := probe.Target{Ref: r.spec.ref, ModuleName: r.spec.moduleName, Module: r.spec.module,
+		Keychain: r.keychain.Load().kc}
+	pctx, cancel := context.WithTimeout(ctx, r.spec.module.Timeout)
+	res := s.prober.Probe(pctx, t)
+	cancel()
+	s.budget.Charge(reg, len(res.Requests))
+	s.recordRegistry(reg, &res)
+	if ctx.Err() != nil {
+		// The target was removed or the exporter stops: a cancelled
+		// probe says nothing about the registry.
+		return
+	}
+	r.record(res)
+	if !res.Success {
+		s.logger.Debug("probe failed", "target", r.spec.name, "image", r.spec.ref.String(),
+			"reason", string(res.Reason), "err", res.Error)
+	}
+}
+
+func (r *runner) record(res probe.Result) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	st := &r.st
+	st.last = &res
+	if res.Success {
+		st.successes++
+		st.lastSuccess = res.Start
+	} else {
+		st.failures++
+	}
+	if res.AuthChecked {
+		st.authChecked, st.authOK = true, res.AuthOK
+	}
+	if res.Digest != "" {
+		if st.digest != "" && st.digest != res.Digest {
+			st.digestChanges++
+		}
+		st.digest, st.mediaType = res.Digest, res.MediaType
+	}
+	if d, ok := res.Phases[probe.PhaseManifest]; ok {
+		st.hist.observe(d.Seconds())
+	}
+}
+
+func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
+	s.regMu.Lock()
+	defer s.regMu.Unlock()
+	for _, rq := range res.Requests {
+		s.requests[requestKey{reg, rq.Kind, statusCode(rq.Status)}]++
+	}
+	for _, h := range malformedHeaders(res) {
+		s.malformed[malformedKey{reg, h}]++
+	}
+	if res.RateLimit != nil {
+		s.rateLimits[rateLimitKey{reg, res.RateLimit.Source}] = rateLimitEntry{*res.RateLimit, s.now()}
+	}
+	if !res.TLSCertExpiry.IsZero() {
+		s.certExpiry[reg] = res.TLSCertExpiry
+	}
+}
+
+func statusCode(status int) string {
+	if status == 0 {
+		return "error"
+	}
+	return strconv.Itoa(status)
+}
+
+// TargetStatus is a copy of one target's latest state, for the status page
+// and the metrics.
+type TargetStatus struct {
+	Name     string
+	Source   string
+	Ref      probe.Reference
+	Module   string
+	Interval time.Duration
+
+	Last          *probe.Result // nil before the first probe
+	LastSuccess   time.Time     // zero before the first success
+	Digest        string        // last digest seen, kept across failures
+	MediaType     string
+	Successes     uint64
+	Failures      uint64
+	DigestChanges uint64
+	AuthChecked   bool
+	AuthOK        bool
+	hist          histogram
+}
+
+// RateLimitStatus is the latest rate limit a registry reported for a source.
+type RateLimitStatus struct {
+	Registry string
+	probe.RateLimit
+	Updated time.Time
+}
+
+// Snapshot is a consistent copy of everything the scheduler knows.
+type Snapshot struct {
+	Targets    []TargetStatus // sorted by name
+	RateLimits []RateLimitStatus
+	CertExpiry map[string]time.Time // TLS certificate expiry per registry
+	Exhausted  []RegistryCount      // probes skipped for budget, per registry
+	Sources    map[string]int       // targets per source
+
+	requests  map[requestKey]uint64
+	malformed map[malformedKey]uint64
+}
+
+// rateLimitTTL is how long a rate limit stays exposed without being
+// refreshed: a registry that stops sending the headers (an account turned
+// paid, a source IP that changed) should not leave a stale headroom behind.
+const rateLimitTTL = 30 * time.Minute
+
+// Snapshot copies the scheduler's state.
+func (s *Scheduler) Snapshot() Snapshot {
+	s.mu.Lock()
+	rs := s.sortedRunners()
+	var maxInterval time.Duration
+	for _, r := range rs {
+		maxInterval = max(maxInterval, r.spec.interval)
+	}
+	snap := Snapshot{Sources: make(map[string]int, len(s.sources))}
+	for k, v := range s.sources {
+		snap.Sources[k] = v
+	}
+	s.mu.Unlock()
+
+	snap.Targets = make([]TargetStatus, 0, len(rs))
+	for _, r := range rs {
+		r.mu.Lock()
+		st := r.st
+		r.mu.Unlock()
+		snap.Targets = append(snap.Targets, TargetStatus{
+			Name: r.spec.name, Source: r.spec.source, Ref: r.spec.ref,
+			Module: r.spec.moduleName, Interval: r.spec.interval,
+			Last: st.last, LastSuccess: st.lastSuccess, Digest: st.digest, MediaType: st.mediaType,
+			Successes: st.successes, Failures: st.failures, DigestChanges: st.digestChanges,
+			AuthChecked: st.authChecked, AuthOK: st.authOK, hist: st.hist.clone(),
+		})
+	}
+
+	ttl := max(rateLimitTTL, 3*maxInterval)
+	now := s.now()
+	s.regMu.Lock()
+	for k, e := range s.rateLimits {
+		if now.Sub(e.updated) > ttl {
+			continue
+		}
+		snap.RateLimits = append(snap.RateLimits, RateLimitStatus{Registry: k.registry, RateLimit: e.rl, Updated: e.updated})
+	}
+	snap.CertExpiry = make(map[string]time.Time, len(s.certExpiry))
+	for k, v := range s.certExpiry {
+		snap.CertExpiry[k] = v
+	}
+	snap.requests = make(map[requestKey]uint64, len(s.requests))
+	for k, v := range s.requests {
+		snap.requests[k] = v
+	}
+	snap.malformed = make(map[malformedKey]uint64, len(s.malformed))
+	for k, v := range s.malformed {
+		snap.malformed[k] = v
+	}
+	s.regMu.Unlock()
+	sort.Slice(snap.RateLimits, func(i, j int) bool {
+		a, b := snap.RateLimits[i], snap.RateLimits[j]
+		return a.Registry < b.Registry || (a.Registry == b.Registry && a.Source < b.Source)
+	})
+	snap.Exhausted = s.budget.Exhausted()
+	return snap
+}
+
+// registryReasons are failures about the registry itself; they win over
+// per-image results when targets of one registry disagree. Earlier entries
+// win over later ones: the more fundamental failure explains the others.
+var registryReasons = []probe.Reason{
+	probe.ReasonDNS, probe.ReasonConnect, probe.ReasonTLS, probe.ReasonTimeout,
+	probe.ReasonServerError, probe.ReasonRateLimited, probe.ReasonUnauthorized, probe.ReasonProtocol,
+}
+
+// RegistryCause implements ProbeStatus. Precedence, over the latest result
+// of every target of the registry: a registry-level failure (dns, connect,
+// tls, timeout, server_error, rate_limited, unauthorized, protocol — in that
+// order) wins; else any success gives CauseRegistryOK; else the per-image
+// reason (not_found before forbidden). No target, or no target probed yet,
+// gives CauseUnprobed.
+func (s *Scheduler) RegistryCause(registry string) string {
+	registry = probe.NormalizeRegistry(registry)
+	s.mu.Lock()
+	rs := s.byRegistry[registry]
+	s.mu.Unlock()
+	seen := map[probe.Reason]bool{}
+	probed, ok := false, false
+	for _, r := range rs {
+		r.mu.Lock()
+		last := r.st.last
+		r.mu.Unlock()
+		if last == nil {
+			continue
+		}
+		probed = true
+		if last.Success {
+			ok = true
+		} else {
+			seen[last.Reason] = true
+		}
+	}
+	if !probed {
+		return CauseUnprobed
+	}
+	for _, reason := range registryReasons {
+		if seen[reason] {
+			return string(reason)
+		}
+	}
+	if ok {
+		return CauseRegistryOK
+	}
+	for _, reason := range []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden} {
+		if seen[reason] {
+			return string(reason)
+		}
+	}
+	for reason := range seen {
+		return string(reason) // a reason outside the known set; report it rather than hide it
+	}
+	return CauseUnprobed
+}
+
+// TagResult implements ProbeStatus: the latest result of a target probing
+// registry/repository:tag by tag (targets pinned by digest say nothing
+// about what a tag serves). When several targets probe the tag (different
+// modules or credentials), a success wins, then the most recent result.
+func (s *Scheduler) TagResult(registry, repository, tag string) (digest string, reason probe.Reason, ok bool) {
+	registry = probe.NormalizeRegistry(registry)
+	s.mu.Lock()
+	rs := s.byRegistry[registry]
+	s.mu.Unlock()
+	var best *probe.Result
+	for _, r := range rs {
+		ref := r.spec.ref
+		if ref.Repository != repository || ref.Tag != tag || ref.Digest != "" {
+			continue
+		}
+		r.mu.Lock()
+		last := r.st.last
+		r.mu.Unlock()
+		if last == nil {
+			continue
+		}
+		if best == nil || (last.Success && !best.Success) ||
+			(last.Success == best.Success && last.Start.After(best.Start)) {
+			best = last
+		}
+	}
+	if best == nil {
+		return "", probe.ReasonNone, false
+	}
+	if best.Success {
+		return best.Digest, probe.ReasonNone, true
+	}
+	return "", best.Reason, true
+}
+
+var _ ProbeStatus = (*Scheduler)(nil)
