@@ -14,7 +14,9 @@ local utils = import '../lib/utils.libsonnet';
     local waitingNamespaces =
       utils.listByLabel(
         utils.query('sum by (namespace) (max by (namespace, reason) (imagepull_pod_containers_waiting{%s, %s=%%q, registry=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
-        'namespace'
+        'namespace',
+        ' Waiting by namespace: ',
+        '.'
       ),
 
     // What to do, per join cause.
@@ -22,7 +24,7 @@ local utils = import '../lib/utils.libsonnet';
       '{{ if eq $labels.cause "registry_ok" }}The registry probes healthy, so the problem is per image or per credential: a tag that does not exist, a misspelt name, or a pull secret that is missing or wrong. Run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
       '{{ else if eq $labels.cause "unprobed" }}No probe target covers this registry, so the exporter cannot tell whether it is up: run `imagepull_exporter diagnose image REF` and add a target for the registry (or run with --kube.discover-targets).' +
       '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: the pull rate limit is exhausted (see ImagePullRateLimited). Pull through a mirror, or with a pull secret of an account with a higher limit.' +
-      '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the credentials: check the pods\' pull secrets (see ImagePullPullSecretInvalid) with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
+      '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the pull credentials (forbidden also means a repository that does not exist on Docker Hub): check the pods\' pull secrets (see ImagePullPullSecretInvalid) with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
       '{{ else if eq $labels.cause "not_found" }}The registry does not have the image: fix the repository or tag in the workload, or push the image.' +
       '{{ else if eq $labels.cause "protocol" }}The registry\'s replies break the distribution spec, often a proxy in between: run `imagepull_exporter diagnose image REF`.' +
       '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, pre-pull the images onto the nodes, or wait for the registry to return.{{ end }}',
@@ -36,8 +38,8 @@ local utils = import '../lib/utils.libsonnet';
       labels: { severity: severity },
       annotations: {
         summary: '{{ $value }} container(s) cannot start: images from {{ $labels.registry }} fail to pull ({{ $labels.cause }}).',
-        description: '{{ $value }} container(s) have waited on images from {{ $labels.registry }} for %s (cause {{ $labels.cause }}). Waiting by namespace: ' % c.podsBlockedFor +
-                     waitingNamespaces + '. ' + podsBlockedAdvice,
+        description: '{{ $value }} container(s) have waited on images from {{ $labels.registry }} for %s (cause {{ $labels.cause }}).' % c.podsBlockedFor +
+                     waitingNamespaces + ' ' + podsBlockedAdvice,
       },
     },
 
@@ -71,12 +73,14 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: '{{ $value }} running container(s) could not start again: {{ $labels.registry }} cannot serve their images ({{ $labels.cause }}).',
-              description: '{{ $value }} running container(s) use images that {{ $labels.registry }} cannot serve now (cause {{ $labels.cause }}) and that no other node holds. They run today, but a reschedule, a node drain or an eviction would leave them waiting. By namespace: ' +
+              description: '{{ $value }} running container(s) use images that {{ $labels.registry }} cannot serve now (cause {{ $labels.cause }}) and that no other node holds. They run today, but a reschedule, a node drain or an eviction would leave them waiting.' +
                            utils.listByLabel(
                              utils.query('sum by (namespace) (max by (namespace) (imagepull_reschedule_risk_containers{%s, %s=%%q, registry=%%q, cause=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.cause']),
-                             'namespace'
+                             'namespace',
+                             ' By namespace: ',
+                             '.'
                            ) +
-                           '. {{ if eq $labels.cause "not_found" }}The tag no longer exists in the registry: push it again, or move the workload to a tag or digest that exists.{{ else }}Until the registry is back, do not drain nodes that run them; pin the images by digest and pull them through a mirror, or pre-pull them onto the nodes.{{ end }}',
+                           ' {{ if eq $labels.cause "not_found" }}The tag no longer exists in the registry: push it again, or move the workload to a tag or digest that exists.{{ else }}Until the registry is back, do not drain nodes that run them; pin the images by digest and pull them through a mirror, or pre-pull them onto the nodes.{{ end }}',
             },
           },
           {

@@ -16,7 +16,7 @@ local utils = import '../lib/utils.libsonnet';
         fn,
         suffix
       ),
-    local remaining(prefix, suffix) = sourceValue('imagepull_ratelimit_remaining', 'min', prefix, '', suffix),
+    local remaining(prefix, suffix) = sourceValue('imagepull_ratelimit_remaining', 'min', prefix, 'printf "%.0f"', suffix),
     local limit(prefix, suffix) = sourceValue('imagepull_ratelimit_limit', 'max', prefix, '', suffix),
     local window(prefix, suffix) = sourceValue('imagepull_ratelimit_window_seconds', 'max', prefix, 'humanizeDuration', suffix),
 
@@ -52,7 +52,7 @@ local utils = import '../lib/utils.libsonnet';
               summary: 'Little of the pull rate limit of {{ $labels.registry }} is left for source {{ $labels.source }}.',
               description: 'Source {{ $labels.source }} has {{ $value | humanizePercentage }} of its pull limit at {{ $labels.registry }} left' +
                            remaining(' (', ' pulls' + limit(' of ', '') + window(' per ', '') + ')') +
-                           ', below %s. When it reaches 0, pulls from this source fail with 429 until the window frees up. Find what pulls so much (a crash-looping pod with imagePullPolicy Always, a CI job), pull through a mirror, or use a pull secret of an account with a higher limit.' % std.toString(std.round(c.rateLimitLowRatio * 1000) / 10) + '%',
+                           ', below ' + std.toString(std.round(c.rateLimitLowRatio * 1000) / 10) + '%. When it reaches 0, pulls from this source fail with 429 until the window frees up. Find what pulls so much (a crash-looping pod with imagePullPolicy Always, a CI job), pull through a mirror, or use a pull secret of an account with a higher limit.',
             },
           },
           {

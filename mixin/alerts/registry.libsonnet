@@ -81,13 +81,14 @@ local utils = import '../lib/utils.libsonnet';
             annotations: {
               summary: 'Registry {{ $labels.registry }} rejects the exporter ({{ $labels.cause }}).',
               description: '{{ $value }} probe target(s) of {{ $labels.registry }} have failed with {{ $labels.cause }} for %s: ' % c.registryAuthFailingFor +
-                           '{{ if eq $labels.cause "unauthorized" }}the credentials are missing, expired or rejected{{ else }}the credentials are valid but lack access to the repository, or the repository does not exist (Docker Hub answers both the same way){{ end }}. ' +
-                           'Targets: ' +
+                           '{{ if eq $labels.cause "unauthorized" }}the credentials are missing, expired or rejected{{ else }}the credentials are valid but lack access to the repository, or the repository does not exist (Docker Hub answers both the same way){{ end }}.' +
                            utils.listLabel(
                              utils.query('count by (target) (imagepull_probe_failure_reason{%s, %s=%%q, registry=%%q, reason=%%q} == 1)' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.cause']),
-                             'target'
+                             'target',
+                             ' Targets: ',
+                             '.'
                            ) +
-                           '. Pods pulling with the same credentials fail the same way.',
+                           ' Pods pulling with the same credentials fail the same way.',
             },
           },
           {

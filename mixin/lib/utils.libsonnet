@@ -57,15 +57,15 @@
   query(format, args)::
     'query (printf `%s` %s)' % [format, std.join(' ', args)],
 
-  // listByLabel renders "a (3), b (1)" from a query returning one series per
-  // value of `label`, sorted by that label.
-  listByLabel(query, label)::
-    '{{ range $i, $s := %s | sortByLabel "%s" }}{{ if $i }}, {{ end }}{{ $s.Labels.%s }} ({{ $s.Value }}){{ end }}' % [query, label, label],
+  // listByLabel renders prefix + "a (3), b (1)" + suffix from a query
+  // returning one series per value of `label`, sorted by that label; nothing
+  // at all when the query returns no series.
+  listByLabel(query, label, prefix, suffix)::
+    '{{ with %s | sortByLabel "%s" }}%s{{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s.Labels.%s }} ({{ $s.Value }}){{ end }}%s{{ end }}' % [query, label, prefix, label, suffix],
 
-  // listLabel renders "a, b" from a query returning one series per value of
-  // `label`, sorted by that label.
-  listLabel(query, label)::
-    '{{ range $i, $s := %s | sortByLabel "%s" }}{{ if $i }}, {{ end }}{{ $s.Labels.%s }}{{ end }}' % [query, label, label],
+  // listLabel is listByLabel without the values: prefix + "a, b" + suffix.
+  listLabel(query, label, prefix, suffix)::
+    '{{ with %s | sortByLabel "%s" }}%s{{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s.Labels.%s }}{{ end }}%s{{ end }}' % [query, label, prefix, label, suffix],
 
   // firstValue renders `prefix`, the first value of the query through `fn`
   // (a template function such as humanize), and `suffix`; nothing when the
