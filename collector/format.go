@@ -1,0 +1,165 @@
+package collector
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// WriteResult prints a probe result for humans: what /probe?debug=true and
+// the `probe` command show.
+func WriteResult(w io.Writer, res probe.Result) {
+	p := func(k, format string, args ...any) {
+		fmt.Fprintf(w, "%-12s %s\n", k+":", fmt.Sprintf(format, args...))
+	}
+	p("image", "%s", res.Ref)
+	if res.Success {
+		p("result", "success")
+	} else {
+		p("result", "FAILED, reason %s", res.Reason)
+		if res.Error != "" {
+			p("error", "%s", res.Error)
+		}
+	}
+	if res.Digest != "" {
+		p("digest", "%s", res.Digest)
+		p("media type", "%s", res.MediaType)
+	}
+	if rl := res.RateLimit; rl != nil {
+		src := ""
+		if rl.Source != "" {
+			src = ", source " + rl.Source
+		}
+		win := ""
+		if rl.Window > 0 {
+			win = " per " + rl.Window.String()
+		}
+		p("rate limit", "%g of %g pulls left%s%s", rl.Remaining, rl.Limit, win, src)
+	} else {
+		p("rate limit", "none reported (no ratelimit-* headers: unlimited, or a paid account)")
+	}
+	if res.RetryAfter > 0 {
+		p("retry after", "%s", res.RetryAfter)
+	}
+	if res.MalformedHeaders > 0 {
+		p("malformed", "%d header value(s) ignored: %s", res.MalformedHeaders, strings.Join(res.MalformedHeaderNames, ", "))
+	}
+	if !res.TLSCertExpiry.IsZero() {
+		p("tls expiry", "%s (in %s)", res.TLSCertExpiry.UTC().Format(time.RFC3339), time.Until(res.TLSCertExpiry).Round(time.Hour))
+	}
+	switch {
+	case !res.AuthChecked:
+		p("auth", "not checked by this probe (cached token)")
+	case res.AuthOK:
+		p("auth", "ok")
+	default:
+		p("auth", "failed")
+	}
+	fmt.Fprintln(w, "phases:")
+	for _, ph := range probe.Phases {
+		if d, ok := res.Phases[ph]; ok {
+			fmt.Fprintf(w, "  %-9s %s\n", ph, d.Round(10*time.Microsecond))
+		}
+	}
+	var kinds []string
+	for _, rq := range res.Requests {
+		kinds = append(kinds, fmt.Sprintf("%s %s", rq.Kind, statusCode(rq.Status)))
+	}
+	p("requests", "%d (%s)", len(res.Requests), strings.Join(kinds, ", "))
+}
+
+// WriteRequestLog prints every request of a probe with its (already
+// redacted) headers.
+func WriteRequestLog(w io.Writer, res probe.Result) {
+	for i, rq := range res.Requests {
+		status := statusCode(rq.Status)
+		fmt.Fprintf(w, "%d. %s %s %s -> %s in %s\n", i+1, rq.Kind, rq.Method, rq.URL, status, rq.Duration.Round(10*time.Microsecond))
+		if rq.Err != "" {
+			fmt.Fprintf(w, "     error: %s\n", rq.Err)
+		}
+		keys := make([]string, 0, len(rq.Header))
+		for k := range rq.Header {
+			keys = append(keys, k)
+		}
+		// Sent headers ("> ") before received ones ("< ").
+		sort.Slice(keys, func(i, j int) bool {
+			if keys[i][0] != keys[j][0] {
+				return keys[i][0] == '>'
+			}
+			return keys[i] < keys[j]
+		})
+		for _, k := range keys {
+			for _, v := range rq.Header[k] {
+				fmt.Fprintf(w, "     %s: %s\n", k, v)
+			}
+		}
+	}
+}
+
+// redactor removes credentials from text that leaves the process. The
+// prober already redacts what it records; this is a second line of defence
+// for pages that print whole request logs: the module's own secrets are
+// replaced wherever they appear, and so is anything after "Bearer " or
+// "Basic " and the values of token fields.
+type redactor struct {
+	secrets []string
+}
+
+var credentialRE = regexp.MustCompile(`(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9\-._~+/=]{8,}|("(?:token|access_token|refresh_token|identitytoken|password)"\s*:\s*")[^"]*(")|((?:token|access_token|refresh_token|password)=)[^&\s"]+`)
+
+const redacted = "<redacted>"
+
+// newRedactor collects the secrets of module m and of the credentials its
+// keychain resolves for ref.
+func newRedactor(m probe.Module, kc probe.Keychain, ref probe.Reference) *redactor {
+	r := &redactor{}
+	r.add(string(m.Auth.Password))
+	if m.Auth.PasswordFile != "" {
+		if b, err := os.ReadFile(m.Auth.PasswordFile); err == nil {
+			r.add(strings.TrimSpace(string(b)))
+		}
+	}
+	if kc != nil {
+		if creds, err := kc.Resolve(ref); err == nil {
+			for _, c := range creds {
+				r.add(string(c.Password))
+				r.add(string(c.IdentityToken))
+			}
+		}
+	}
+	// Longer first, so a secret that contains another is replaced whole.
+	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	return r
+}
+
+func (r *redactor) add(s string) {
+	// Very short "secrets" would redact ordinary words and still not be
+	// secret; a 3-character password is not protected by hiding it.
+	if len(s) >= 4 {
+		r.secrets = append(r.secrets, s)
+	}
+}
+
+// Redact returns s with every credential replaced.
+func (r *redactor) Redact(s string) string {
+	for _, sec := range r.secrets {
+		s = strings.ReplaceAll(s, sec, redacted)
+	}
+	return credentialRE.ReplaceAllStringFunc(s, func(m string) string {
+		sub := credentialRE.FindStringSubmatch(m)
+		switch {
+		case sub[1] != "":
+			return sub[1] + redacted
+		case sub[2] != "":
+			return sub[2] + redacted + sub[3]
+		default:
+			return sub[4] + redacted
+		}
+	})
+}

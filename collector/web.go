@@ -1,0 +1,270 @@
+package collector
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// scrapeTimeoutOffset is left of Prometheus' scrape timeout for writing the
+// answer, as blackbox_exporter does, so a slow registry yields
+// probe_success 0 rather than a failed scrape.
+const scrapeTimeoutOffset = 500 * time.Millisecond
+
+// ProbeHandlerOptions configures NewProbeHandler.
+type ProbeHandlerOptions struct {
+	// Config returns the running configuration (for its modules).
+	Config func() *Config
+	// Budget is charged by every probe; nil means unlimited.
+	Budget *RequestBudget
+	// Concurrency bounds /probe probes in flight; extra requests get 503.
+	// <= 0 means DefaultConcurrency.
+	Concurrency int
+	// UserAgent of the probes; empty means the prober's default.
+	UserAgent string
+	Logger    *slog.Logger
+}
+
+type probeHandler struct {
+	opts ProbeHandlerOptions
+	sem  chan struct{}
+}
+
+// NewProbeHandler serves /probe?target=<image>&module=<name>, blackbox
+// style: each request probes once with a fresh prober (cold: ping, token,
+// HEAD) and answers that probe's metrics from a fresh registry, with the
+// same names as the scheduler's. &debug=true answers text instead: the
+// request log (credentials redacted), the result and the metrics.
+func NewProbeHandler(opts ProbeHandlerOptions) http.Handler {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = DefaultConcurrency
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &probeHandler{opts: opts, sem: make(chan struct{}, opts.Concurrency)}
+}
+
+func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	target := q.Get("target")
+	if target == "" {
+		http.Error(w, "missing target parameter; use /probe?target=<image>&module=<name>, e.g. /probe?target=docker.io/library/nginx:latest", http.StatusBadRequest)
+		return
+	}
+	ref, err := probe.ParseReference(target)
+	if err != nil {
+		http.Error(w, fmt.Sprintf("bad target: %v", err), http.StatusBadRequest)
+		return
+	}
+	cfg := h.opts.Config()
+	modName := q.Get("module")
+	if modName == "" {
+		modName = DefaultModuleName
+	}
+	m, ok := cfg.Modules[modName]
+	if !ok {
+		names := make([]string, 0, len(cfg.Modules))
+		for n := range cfg.Modules {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		http.Error(w, fmt.Sprintf("unknown module %q (defined: %s)", modName, strings.Join(names, ", ")), http.StatusBadRequest)
+		return
+	}
+	timeout, err := probeTimeout(m.Timeout, r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	debug := q.Get("debug") == "true"
+
+	select {
+	case h.sem <- struct{}{}:
+		defer func() { <-h.sem }()
+	default:
+		http.Error(w, fmt.Sprintf("too many probes in flight (%d); retry later", cap(h.sem)), http.StatusServiceUnavailable)
+		return
+	}
+	if !h.opts.Budget.Take(ref.Registry) {
+		http.Error(w, fmt.Sprintf("the request budget of registry %s is spent (--probe.registry-budget); retry later", ref.Registry), http.StatusTooManyRequests)
+		return
+	}
+
+	prober := probe.NewProber(probe.ProberOptions{UserAgent: h.opts.UserAgent})
+	defer prober.Close()
+	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	defer cancel()
+	res := prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: m})
+	h.opts.Budget.Charge(ref.Registry, len(res.Requests))
+	if !res.Success {
+		h.opts.Logger.Debug("probe failed", "via", "/probe", "image", ref.String(), "module", modName,
+			"reason", string(res.Reason), "err", res.Error)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(snapshotCollector{resultSnapshot(target, res)})
+	if !debug {
+		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
+		return
+	}
+
+	kc, _ := probe.ModuleKeychain(m)
+	red := newRedactor(m, kc, ref)
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "Probe of %s with module %q, timeout %s\n\n", ref, modName, timeout)
+	fmt.Fprintln(&b, "Requests:")
+	WriteRequestLog(&b, res)
+	fmt.Fprintln(&b, "\nResult:")
+	WriteResult(&b, res)
+	fmt.Fprintln(&b, "\nMetrics:")
+	if mfs, err := reg.Gather(); err == nil {
+		for _, mf := range mfs {
+			_, _ = expfmt.MetricFamilyToText(&b, mf)
+		}
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = w.Write([]byte(red.Redact(b.String())))
+}
+
+// probeTimeout is the module's timeout, or less when Prometheus says its
+// scrape times out sooner.
+func probeTimeout(module time.Duration, header string) (time.Duration, error) {
+	if header == "" {
+		return module, nil
+	}
+	secs, err := strconv.ParseFloat(header, 64)
+	if err != nil || secs <= 0 || secs > 24*3600 {
+		return 0, fmt.Errorf("bad X-Prometheus-Scrape-Timeout-Seconds %q: want a positive number of seconds", header)
+	}
+	d := time.Duration(secs * float64(time.Second))
+	if d > 2*scrapeTimeoutOffset {
+		d -= scrapeTimeoutOffset
+	} else {
+		d /= 2
+	}
+	return min(module, d), nil
+}
+
+//go:embed status.html
+var statusHTML string
+
+var statusTemplate = template.Must(template.New("status").Parse(statusHTML))
+
+// StatusPageOptions configures NewStatusPage.
+type StatusPageOptions struct {
+	Scheduler *Scheduler
+	// Version is printed in the page footer (version.Info()).
+	Version string
+	// Now is the clock for ages; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewStatusPage serves the landing page: a table of every target with its
+// latest result, rendered on the server so it reads without JavaScript (and
+// with curl). It shows nothing of module credentials.
+func NewStatusPage(opts StatusPageOptions) http.Handler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		data := statusData(opts.Scheduler.Snapshot(), opts.Now(), opts.Version)
+		var b bytes.Buffer
+		if err := statusTemplate.Execute(&b, data); err != nil {
+			http.Error(w, "rendering the status page: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		_, _ = w.Write(b.Bytes())
+	})
+}
+
+type statusRow struct {
+	Name, Image, Source, Module string
+	Result                      string // ok, failed, pending
+	Reason, Error               string
+	Latency                     string
+	Headroom                    string
+	LastSuccess                 string
+	Digest, DigestFull          string
+	Interval                    string
+}
+
+type statusPage struct {
+	Rows                    []statusRow
+	OK, Failed, Pending     int
+	Version                 string
+	Generated               string
+	ConfigCount, Discovered int
+}
+
+func statusData(snap Snapshot, now time.Time, version string) statusPage {
+	page := statusPage{Version: version, Generated: now.UTC().Format(time.RFC3339),
+		ConfigCount: snap.Sources[SourceConfig], Discovered: snap.Sources[SourceDiscovered]}
+	headroom := map[string][]string{}
+	for _, rl := range snap.RateLimits {
+		s := fmt.Sprintf("%g/%g", rl.Remaining, rl.Limit)
+		if rl.Source != "" {
+			s += " (" + rl.Source + ")"
+		}
+		headroom[rl.Registry] = append(headroom[rl.Registry], s)
+	}
+	for _, t := range snap.Targets {
+		row := statusRow{Name: t.Name, Image: t.Ref.String(), Source: t.Source, Module: t.Module,
+			Interval: t.Interval.String(), Result: "pending", LastSuccess: "never", Headroom: "—"}
+		if h := headroom[t.Ref.Registry]; len(h) > 0 {
+			row.Headroom = strings.Join(h, ", ")
+		}
+		if res := t.Last; res != nil {
+			row.Latency = res.Phases[probe.PhaseTotal].Round(time.Millisecond).String()
+			if res.Success {
+				row.Result = "ok"
+				page.OK++
+			} else {
+				row.Result, row.Reason, row.Error = "failed", string(res.Reason), (&redactor{}).Redact(res.Error)
+				page.Failed++
+			}
+		} else {
+			page.Pending++
+		}
+		if !t.LastSuccess.IsZero() {
+			row.LastSuccess = humanAge(now.Sub(t.LastSuccess)) + " ago"
+		}
+		if t.Digest != "" {
+			row.DigestFull = t.Digest
+			_, hex, _ := strings.Cut(t.Digest, ":")
+			row.Digest = hex[:min(12, len(hex))]
+		}
+		page.Rows = append(page.Rows, row)
+	}
+	return page
+}
+
+func humanAge(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return d.Round(time.Minute).String()
+	default:
+		return d.Round(time.Hour).String()
+	}
+}
