@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# install-deps.sh installs everything the test suite runs against, on a fresh
+# Debian 12 machine that has Go, gcc, the Go module proxy and apt, but no
+# Docker engine and no GitHub downloads:
+#
+#   apt:  docker-registry, htpasswd, etcd, prometheus + promtool,
+#         alertmanager + amtool, openssl, make
+#   bin/: crane, jsonnet, jsonnetfmt, jsonnet-lint, staticcheck  (tools/go.mod)
+#         helm                                                  (tools/helm/go.mod)
+#         kube-apiserver, kubectl                               (tools/kube/go.mod)
+#
+# It is idempotent and a fast no-op when everything is present: apt runs only
+# when a package is missing (and apt-get update only then), and a Go tool is
+# rebuilt only when bin/<tool> is missing or its stamp in bin/.versions (a hash
+# of the tool module's go.mod/go.sum and build flags) changed. Versions are
+# pinned in the tools modules' go.mod files, nowhere else.
+#
+# Usage: scripts/install-deps.sh [--no-apt]
+#   --no-apt   skip the apt step (machines where the packages come another way)
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bin="$root/bin"
+stamps="$bin/.versions"
+
+no_apt=0
+for arg in "$@"; do
+	case "$arg" in
+	--no-apt) no_apt=1 ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	*)
+		echo "install-deps: unknown argument $arg" >&2
+		exit 2
+		;;
+	esac
+done
+
+log() { printf 'install-deps: %s\n' "$*" >&2; }
+
+# --- apt -------------------------------------------------------------------
+
+apt_packages=(
+	docker-registry        # /usr/bin/docker-registry (distribution 2.8.2), the registry probed
+	apache2-utils          # htpasswd, for the registry's basic auth
+	etcd-server            # /usr/bin/etcd, storage for kube-apiserver
+	prometheus             # prometheus + promtool (rule tests, check metrics)
+	prometheus-alertmanager # /usr/bin/prometheus-alertmanager + amtool
+	openssl                # keys and certificates in shell recipes
+	make                   # .ci/run runs `make test`
+	ca-certificates        # the Go module proxy over HTTPS
+)
+
+apt_install() {
+	local missing=() p
+	for p in "${apt_packages[@]}"; do
+		# dpkg-query is a local database read: this loop is the fast path.
+		if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q ' ok installed$'; then
+			missing+=("$p")
+		fi
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		return 0
+	fi
+	local sudo=()
+	if [ "$(id -u)" -ne 0 ]; then
+		sudo=(sudo)
+	fi
+	log "apt: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	"${sudo[@]}" apt-get update -q
+	# No recommends: prometheus would otherwise pull in node-exporter and more.
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+# --- Go tools --------------------------------------------------------------
+
+# Stamp of a tools module: any change to its pins or to the build flags
+# rebuilds its tools. Go's build cache makes a rebuild with unchanged inputs
+# take seconds, so the stamp only has to be conservative, not exact.
+module_stamp() { # dir extra...
+	local dir="$1"
+	shift
+	{
+		cat "$dir/go.mod" "$dir/go.sum"
+		printf '%s\n' "$@"
+	} | sha256sum | cut -c1-16
+}
+
+stamp_of() { # tool
+	[ -f "$stamps" ] || return 0
+	awk -v t="$1" '$1 == t { print $2 }' "$stamps"
+}
+
+set_stamp() { # tool stamp
+	local tmp
+	tmp="$(mktemp "$bin/.versions.XXXXXX")"
+	if [ -f "$stamps" ]; then
+		awk -v t="$1" '$1 != t' "$stamps" >"$tmp"
+	fi
+	printf '%s %s\n' "$1" "$2" >>"$tmp"
+	sort -o "$tmp" "$tmp"
+	mv "$tmp" "$stamps"
+}
+
+# build_tool NAME MODULE_DIR PACKAGE STAMP [go build flags...]
+build_tool() {
+	local name="$1" dir="$2" pkg="$3" stamp="$4"
+	shift 4
+	if [ -x "$bin/$name" ] && [ "$(stamp_of "$name")" = "$stamp" ]; then
+		return 0
+	fi
+	log "building $name ($pkg)"
+	local start=$SECONDS
+	# Build to a temporary name so an interrupted build never leaves a
+	# binary that looks current.
+	(cd "$dir" && go build -trimpath "$@" -o "$bin/.$name.tmp" "$pkg")
+	mv "$bin/.$name.tmp" "$bin/$name"
+	set_stamp "$name" "$stamp"
+	log "built $name in $((SECONDS - start))s"
+}
+
+go_tools() {
+	mkdir -p "$bin"
+	command -v go >/dev/null || {
+		log "go is not on PATH; install Go 1.26 first"
+		exit 1
+	}
+	local s go_version
+	go_version="$(go env GOVERSION)"
+
+	s="$(module_stamp "$root/tools")"
+	build_tool crane "$root/tools" github.com/google/go-containerregistry/cmd/crane "$s"
+	build_tool jsonnet "$root/tools" github.com/google/go-jsonnet/cmd/jsonnet "$s"
+	build_tool jsonnetfmt "$root/tools" github.com/google/go-jsonnet/cmd/jsonnetfmt "$s"
+	build_tool jsonnet-lint "$root/tools" github.com/google/go-jsonnet/cmd/jsonnet-lint "$s"
+	# staticcheck must understand the Go version of the code it checks, so
+	# a new Go toolchain rebuilds it.
+	build_tool staticcheck "$root/tools" honnef.co/go/tools/cmd/staticcheck "$(module_stamp "$root/tools" "$go_version")"
+
+	s="$(module_stamp "$root/tools/helm")"
+	build_tool helm "$root/tools/helm" helm.sh/helm/v3/cmd/helm "$s"
+
+	# Without the version stamped in, kube-apiserver reports v0.0.0-master
+	# and kubectl refuses to talk to it ("version skew"). Both the server
+	# (component-base) and client (client-go) version packages are set.
+	local kv=v1.34.4 ld
+	ld="-X k8s.io/component-base/version.gitVersion=$kv"
+	ld+=" -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=34"
+	ld+=" -X k8s.io/client-go/pkg/version.gitVersion=$kv"
+	ld+=" -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=34"
+	s="$(module_stamp "$root/tools/kube" "$ld")"
+	# kube-apiserver is the long one: about 6 minutes cold on 2 cores.
+	build_tool kube-apiserver "$root/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver "$s" -ldflags "$ld"
+	build_tool kubectl "$root/tools/kube" k8s.io/kubernetes/cmd/kubectl "$s" -ldflags "$ld"
+}
+
+start=$SECONDS
+if [ "$no_apt" -eq 0 ]; then
+	apt_install
+fi
+go_tools
+if [ $((SECONDS - start)) -gt 1 ]; then
+	log "done in $((SECONDS - start))s"
+fi
