@@ -1,0 +1,99 @@
+# `make` runs what a change must pass before it lands: fmt, lint, generate,
+# test. `make help` lists every target.
+
+GO        ?= go
+BIN       := $(CURDIR)/bin
+# Tools built by scripts/install-deps.sh come first; Debian's packages
+# (etcd, prometheus, docker-registry...) are on the normal PATH.
+export PATH := $(BIN):$(PATH)
+
+PKG       := github.com/imagepull/imagepull_exporter
+BINARY    := imagepull_exporter
+# The whole suite starts real registries, etcd + kube-apiserver, Prometheus
+# and Alertmanager on 2 cores: generous, so only a real hang trips it.
+TEST_TIMEOUT ?= 30m
+
+# Version information the way promu stamps it (prometheus/common/version).
+# Read from git explicitly: GOFLAGS may carry -buildvcs=false, and a source
+# tarball has no .git at all, hence the fallbacks.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILDUSER ?= $(shell id -un 2>/dev/null || echo unknown)@$(shell hostname 2>/dev/null || echo unknown)
+BUILDDATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+VERSION_PKG := github.com/prometheus/common/version
+LDFLAGS := -X $(VERSION_PKG).Version=$(VERSION) \
+           -X $(VERSION_PKG).Revision=$(REVISION) \
+           -X $(VERSION_PKG).Branch=$(BRANCH) \
+           -X $(VERSION_PKG).BuildUser=$(BUILDUSER) \
+           -X $(VERSION_PKG).BuildDate=$(BUILDDATE)
+
+# Go and jsonnet sources, without the module cache or build outputs.
+GOFILES      = $(shell find . -name '*.go' -not -path './bin/*' -not -path './.cache/*' -not -path './vendor/*')
+JSONNETFILES = $(shell find mixin -name '*.jsonnet' -o -name '*.libsonnet' 2>/dev/null | grep -v '/vendor/')
+
+.DEFAULT_GOAL := all
+
+.PHONY: all
+all: fmt lint generate test ## Format, lint, regenerate and test: what a change must pass
+
+.PHONY: help
+help: ## List the targets with what they do
+	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_-]+:.*## / { printf "  %-16s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: deps
+deps: ## Install test dependencies: apt packages and pinned Go tools in bin/ (idempotent)
+	@scripts/install-deps.sh
+
+.PHONY: build
+build: ## Build ./imagepull_exporter with version information
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/imagepull_exporter
+
+.PHONY: run
+run: ## Run the exporter in demo mode
+	$(GO) run ./cmd/imagepull_exporter --demo
+
+.PHONY: test
+test: deps ## Install deps, run all tests with -race, then check the mixin and generated files
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(MAKE) --no-print-directory check-generated mixin-lint mixin-test
+
+.PHONY: lint
+lint: deps ## gofmt (must be clean), go vet, staticcheck
+	@out="$$(gofmt -l $(GOFILES))"; if [ -n "$$out" ]; then \
+		echo "gofmt: these files need formatting (run make fmt):"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	staticcheck ./...
+
+.PHONY: fmt
+fmt: deps ## Format Go (gofmt -w) and jsonnet (jsonnetfmt -i) sources
+	@gofmt -w $(GOFILES)
+	@files="$(JSONNETFILES)"; if [ -n "$$files" ]; then jsonnetfmt -i $$files; fi
+
+.PHONY: bench
+bench: deps ## Run every benchmark once and print its figures
+	$(GO) test -run='^$$' -bench=. -benchtime=1x -benchmem -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: generate
+generate: deps ## Render the mixin into alerts/ and dashboards/
+	scripts/mixin.sh generate
+
+.PHONY: check-generated
+check-generated: deps ## Fail when alerts/ or dashboards/ differ from what the mixin renders
+	scripts/mixin.sh check-generated
+
+.PHONY: mixin-lint
+mixin-lint: deps ## jsonnetfmt and jsonnet-lint on the mixin, promtool check rules
+	scripts/mixin.sh lint
+
+.PHONY: mixin-test
+mixin-test: deps ## promtool test rules: the alert unit tests
+	scripts/mixin.sh test
+
+.PHONY: clean
+clean: ## Remove build outputs (bin/ keeps the tools: use clean-tools for that)
+	rm -f $(BINARY)
+
+.PHONY: clean-tools
+clean-tools: ## Remove bin/ (the next make deps rebuilds it, from Go's cache when warm)
+	rm -rf $(BIN)
