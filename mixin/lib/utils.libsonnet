@@ -41,6 +41,14 @@
     local frac = if std.length(d) > 2 then '.' + std.substr(d, 2, std.length(d) - 2) else '';
     std.lstripChars(whole, '0') + frac + 'th',
 
+  // durationSeconds turns a one-unit Prometheus duration ('90s', '5m', '1h',
+  // '1d') into seconds, for functions that take a number (predict_linear).
+  durationSeconds(d)::
+    local units = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+    local unit = d[std.length(d) - 1];
+    assert std.objectHas(units, unit) : 'duration must end in s, m, h, d or w, got ' + d;
+    std.parseInt(std.substr(d, 0, std.length(d) - 1)) * units[unit],
+
   // Alert annotation templates -------------------------------------------
   // They run PromQL through the template `query` function, which Prometheus
   // 2.42 and promtool's rule tests support. Queries are Go raw strings

@@ -1,0 +1,81 @@
+// Cluster impact: which workloads registry problems block now, which they
+// would block on the next reschedule, and which run images that can change
+// under them (mutable references, tag drift).
+local g = import '../lib/grafana.libsonnet';
+
+function(c)
+  local common = (import 'common.libsonnet')(c);
+  local s = common.sel;
+  local sn = s + ', namespace=~"$namespace"';
+  local waitingReasons = 'ErrImagePull|ImagePullBackOff|InvalidImageName|ErrImageNeverPull|RegistryUnavailable|SignatureValidationFailed|ImageInspectError';
+
+  g.dashboard(
+    c,
+    c.dashboardUIDs['cluster-impact'],
+    'Cluster impact',
+    'Containers that registry problems block or put at risk, by registry, cause and namespace (the Kubernetes join of imagepull_exporter).',
+    [
+      common.variables.datasource,
+      common.variables.cluster,
+      // Namespaces of any Kubernetes-side series: waiting, running or at risk.
+      g.queryVariable('namespace', 'Namespace', 'label_values({__name__=~"imagepull_pod_containers_waiting|imagepull_pod_containers_mutable_ref|imagepull_reschedule_risk_containers", %s}, namespace)' % s, multi=true, includeAll=true),
+    ],
+    [
+      g.row('Blocked now', [
+        g.stat('Blocked containers', 'Containers waiting on an image, in the whole cluster.', [
+          g.target('sum(max by (registry, cause) (imagepull_registry_blocked_containers{%s})) or vector(0)' % s),
+        ], steps=['green', 1, 'red'], w=6),
+        g.stat('Waiting in selected namespaces', 'Containers waiting with an image reason in the selected namespaces.', [
+          g.target('sum(max by (namespace, registry, reason) (imagepull_pod_containers_waiting{%s})) or vector(0)' % sn),
+        ], steps=['green', 1, 'red'], w=6),
+        g.stat('At reschedule risk', 'Running containers that would not start again on a node without their image.', [
+          g.target('sum(max by (namespace, registry, cause) (imagepull_reschedule_risk_containers{%s})) or vector(0)' % sn),
+        ], steps=['green', 1, 'orange'], w=6),
+        g.stat('Pull secrets failing', 'Referenced pull secrets that no longer log in to their registry.', [
+          g.target('count(max by (namespace, secret, registry) (imagepull_pull_secret_auth_success{%s}) == 0) or vector(0)' % sn),
+        ], steps=['green', 1, 'orange'], w=6),
+        g.timeseries('Blocked containers by registry and cause', "cause is the registry's probe failure reason, registry_ok when it probes healthy (the problem is per image or credential), or unprobed.", [
+          g.target('max by (registry, cause) (imagepull_registry_blocked_containers{%s})' % s, '{{registry}} ({{cause}})'),
+        ], stack=true),
+        g.table('Blocked now', 'Containers waiting per registry and cause.', [
+          g.instant('max by (registry, cause) (imagepull_registry_blocked_containers{%s})' % s),
+        ], columns={ registry: { name: 'Registry' }, cause: { name: 'Cause' }, Value: { name: 'Containers' } }, links={ registry: common.registryDetailLink }, w=12),
+      ]),
+      g.row('Waiting by namespace', [
+        g.timeseries('Waiting containers by namespace and reason', 'Containers (init and regular) waiting with an image reason.', [
+          g.target('sum by (namespace, reason) (max by (namespace, registry, reason) (imagepull_pod_containers_waiting{%s}))' % sn, '{{namespace}} {{reason}}'),
+        ], stack=true),
+        g.table('Waiting by namespace, registry and reason', '', [
+          g.instant('max by (namespace, registry, reason) (imagepull_pod_containers_waiting{%s})' % sn),
+        ], columns={ namespace: { name: 'Namespace' }, registry: { name: 'Registry' }, reason: { name: 'Reason' }, Value: { name: 'Containers' } }, links={ registry: common.registryDetailLink }, w=12),
+        g.timeseries('kube-state-metrics: waiting on images', 'The same waits as kube-state-metrics reports them, to cross-check the join (empty when kube-state-metrics is not scraped).', [
+          g.target('sum by (namespace, reason) (kube_pod_container_status_waiting_reason{%s, %s="$cluster", namespace=~"$namespace", reason=~"%s"})' % [c.kubeStateMetricsSelector, c.clusterLabel, waitingReasons], '{{namespace}} {{reason}}'),
+        ], stack=true),
+        g.timeseries('Kubelet image pull errors', 'Failed image pulls per second per node, from kubelets (empty when kubelets are not scraped). They cover registries the exporter does not probe.', [
+          g.target('sum by (%s) (rate(kubelet_runtime_operations_errors_total{%s, %s="$cluster", operation_type="pull_image"}[$__rate_interval]))' % [c.kubeletNodeLabel, c.kubeletSelector, c.clusterLabel], '{{%s}}' % c.kubeletNodeLabel),
+        ], unit='ops'),
+      ]),
+      g.row('Next reschedule', [
+        g.table('Reschedule risk', 'Running containers whose image the registry cannot serve now (its probe fails, or the tag is gone) and that no other node holds.', [
+          g.instant('max by (namespace, registry, cause) (imagepull_reschedule_risk_containers{%s})' % sn),
+        ], columns={ namespace: { name: 'Namespace' }, registry: { name: 'Registry' }, cause: { name: 'Cause' }, Value: { name: 'Containers' } }, links={ registry: common.registryDetailLink }, w=12),
+        g.table('Tag drift', 'Tags whose running digest differs from what the registry serves now; Digests running is how many different digests run under the tag (shown from 2).', [
+          g.instant('max by (registry, repository, tag) (imagepull_tag_registry_drift{%s}) == 1' % s),
+          g.instant('max by (registry, repository, tag) (imagepull_tag_digests{%s})' % s),
+        ], columns={ registry: { name: 'Registry' }, repository: { name: 'Repository' }, tag: { name: 'Tag' }, 'Value #B': { name: 'Digests running' } }, hidden=['Value #A'], w=12),
+        g.timeseries('Mutable references by kind', 'Running containers not pinned by digest: latest, another tag, or no tag at all.', [
+          g.target('sum by (kind) (max by (namespace, registry, pull_policy, kind) (imagepull_pod_containers_mutable_ref{%s}))' % sn, '{{kind}}'),
+        ], stack=true),
+        g.table('Mutable references', 'Per namespace, registry, pull policy and kind.', [
+          g.instant('max by (namespace, registry, pull_policy, kind) (imagepull_pod_containers_mutable_ref{%s})' % sn),
+        ], columns={ namespace: { name: 'Namespace' }, registry: { name: 'Registry' }, pull_policy: { name: 'Pull policy' }, kind: { name: 'Kind' }, Value: { name: 'Containers' } }, w=12),
+        g.table('Pull secrets that no longer log in', '', [
+          g.instant('max by (namespace, secret, registry) (imagepull_pull_secret_auth_success{%s}) == 0' % sn),
+        ], columns={ namespace: { name: 'Namespace' }, secret: { name: 'Secret' }, registry: { name: 'Registry' } }, hidden=['Value'], w=12, h=6),
+        g.table('Kubernetes watches', "Whether the exporter's watches are up, and the age of their last event.", [
+          g.instant('min by (resource) (imagepull_kube_watch_up{%s})' % s),
+          g.instant('time() - max by (resource) (imagepull_kube_watch_last_event_timestamp_seconds{%s})' % s),
+        ], columns={ resource: { name: 'Resource' }, 'Value #A': { name: 'Up', steps: ['red', 1, 'green'] }, 'Value #B': { name: 'Last event', unit: 's' } }, w=12, h=6),
+      ]),
+    ],
+  )
