@@ -230,8 +230,8 @@ func resultSnapshot(name string, res probe.Result) Snapshot {
 		t.AuthChecked, t.AuthOK = true, res.AuthOK
 	}
 	t.Digest, t.MediaType = res.Digest, res.MediaType
-	if d, ok := res.Phases[probe.PhaseManifest]; ok {
-		t.hist.observe(d.Seconds())
+	if reachedManifest(&res) {
+		t.hist.observe(res.Phases[probe.PhaseManifest].Seconds())
 	}
 	reg := res.Ref.Registry
 	snap := Snapshot{
@@ -270,4 +270,16 @@ func malformedHeaders(res *probe.Result) []string {
 	names := append([]string(nil), res.MalformedHeaderNames...)
 	sort.Strings(names)
 	return names
+}
+
+// reachedManifest reports whether the probe sent its manifest HEAD: only
+// then does the manifest phase say something about manifest latency (the
+// prober reports every phase, 0 when not reached).
+func reachedManifest(res *probe.Result) bool {
+	for _, rq := range res.Requests {
+		if rq.Kind == probe.KindManifestHead {
+			return true
+		}
+	}
+	return false
 }

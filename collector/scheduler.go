@@ -437,8 +437,8 @@ func (r *runner) record(res probe.Result) {
 		}
 		st.digest, st.mediaType = res.Digest, res.MediaType
 	}
-	if d, ok := res.Phases[probe.PhaseManifest]; ok {
-		st.hist.observe(d.Seconds())
+	if reachedManifest(&res) {
+		st.hist.observe(res.Phases[probe.PhaseManifest].Seconds())
 	}
 }
 

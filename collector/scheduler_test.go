@@ -1,0 +1,473 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// localModule probes the plain-HTTP loopback registries of these tests.
+var localModule = probe.Module{Timeout: 10 * time.Second, Interval: time.Hour,
+	AuthCheckInterval: time.Hour, PlainHTTP: true}
+
+func tc(t *testing.T, name, image string, interval time.Duration) TargetConfig {
+	t.Helper()
+	ref, err := probe.ParseReference(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return TargetConfig{Name: name, Image: image, Module: "local", Interval: interval, Ref: ref}
+}
+
+// testConfig builds a configuration directly (not through the loader) so
+// that intervals can be shorter than the loader allows and tests stay fast.
+func testConfig(targets ...TargetConfig) *Config {
+	return &Config{Modules: map[string]probe.Module{"local": localModule, DefaultModuleName: probe.DefaultModule},
+		Targets: targets}
+}
+
+// runScheduler starts s and stops it (and waits for it) at cleanup.
+func runScheduler(t *testing.T, s *Scheduler) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		s.prober.Close()
+	})
+}
+
+func status(s *Scheduler, name string) (TargetStatus, bool) {
+	for _, t := range s.Snapshot().Targets {
+		if t.Name == name {
+			return t, true
+		}
+	}
+	return TargetStatus{}, false
+}
+
+// probed reports whether target name has at least n results.
+func probed(s *Scheduler, name string, n uint64) func() bool {
+	return func() bool {
+		st, ok := status(s, name)
+		return ok && st.Successes+st.Failures >= n
+	}
+}
+
+// gather returns every sample of the collector as "name{labels} value".
+func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var ls []string
+			for _, lp := range m.GetLabel() {
+				ls = append(ls, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
+			}
+			key := mf.GetName() + "{" + strings.Join(ls, ",") + "}"
+			switch mf.GetType() {
+			case dto.MetricType_COUNTER:
+				out[key] = m.GetCounter().GetValue()
+			case dto.MetricType_GAUGE:
+				out[key] = m.GetGauge().GetValue()
+			case dto.MetricType_HISTOGRAM:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return out
+}
+
+// series returns the keys of samples whose name is metric and whose labels
+// contain every one of labels (`k="v"` strings).
+func series(samples map[string]float64, metric string, labels ...string) []string {
+	var out []string
+	for k := range samples {
+		if !strings.HasPrefix(k, metric+"{") {
+			continue
+		}
+		ok := true
+		for _, l := range labels {
+			if !strings.Contains(k, l) {
+				ok = false
+			}
+		}
+		if ok {
+			out = append(out, k)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func value(t *testing.T, samples map[string]float64, metric string, labels ...string) float64 {
+	t.Helper()
+	ks := series(samples, metric, labels...)
+	if len(ks) != 1 {
+		t.Fatalf("%s%v: want one series, got %v", metric, labels, ks)
+	}
+	return samples[ks[0]]
+}
+
+func TestSchedulerProbesSuccessAndNotFound(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	digest := push(t, reg.Host, "demo/app:v1")
+
+	s := NewScheduler(SchedulerOptions{})
+	s.ApplyConfig(testConfig(
+		tc(t, "ok", reg.Host+"/demo/app:v1", 200*time.Millisecond),
+		tc(t, "missing-tag", reg.Host+"/demo/app:nope", 200*time.Millisecond),
+		tc(t, "missing-repo", reg.Host+"/demo/nothing:v1", 200*time.Millisecond),
+	))
+	runScheduler(t, s)
+	for _, name := range []string{"ok", "missing-tag", "missing-repo"} {
+		waitFor(t, name+" probed twice", probed(s, name, 2))
+	}
+
+	ok, _ := status(s, "ok")
+	if !ok.Last.Success || ok.Digest != digest.String() {
+		t.Errorf("ok: success=%v reason=%s digest=%s, want success with %s", ok.Last.Success, ok.Last.Reason, ok.Digest, digest)
+	}
+	for _, name := range []string{"missing-tag", "missing-repo"} {
+		st, _ := status(s, name)
+		if st.Last.Success || st.Last.Reason != probe.ReasonNotFound {
+			t.Errorf("%s: success=%v reason=%q, want not_found", name, st.Last.Success, st.Last.Reason)
+		}
+	}
+	if n := reg.count("GET", "/manifests/"); n != 0 {
+		t.Errorf("%d manifest GETs reached the registry; a probe must only HEAD", n)
+	}
+
+	m := gather(t, s)
+	okL := []string{`target="ok"`, `registry="` + reg.Host + `"`, `repository="demo/app"`, `reference="v1"`}
+	if v := value(t, m, "imagepull_probe_success", okL...); v != 1 {
+		t.Errorf("probe_success{ok} = %v", v)
+	}
+	if v := value(t, m, "imagepull_manifest_info", append(okL, `digest="`+digest.String()+`"`)...); v != 1 {
+		t.Errorf("manifest_info{ok} = %v", v)
+	}
+	if v := value(t, m, "imagepull_probe_success", `target="missing-tag"`); v != 0 {
+		t.Errorf("probe_success{missing-tag} = %v", v)
+	}
+	// One failure_reason series per reason: 1 on the current one only.
+	for _, r := range probe.Reasons {
+		want := 0.0
+		if r == probe.ReasonNotFound {
+			want = 1
+		}
+		if v := value(t, m, "imagepull_probe_failure_reason", `target="missing-repo"`, `reason="`+string(r)+`"`); v != want {
+			t.Errorf("failure_reason{missing-repo,%s} = %v, want %v", r, v, want)
+		}
+		if v := value(t, m, "imagepull_probe_failure_reason", `target="ok"`, `reason="`+string(r)+`"`); v != 0 {
+			t.Errorf("failure_reason{ok,%s} = %v, want 0 after a success", r, v)
+		}
+	}
+	if got := len(series(m, "imagepull_probe_duration_seconds", `target="ok"`)); got != len(probe.Phases) {
+		t.Errorf("%d duration series for ok, want one per phase (%d)", got, len(probe.Phases))
+	}
+	if v := value(t, m, "imagepull_manifest_head_duration_seconds", `target="ok"`); v < 2 {
+		t.Errorf("manifest_head histogram count = %v, want >= 2 (one per probe)", v)
+	}
+	if v := value(t, m, "imagepull_exporter_targets", `source="config"`); v != 3 {
+		t.Errorf("targets{config} = %v", v)
+	}
+	// Every request sent is counted; none is a manifest GET.
+	if ks := series(m, "imagepull_registry_requests_total", `kind="manifest_get"`); len(ks) != 0 {
+		t.Errorf("manifest_get requests counted: %v", ks)
+	}
+	if v := value(t, m, "imagepull_registry_requests_total", `kind="manifest_head"`, `code="200"`); v < 2 {
+		t.Errorf("manifest_head 200 requests = %v", v)
+	}
+	// The registry sends no rate-limit headers: no rate-limit series.
+	if ks := series(m, "imagepull_ratelimit_remaining"); len(ks) != 0 {
+		t.Errorf("rate-limit series without headers: %v", ks)
+	}
+}
+
+func TestSchedulerReloadRemovesAndRestartsTargets(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	push(t, reg.Host, "demo/keep:v1")
+	push(t, reg.Host, "demo/gone:v1")
+	push(t, reg.Host, "demo/change:v1")
+
+	s := NewScheduler(SchedulerOptions{})
+	keep := tc(t, "keep", reg.Host+"/demo/keep:v1", 100*time.Millisecond)
+	change := tc(t, "change", reg.Host+"/demo/change:v1", 100*time.Millisecond)
+	s.ApplyConfig(testConfig(keep, tc(t, "gone", reg.Host+"/demo/gone:v1", 100*time.Millisecond), change))
+	runScheduler(t, s)
+	for _, name := range []string{"keep", "gone", "change"} {
+		waitFor(t, name+" probed", probed(s, name, 2))
+	}
+	s.mu.Lock()
+	keepRunner, changeRunner := s.runners["keep"], s.runners["change"]
+	s.mu.Unlock()
+	before, _ := status(s, "keep")
+
+	change.Interval = 150 * time.Millisecond
+	s.ApplyConfig(testConfig(keep, change))
+
+	s.mu.Lock()
+	if s.runners["keep"] != keepRunner {
+		t.Error("an unchanged target was restarted")
+	}
+	if s.runners["change"] == changeRunner {
+		t.Error("a changed target kept its old runner")
+	}
+	s.mu.Unlock()
+	if _, ok := status(s, "gone"); ok {
+		t.Error("the removed target is still in the snapshot")
+	}
+	m := gather(t, s)
+	if ks := series(m, "imagepull_", `target="gone"`); len(ks) != 0 {
+		t.Errorf("the removed target still has series: %v", ks)
+	}
+	after, _ := status(s, "keep")
+	if after.Successes < before.Successes {
+		t.Errorf("the unchanged target lost its state: %d successes before the reload, %d after", before.Successes, after.Successes)
+	}
+
+	// The removed target is no longer probed: once any probe that was in
+	// flight during the reload has finished (two more probes of "keep"),
+	// its request count stays put while "keep" goes on.
+	waitFor(t, "two more probes of keep", probed(s, "keep", after.Successes+2))
+	gone := reg.count("HEAD", "/demo/gone/")
+	waitFor(t, "three more probes of keep", probed(s, "keep", after.Successes+5))
+	if n := reg.count("HEAD", "/demo/gone/"); n != gone {
+		t.Errorf("the removed target was probed after the reload: %d HEADs, then %d", gone, n)
+	}
+}
+
+func TestSchedulerBudget(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	push(t, reg.Host, "demo/app:v1")
+
+	// A frozen clock: the bucket never refills, so what it allows is
+	// exactly its size. 3 requests: a cold probe (ping + HEAD = 2) and a
+	// warm one (HEAD = 1); every later probe is skipped and counted.
+	pushed := reg.count("GET", "/") + reg.count("HEAD", "/")
+	frozen := time.Now()
+	budget := NewRequestBudget(3, func() time.Time { return frozen })
+	s := NewScheduler(SchedulerOptions{Budget: budget})
+	s.ApplyConfig(testConfig(tc(t, "app", reg.Host+"/demo/app:v1", 20*time.Millisecond)))
+	runScheduler(t, s)
+
+	exhausted := func() float64 {
+		for _, e := range budget.Exhausted() {
+			if e.Registry == reg.Host {
+				return float64(e.Count)
+			}
+		}
+		return 0
+	}
+	waitFor(t, "three skipped probes", func() bool { return exhausted() >= 3 })
+
+	st, _ := status(s, "app")
+	if st.Successes != 2 || st.Failures != 0 {
+		t.Errorf("%d successful and %d failed probes, want 2 and 0 within a budget of 3 requests", st.Successes, st.Failures)
+	}
+	if n := reg.count("GET", "/") + reg.count("HEAD", "/") - pushed; n != 3 {
+		t.Errorf("the registry saw %d requests, want the budget's 3", n)
+	}
+	m := gather(t, s)
+	if v := value(t, m, "imagepull_probe_budget_exhausted_total", `registry="`+reg.Host+`"`); v < 3 {
+		t.Errorf("budget_exhausted_total = %v, want >= 3", v)
+	}
+}
+
+func TestSchedulerConcurrencyBound(t *testing.T) {
+	// Six registries (one in-memory store behind six listeners), one
+	// target each, so that all six first probes are due at once.
+	h := newRegistryHandler()
+	counter := &inflightCounter{}
+	var regs []*testRegistry
+	for i := 0; i < 6; i++ {
+		regs = append(regs, startCountedRegistry(t, h, counter))
+	}
+	push(t, regs[0].Host, "demo/app:v1")
+	counter.maxInflight.Store(0) // the push's parallel uploads are not probes
+	var releases []func()
+	for _, r := range regs {
+		releases = append(releases, r.hold())
+	}
+	releaseAll := func() {
+		for _, rel := range releases {
+			rel()
+		}
+	}
+	defer releaseAll()
+
+	const bound = 2
+	s := NewScheduler(SchedulerOptions{Concurrency: bound})
+	var targets []TargetConfig
+	for i, r := range regs {
+		targets = append(targets, tc(t, fmt.Sprintf("t%d", i), r.Host+"/demo/app:v1", time.Hour))
+	}
+	s.ApplyConfig(testConfig(targets...))
+	runScheduler(t, s)
+
+	inflight := counter.inflight.Load
+	// Every probe is either holding a request at a gate or queued on the
+	// bound: exactly `bound` in flight, the other four waiting.
+	waitFor(t, "2 requests in flight and 4 probes queued", func() bool {
+		return inflight() == bound && s.waiting.Load() == int64(len(regs)-bound)
+	})
+	releaseAll()
+	for i := range regs {
+		waitFor(t, "all targets probed", probed(s, fmt.Sprintf("t%d", i), 1))
+	}
+	if maxSeen := counter.maxInflight.Load(); maxSeen != bound {
+		t.Errorf("at most %d requests were in flight at once, want the bound %d", maxSeen, bound)
+	}
+	for i := range regs {
+		if st, _ := status(s, fmt.Sprintf("t%d", i)); !st.Last.Success {
+			t.Errorf("t%d: %s %s", i, st.Last.Reason, st.Last.Error)
+		}
+	}
+}
+
+func TestSchedulerDiscoveredTargets(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	digest := push(t, reg.Host, "team/app:v2")
+	ref, _ := probe.ParseReference(reg.Host + "/team/app:v2")
+
+	s := NewScheduler(SchedulerOptions{})
+	s.ApplyConfig(testConfig(tc(t, "configured", reg.Host+"/team/app:v2", time.Hour)))
+	runScheduler(t, s)
+	s.SetDiscovered([]DiscoveredTarget{
+		{Name: "pod-image", Ref: ref, Module: "local"},
+		{Name: "configured", Ref: ref, Module: "local"},   // the file's name wins
+		{Name: "no-module", Ref: ref, Module: "missing"}, // ignored until defined
+	})
+	waitFor(t, "discovered target probed", probed(s, "pod-image", 1))
+
+	st, _ := status(s, "pod-image")
+	if st.Source != SourceDiscovered || !st.Last.Success || st.Digest != digest.String() {
+		t.Errorf("pod-image: source=%s success=%v digest=%s", st.Source, st.Last.Success, st.Digest)
+	}
+	if st, _ := status(s, "configured"); st.Source != SourceConfig {
+		t.Errorf("configured target's source = %s; a discovered target took its name", st.Source)
+	}
+	if _, ok := status(s, "no-module"); ok {
+		t.Error("a discovered target with an undefined module is probed")
+	}
+	m := gather(t, s)
+	if v := value(t, m, "imagepull_exporter_targets", `source="discovered"`); v != 1 {
+		t.Errorf("targets{discovered} = %v", v)
+	}
+
+	// A new keychain alone keeps the target (and its state).
+	s.mu.Lock()
+	r := s.runners["pod-image"]
+	s.mu.Unlock()
+	kc, _ := probe.ModuleKeychain(probe.Module{})
+	s.SetDiscovered([]DiscoveredTarget{{Name: "pod-image", Ref: ref, Module: "local", Keychain: kc}})
+	s.mu.Lock()
+	same := s.runners["pod-image"] == r
+	s.mu.Unlock()
+	if !same {
+		t.Error("changing only the keychain restarted the target")
+	}
+	if r.keychain.Load().kc != kc {
+		t.Error("the new keychain was not stored")
+	}
+
+	s.SetDiscovered(nil)
+	if _, ok := status(s, "pod-image"); ok {
+		t.Error("a target no longer discovered is still probed")
+	}
+	if _, ok := status(s, "configured"); !ok {
+		t.Error("clearing discovered targets removed a configured one")
+	}
+}
+
+func TestSchedulerProbeStatus(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	digest := push(t, reg.Host, "demo/app:v1")
+	down := startRegistry(t, newRegistryHandler())
+	downHost := down.Host
+	down.srv.Close() // nothing listens there any more: connect fails
+
+	s := NewScheduler(SchedulerOptions{})
+	s.ApplyConfig(testConfig(
+		tc(t, "a-ok", reg.Host+"/demo/app:v1", time.Hour),
+		tc(t, "b-missing", reg.Host+"/demo/app:nope", time.Hour),
+		tc(t, "down", downHost+"/demo/app:v1", time.Hour),
+	))
+	if got := s.RegistryCause(reg.Host); got != CauseUnprobed {
+		t.Errorf("before any probe: RegistryCause = %q, want %q", got, CauseUnprobed)
+	}
+	runScheduler(t, s)
+	waitFor(t, "a-ok probed", probed(s, "a-ok", 1))
+	waitFor(t, "down probed", probed(s, "down", 1))
+	// "b-missing" shares a-ok's registry, so its first probe is half an
+	// interval away; the registry is ok from the one result there is.
+	if got := s.RegistryCause(reg.Host); got != CauseRegistryOK {
+		t.Errorf("RegistryCause(%s) = %q, want %q", reg.Host, got, CauseRegistryOK)
+	}
+	if got := s.RegistryCause(downHost); got != string(probe.ReasonConnect) {
+		t.Errorf("RegistryCause(stopped registry) = %q, want connect", got)
+	}
+	if got := s.RegistryCause("registry.example.com"); got != CauseUnprobed {
+		t.Errorf("RegistryCause(unknown) = %q, want %q", got, CauseUnprobed)
+	}
+	if d, reason, ok := s.TagResult(reg.Host, "demo/app", "v1"); !ok || d != digest.String() || reason != probe.ReasonNone {
+		t.Errorf("TagResult(v1) = %q, %q, %v; want %s", d, reason, ok, digest)
+	}
+	if _, _, ok := s.TagResult(reg.Host, "demo/app", "v9"); ok {
+		t.Error("TagResult of an unprobed tag says ok")
+	}
+	if _, reason, ok := s.TagResult(downHost, "demo/app", "v1"); !ok || reason != probe.ReasonConnect {
+		t.Errorf("TagResult(down) = %q, %v; want connect", reason, ok)
+	}
+}
+
+// TestRegistryCausePrecedence feeds results straight into the targets of
+// one registry to check the documented precedence.
+func TestRegistryCausePrecedence(t *testing.T) {
+	res := func(reason probe.Reason) probe.Result {
+		return probe.Result{Success: reason == probe.ReasonNone, Reason: reason, Start: time.Now()}
+	}
+	for _, c := range []struct {
+		results []probe.Reason
+		want    string
+	}{
+		{[]probe.Reason{probe.ReasonNone}, CauseRegistryOK},
+		{[]probe.Reason{probe.ReasonNone, probe.ReasonNotFound}, CauseRegistryOK},
+		{[]probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden}, string(probe.ReasonNotFound)},
+		{[]probe.Reason{probe.ReasonForbidden}, string(probe.ReasonForbidden)},
+		{[]probe.Reason{probe.ReasonNone, probe.ReasonRateLimited}, string(probe.ReasonRateLimited)},
+		{[]probe.Reason{probe.ReasonNotFound, probe.ReasonUnauthorized}, string(probe.ReasonUnauthorized)},
+		{[]probe.Reason{probe.ReasonTimeout, probe.ReasonDNS, probe.ReasonServerError}, string(probe.ReasonDNS)},
+	} {
+		s := NewScheduler(SchedulerOptions{})
+		var targets []TargetConfig
+		for i := range c.results {
+			targets = append(targets, tc(t, fmt.Sprintf("t%d", i), fmt.Sprintf("registry.example.com/r%d:v1", i), time.Hour))
+		}
+		s.ApplyConfig(testConfig(targets...))
+		for i, r := range c.results {
+			s.runners[fmt.Sprintf("t%d", i)].record(res(r))
+		}
+		if got := s.RegistryCause("registry.example.com"); got != c.want {
+			t.Errorf("results %v: RegistryCause = %q, want %q", c.results, got, c.want)
+		}
+	}
+}
