@@ -353,7 +353,7 @@ func TestSchedulerDiscoveredTargets(t *testing.T) {
 	runScheduler(t, s)
 	s.SetDiscovered([]DiscoveredTarget{
 		{Name: "pod-image", Ref: ref, Module: "local"},
-		{Name: "configured", Ref: ref, Module: "local"},   // the file's name wins
+		{Name: "configured", Ref: ref, Module: "local"},  // the file's name wins
 		{Name: "no-module", Ref: ref, Module: "missing"}, // ignored until defined
 	})
 	waitFor(t, "discovered target probed", probed(s, "pod-image", 1))
