@@ -1,0 +1,220 @@
+// Package kube is the Kubernetes side of imagepull_exporter: it watches pods,
+// nodes and (for discovery and pull secrets) workloads and service accounts
+// with shared informers that keep only what the join needs, and joins that
+// state with the prober's latest results into per namespace × registry ×
+// reason counts. It also discovers probe targets from the images the cluster
+// runs, resolves pull secrets the way the kubelet does, and explains failing
+// pulls for `imagepull_exporter diagnose`.
+//
+// It imports collector for ProbeStatus; collector never imports it, and the
+// command wires the two together.
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/imagepull/imagepull_exporter/collector"
+)
+
+// Options configures a Cluster.
+type Options struct {
+	// Namespaces limits the pods, workloads and service accounts watched
+	// (--kube.namespaces); empty means every namespace. Nodes are
+	// cluster-scoped and always watched.
+	Namespaces []string
+	// WatchWorkloads also watches Deployments, StatefulSets, DaemonSets,
+	// Jobs and CronJobs, whose pod templates discovery reads
+	// (--kube.discover-targets).
+	WatchWorkloads bool
+	// WatchServiceAccounts also watches ServiceAccounts, whose
+	// imagePullSecrets pull-secret resolution reads (--kube.use-pull-secrets).
+	WatchServiceAccounts bool
+	// Status is the prober's latest results, read at scrape time by the
+	// join. Nil means every registry is "unprobed".
+	Status collector.ProbeStatus
+	// Logger receives watch health transitions; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Cluster watches one Kubernetes cluster and exposes the join's metrics.
+type Cluster struct {
+	client kubernetes.Interface
+	opts   Options
+	logger *slog.Logger
+
+	pods            *resourceWatch
+	nodes           *resourceWatch
+	serviceAccounts *resourceWatch   // nil unless WatchServiceAccounts
+	workloads       []*resourceWatch // empty unless WatchWorkloads
+
+	mu      sync.Mutex
+	running bool
+}
+
+// New builds the informers; Run starts them.
+func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
+	if client == nil {
+		return nil, errors.New("kube: nil client")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	namespaces := slices.Clone(opts.Namespaces)
+	slices.Sort(namespaces)
+	namespaces = slices.Compact(namespaces)
+	if len(namespaces) == 0 {
+		namespaces = []string{metav1.NamespaceAll}
+	}
+	c := &Cluster{client: client, opts: opts, logger: opts.Logger}
+	newRW := func(name string) *resourceWatch {
+		return &resourceWatch{name: name, logger: opts.Logger, now: opts.Now}
+	}
+
+	c.pods = newRW(ResourcePods)
+	for _, ns := range namespaces {
+		api := client.CoreV1().Pods(ns)
+		c.pods.addInformer(&corev1.Pod{}, transformPod,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
+	}
+	c.nodes = newRW(ResourceNodes)
+	{
+		api := client.CoreV1().Nodes()
+		c.nodes.addInformer(&corev1.Node{}, transformNode,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
+	}
+	if opts.WatchServiceAccounts {
+		c.serviceAccounts = newRW(ResourceServiceAccounts)
+		for _, ns := range namespaces {
+			api := client.CoreV1().ServiceAccounts(ns)
+			c.serviceAccounts.addInformer(&corev1.ServiceAccount{}, transformServiceAccount,
+				func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
+				func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
+		}
+	}
+	if opts.WatchWorkloads {
+		type lw struct {
+			name    string
+			example runtime.Object
+			list    func(ns string) listFunc
+			watch   func(ns string) watchFunc
+		}
+		for _, w := range []lw{
+			{ResourceDeployments, &appsv1.Deployment{},
+				func(ns string) listFunc {
+					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+						return client.AppsV1().Deployments(ns).List(ctx, o)
+					}
+				},
+				func(ns string) watchFunc { return client.AppsV1().Deployments(ns).Watch }},
+			{ResourceStatefulSets, &appsv1.StatefulSet{},
+				func(ns string) listFunc {
+					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+						return client.AppsV1().StatefulSets(ns).List(ctx, o)
+					}
+				},
+				func(ns string) watchFunc { return client.AppsV1().StatefulSets(ns).Watch }},
+			{ResourceDaemonSets, &appsv1.DaemonSet{},
+				func(ns string) listFunc {
+					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+						return client.AppsV1().DaemonSets(ns).List(ctx, o)
+					}
+				},
+				func(ns string) watchFunc { return client.AppsV1().DaemonSets(ns).Watch }},
+			{ResourceJobs, &batchv1.Job{},
+				func(ns string) listFunc {
+					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+						return client.BatchV1().Jobs(ns).List(ctx, o)
+					}
+				},
+				func(ns string) watchFunc { return client.BatchV1().Jobs(ns).Watch }},
+			{ResourceCronJobs, &batchv1.CronJob{},
+				func(ns string) listFunc {
+					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+						return client.BatchV1().CronJobs(ns).List(ctx, o)
+					}
+				},
+				func(ns string) watchFunc { return client.BatchV1().CronJobs(ns).Watch }},
+		} {
+			rw := newRW(w.name)
+			for _, ns := range namespaces {
+				rw.addInformer(w.example, transformWorkload, w.list(ns), w.watch(ns))
+			}
+			c.workloads = append(c.workloads, rw)
+		}
+	}
+	return c, nil
+}
+
+// watches returns every resource watched, in a stable order.
+func (c *Cluster) watches() []*resourceWatch {
+	out := []*resourceWatch{c.pods, c.nodes}
+	if c.serviceAccounts != nil {
+		out = append(out, c.serviceAccounts)
+	}
+	return append(out, c.workloads...)
+}
+
+// Run runs the informers until ctx is done and returns after every
+// goroutine it started has stopped. It may be called once.
+func (c *Cluster) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.running {
+		c.mu.Unlock()
+		return errors.New("kube: Cluster.Run called twice")
+	}
+	c.running = true
+	c.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, rw := range c.watches() {
+		rw.run(ctx, &wg)
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return nil
+}
+
+// HasSynced reports whether every informer has completed its first list.
+func (c *Cluster) HasSynced() bool {
+	for _, rw := range c.watches() {
+		if !rw.synced() {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitForSync blocks until every informer has synced or ctx is done.
+func (c *Cluster) WaitForSync(ctx context.Context) error {
+	var synced []cache.InformerSynced
+	for _, rw := range c.watches() {
+		for _, inf := range rw.informers {
+			synced = append(synced, inf.HasSynced)
+		}
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
+		return fmt.Errorf("wait for Kubernetes caches to sync: %w", context.Cause(ctx))
+	}
+	return nil
+}

@@ -1,0 +1,308 @@
+package kube
+
+import (
+	"unique"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// The join is computed at scrape time from the informer caches and the
+// prober's latest results: a scrape is a pass over the cached pods (parsed
+// once, when they arrived) and never talks to the apiserver or a registry.
+// BenchmarkJoin and TestBenchmark10kPods measure it at 10,000 pods.
+
+var (
+	descWatchUp = prometheus.NewDesc("imagepull_kube_watch_up",
+		"1 when the watch of the resource has synced and its latest list or watch request to the apiserver succeeded; 0 while the apiserver is unreachable (the last known state keeps being used).",
+		[]string{"resource"}, nil)
+	descWatchLastEvent = prometheus.NewDesc("imagepull_kube_watch_last_event_timestamp_seconds",
+		"Time of the last successful list or watch event of the resource.",
+		[]string{"resource"}, nil)
+	descWaiting = prometheus.NewDesc("imagepull_pod_containers_waiting",
+		"Containers (init and regular) waiting with an image pull reason, per namespace, registry and reason; a series exists only while its count is above zero. InvalidImageName counts under registry=\"invalid\".",
+		[]string{"namespace", "registry", "reason"}, nil)
+	descBlocked = prometheus.NewDesc("imagepull_registry_blocked_containers",
+		"Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).",
+		[]string{"registry", "cause"}, nil)
+	descMutable = prometheus.NewDesc("imagepull_pod_containers_mutable_ref",
+		"Running containers whose image is not pinned by digest, per namespace, registry, pull policy and kind (latest, tag, no_tag).",
+		[]string{"namespace", "registry", "pull_policy", "kind"}, nil)
+	descTagDigests = prometheus.NewDesc("imagepull_tag_digests",
+		"Number of different digests (from containerStatuses[].imageID) running under one tag across the cluster; a series only while it is 2 or more.",
+		[]string{"registry", "repository", "tag"}, nil)
+	descDrift = prometheus.NewDesc("imagepull_tag_registry_drift",
+		"1 when a container running this tag runs a digest other than the one the registry serves for it now (a reschedule would start a different image), 0 when all match; only for tags that run and whose latest probe succeeded.",
+		[]string{"registry", "repository", "tag"}, nil)
+	descRescheduleRisk = prometheus.NewDesc("imagepull_reschedule_risk_containers",
+		"Running containers whose image the registry cannot serve now (its probe fails, or the image's own probe fails, e.g. not_found), leaving out images another node already holds per node.status.images (which the kubelet caps at --node-status-max-images, default 50) unless the pull policy is Always.",
+		[]string{"namespace", "registry", "cause"}, nil)
+)
+
+type nsRegReason struct{ namespace, registry, reason string }
+type regCause struct{ registry, cause string }
+type mutableKey struct{ namespace, registry, pullPolicy, kind string }
+type tagKey struct{ registry, repository, tag string }
+
+// joinResult is one evaluation of the join.
+type joinResult struct {
+	waiting        map[nsRegReason]int
+	blocked        map[regCause]int
+	mutable        map[mutableKey]int
+	tagDigests     map[tagKey]int // only >= 2
+	drift          map[tagKey]int // 0 or 1
+	rescheduleRisk map[nsRegReason]int
+	nodesSynced    bool
+}
+
+// statusCache memoises ProbeStatus answers for one evaluation: thousands of
+// containers share a few registries and tags.
+type statusCache struct {
+	status collector.ProbeStatus
+	causes map[string]string
+	tags   map[tagKey]tagResult
+}
+
+type tagResult struct {
+	digest string
+	reason probe.Reason
+	ok     bool
+}
+
+func (s *statusCache) registryCause(registry string) string {
+	if registry == RegistryInvalid || s.status == nil {
+		return collector.CauseUnprobed
+	}
+	if c, ok := s.causes[registry]; ok {
+		return c
+	}
+	c := s.status.RegistryCause(registry)
+	s.causes[registry] = c
+	return c
+}
+
+// tagResult asks for registry/repository:identifier, identifier being the
+// tag, or the digest when the image is pinned (Reference.Identifier, the
+// `reference` label of the probe metrics).
+func (s *statusCache) tagResult(registry, repository, identifier string) tagResult {
+	if s.status == nil {
+		return tagResult{}
+	}
+	k := tagKey{registry, repository, identifier}
+	if r, ok := s.tags[k]; ok {
+		return r
+	}
+	d, reason, ok := s.status.TagResult(registry, repository, identifier)
+	r := tagResult{d, reason, ok}
+	s.tags[k] = r
+	return r
+}
+
+// registryFailing reports whether cause is a probe failure of the registry.
+func registryFailing(cause string) bool {
+	return cause != collector.CauseRegistryOK && cause != collector.CauseUnprobed && cause != ""
+}
+
+// defaultPullPolicy is the apiserver's defaulting, for objects that somehow
+// lack it.
+func defaultPullPolicy(kind string) string {
+	if kind == KindLatest || kind == KindNoTag {
+		return "Always"
+	}
+	return "IfNotPresent"
+}
+
+type risky struct {
+	namespace, registry, cause, node, key string
+	always                                bool
+}
+
+// join evaluates the join over the current caches. It reads only caches
+// and ProbeStatus (which must be cheap), so it is safe to run per scrape.
+func (c *Cluster) join() *joinResult {
+	res := &joinResult{
+		waiting:        map[nsRegReason]int{},
+		blocked:        map[regCause]int{},
+		mutable:        map[mutableKey]int{},
+		tagDigests:     map[tagKey]int{},
+		drift:          map[tagKey]int{},
+		rescheduleRisk: map[nsRegReason]int{},
+	}
+	sc := &statusCache{status: c.opts.Status, causes: map[string]string{}, tags: map[tagKey]tagResult{}}
+	// Distinct digests running per tag; a small slice, as one or two is usual.
+	running := map[tagKey][]unique.Handle[string]{}
+	var risks []risky
+
+	for _, obj := range c.pods.list() {
+		p, ok := obj.(*podInfo)
+		if !ok {
+			continue
+		}
+		for i := range p.Containers {
+			ct := &p.Containers[i]
+			img := ct.Img.Value()
+			if ct.Waiting != "" {
+				reg := img.Registry()
+				if ct.Waiting == "InvalidImageName" {
+					reg = RegistryInvalid
+				}
+				res.waiting[nsRegReason{p.Namespace, reg, ct.Waiting}]++
+				res.blocked[regCause{reg, sc.registryCause(reg)}]++
+			}
+			if !ct.Running || img.Invalid {
+				continue
+			}
+			ref := img.Ref
+			if img.Kind != KindDigest {
+				pp := ct.PullPolicy
+				if pp == "" {
+					pp = defaultPullPolicy(img.Kind)
+				}
+				res.mutable[mutableKey{p.Namespace, ref.Registry, pp, img.Kind}]++
+				if ct.Digest != noDigest {
+					k := tagKey{ref.Registry, ref.Repository, ref.Tag}
+					ds := running[k]
+					found := false
+					for _, d := range ds {
+						if d == ct.Digest {
+							found = true
+							break
+						}
+					}
+					if !found {
+						running[k] = append(ds, ct.Digest)
+					}
+				}
+			}
+			cause := sc.registryCause(ref.Registry)
+			if !registryFailing(cause) {
+				// The registry answers; the image itself may not be
+				// served (a tag deleted or moved away, access revoked).
+				cause = ""
+				if tr := sc.tagResult(ref.Registry, ref.Repository, ref.Identifier()); tr.ok && tr.reason != probe.ReasonNone {
+					cause = string(tr.reason)
+				}
+			}
+			if cause != "" {
+				pp := ct.PullPolicy
+				if pp == "" {
+					pp = defaultPullPolicy(img.Kind)
+				}
+				risks = append(risks, risky{namespace: p.Namespace, registry: ref.Registry, cause: cause,
+					node: p.Node, key: img.nodeKey(), always: pp == "Always"})
+			}
+		}
+	}
+
+	for k, ds := range running {
+		if len(ds) >= 2 {
+			res.tagDigests[k] = len(ds)
+		}
+		tr := sc.tagResult(k.registry, k.repository, k.tag)
+		if !tr.ok || tr.reason != probe.ReasonNone || tr.digest == "" {
+			continue
+		}
+		drift := 0
+		for _, d := range ds {
+			if d.Value() != tr.digest {
+				drift = 1
+				break
+			}
+		}
+		res.drift[k] = drift
+	}
+
+	res.nodesSynced = c.nodes.synced()
+	if len(risks) > 0 {
+		// Which nodes hold each risky image: only the risky keys are
+		// looked up, so a scrape does not index every node's images.
+		want := map[string]bool{}
+		for _, r := range risks {
+			if !r.always {
+				want[r.key] = true
+			}
+		}
+		holders := map[string][]string{}
+		if len(want) > 0 {
+			for _, obj := range c.nodes.list() {
+				n, ok := obj.(*nodeInfo)
+				if !ok {
+					continue
+				}
+				for _, h := range n.Images {
+					if k := h.Value(); want[k] {
+						holders[k] = append(holders[k], n.Name)
+					}
+				}
+			}
+		}
+		for _, r := range risks {
+			if !r.always && heldElsewhere(holders[r.key], r.node) {
+				continue
+			}
+			res.rescheduleRisk[nsRegReason{r.namespace, r.registry, r.cause}]++
+		}
+	}
+	return res
+}
+
+// heldElsewhere reports whether a node other than own holds the image. A
+// node may list an image twice (by tag and by digest).
+func heldElsewhere(nodes []string, own string) bool {
+	for _, n := range nodes {
+		if n != own {
+			return true
+		}
+	}
+	return false
+}
+
+// Describe implements prometheus.Collector.
+func (c *Cluster) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descWatchUp, descWatchLastEvent, descWaiting, descBlocked,
+		descMutable, descTagDigests, descDrift, descRescheduleRisk} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: watch health always; the join's
+// series once the pods have synced (a partial cache would under-count), the
+// reschedule risk once the nodes have too.
+func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
+	for _, rw := range c.watches() {
+		up := 0.0
+		if rw.up() {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descWatchUp, prometheus.GaugeValue, up, rw.name)
+		if ts := rw.lastEvent.Load(); ts > 0 {
+			ch <- prometheus.MustNewConstMetric(descWatchLastEvent, prometheus.GaugeValue, float64(ts)/1e9, rw.name)
+		}
+	}
+	if !c.pods.synced() {
+		return
+	}
+	res := c.join()
+	for k, v := range res.waiting {
+		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+	}
+	for k, v := range res.blocked {
+		ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, float64(v), k.registry, k.cause)
+	}
+	for k, v := range res.mutable {
+		ch <- prometheus.MustNewConstMetric(descMutable, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.pullPolicy, k.kind)
+	}
+	for k, v := range res.tagDigests {
+		ch <- prometheus.MustNewConstMetric(descTagDigests, prometheus.GaugeValue, float64(v), k.registry, k.repository, k.tag)
+	}
+	for k, v := range res.drift {
+		ch <- prometheus.MustNewConstMetric(descDrift, prometheus.GaugeValue, float64(v), k.registry, k.repository, k.tag)
+	}
+	if res.nodesSynced {
+		for k, v := range res.rescheduleRisk {
+			ch <- prometheus.MustNewConstMetric(descRescheduleRisk, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+		}
+	}
+}

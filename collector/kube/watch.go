@@ -1,0 +1,187 @@
+package kube
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Resource names: the `resource` label of the watch health metrics.
+const (
+	ResourcePods            = "pods"
+	ResourceNodes           = "nodes"
+	ResourceServiceAccounts = "serviceaccounts"
+	ResourceDeployments     = "deployments"
+	ResourceStatefulSets    = "statefulsets"
+	ResourceDaemonSets      = "daemonsets"
+	ResourceJobs            = "jobs"
+	ResourceCronJobs        = "cronjobs"
+)
+
+type listFunc func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error)
+type watchFunc func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error)
+
+// resourceWatch is the set of informers of one resource (one per watched
+// namespace, or one for the whole cluster) and their health.
+type resourceWatch struct {
+	name      string
+	informers []cache.SharedIndexInformer
+	conns     []*connState
+	logger    *slog.Logger
+	now       func() time.Time
+
+	lastEvent atomic.Int64 // unix nanoseconds of the last list or watch event
+	lists     atomic.Int64 // successful lists, so tests can see a relist
+	down      atomic.Bool  // for logging transitions once
+}
+
+// connState is the health of one informer's connection: whether its last
+// list or watch request succeeded.
+type connState struct{ ok atomic.Bool }
+
+// The reflector's own watch error handler is only called for errors that end
+// ListAndWatch; a refused connection is retried inside the reflector without
+// reaching it. So health is taken from the list and watch calls themselves
+// (instrumentedLW), and the error handler only adds what ends a
+// ListAndWatch (expired resource versions, forbidden, decode errors).
+type instrumentedLW struct {
+	rw    *resourceWatch
+	conn  *connState
+	list  listFunc
+	watch watchFunc
+}
+
+func (l *instrumentedLW) List(opts metav1.ListOptions) (runtime.Object, error) {
+	return l.ListWithContext(context.Background(), opts)
+}
+
+func (l *instrumentedLW) Watch(opts metav1.ListOptions) (watch.Interface, error) {
+	return l.WatchWithContext(context.Background(), opts)
+}
+
+func (l *instrumentedLW) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+	obj, err := l.list(ctx, opts)
+	if err != nil {
+		l.rw.markDown(ctx, l.conn, err)
+		return nil, err
+	}
+	l.rw.lists.Add(1)
+	l.rw.markUp(l.conn)
+	l.rw.touch()
+	return obj, nil
+}
+
+func (l *instrumentedLW) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+	w, err := l.watch(ctx, opts)
+	if err != nil {
+		l.rw.markDown(ctx, l.conn, err)
+		return nil, err
+	}
+	l.rw.markUp(l.conn)
+	return w, nil
+}
+
+func (rw *resourceWatch) markDown(ctx context.Context, c *connState, err error) {
+	c.ok.Store(false)
+	if ctx.Err() != nil {
+		return // shutting down: not an outage
+	}
+	if !rw.down.Swap(true) {
+		rw.logger.Warn("Kubernetes watch is down; keeping the last known state until the apiserver answers again",
+			"resource", rw.name, "err", err)
+	}
+}
+
+func (rw *resourceWatch) markUp(c *connState) {
+	c.ok.Store(true)
+	if rw.up() && rw.down.Swap(false) {
+		rw.logger.Info("Kubernetes watch is back", "resource", rw.name)
+	}
+}
+
+func (rw *resourceWatch) touch() { rw.lastEvent.Store(rw.now().UnixNano()) }
+
+// synced reports whether every informer of the resource has completed its
+// first list.
+func (rw *resourceWatch) synced() bool {
+	for _, inf := range rw.informers {
+		if !inf.HasSynced() {
+			return false
+		}
+	}
+	return true
+}
+
+// up reports whether every informer has synced and its latest list or watch
+// request succeeded.
+func (rw *resourceWatch) up() bool {
+	for _, c := range rw.conns {
+		if !c.ok.Load() {
+			return false
+		}
+	}
+	return rw.synced()
+}
+
+// list returns the objects of every informer's store.
+func (rw *resourceWatch) list() []any {
+	if len(rw.informers) == 1 {
+		return rw.informers[0].GetStore().List()
+	}
+	var out []any
+	for _, inf := range rw.informers {
+		out = append(out, inf.GetStore().List()...)
+	}
+	return out
+}
+
+// get returns the object namespace/name, or nil.
+func (rw *resourceWatch) get(namespace, name string) any {
+	key := name
+	if namespace != "" {
+		key = namespace + "/" + name
+	}
+	for _, inf := range rw.informers {
+		if obj, ok, _ := inf.GetStore().GetByKey(key); ok {
+			return obj
+		}
+	}
+	return nil
+}
+
+// addInformer adds one informer (for one namespace, or "" for all) of the
+// resource, with its transform and health instrumentation, and resync off.
+func (rw *resourceWatch) addInformer(example runtime.Object, transform cache.TransformFunc, list listFunc, watch watchFunc) {
+	conn := &connState{}
+	lw := &instrumentedLW{rw: rw, conn: conn, list: list, watch: watch}
+	inf := cache.NewSharedIndexInformerWithOptions(lw, example, cache.SharedIndexInformerOptions{
+		ResyncPeriod:      0,
+		ObjectDescription: rw.name,
+	})
+	// Errors only arise once the informer runs; set before Run they cannot.
+	_ = inf.SetTransform(transform)
+	_ = inf.SetWatchErrorHandlerWithContext(func(ctx context.Context, _ *cache.Reflector, err error) {
+		rw.markDown(ctx, conn, err)
+	})
+	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { rw.touch() },
+		UpdateFunc: func(any, any) { rw.touch() },
+		DeleteFunc: func(any) { rw.touch() },
+	})
+	rw.informers = append(rw.informers, inf)
+	rw.conns = append(rw.conns, conn)
+}
+
+// run runs every informer until ctx is done, and returns once they stopped.
+func (rw *resourceWatch) run(ctx context.Context, wg *sync.WaitGroup) {
+	for _, inf := range rw.informers {
+		wg.Go(func() { inf.RunWithContext(ctx) })
+	}
+}
