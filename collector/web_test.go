@@ -1,0 +1,220 @@
+package collector
+
+import (
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+func get(t *testing.T, h http.Handler, target string, header ...string) (int, string, string) {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	body, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, rec.Header().Get("Content-Type"), string(body)
+}
+
+func TestProbeHandler(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	digest := push(t, reg.Host, "demo/app:v1")
+	cfg := testConfig()
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *Config { return cfg }})
+	q := func(v url.Values) string { return "/probe?" + v.Encode() }
+
+	image := reg.Host + "/demo/app:v1"
+	code, _, body := get(t, h, q(url.Values{"target": {image}, "module": {"local"}}))
+	if code != http.StatusOK {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	labels := `reference="v1",registry="` + reg.Host + `",repository="demo/app",target="` + image + `"`
+	for _, want := range []string{
+		`imagepull_probe_success{` + labels + `} 1`,
+		`imagepull_manifest_info{digest="` + digest.String() + `",media_type="application/vnd.docker.distribution.manifest.v2+json",` + labels + `} 1`,
+		`imagepull_probes_total{` + labels[:len(labels)-len(`,target="`+image+`"`)] + `,result="success",target="` + image + `"} 1`,
+		`imagepull_registry_requests_total{code="200",kind="manifest_head",registry="` + reg.Host + `"} 1`,
+		`imagepull_registry_requests_total{code="200",kind="ping",registry="` + reg.Host + `"} 1`,
+		`imagepull_probe_failure_reason{reason="not_found",` + labels + `} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/probe output lacks %s\n%s", want, body)
+		}
+	}
+	// Exporter-wide series belong to /metrics, not to a probe.
+	for _, unwanted := range []string{"imagepull_exporter_targets", "imagepull_probe_budget_exhausted_total"} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("/probe output has %s", unwanted)
+		}
+	}
+
+	// A missing tag is a failed probe, not a failed request.
+	code, _, body = get(t, h, q(url.Values{"target": {reg.Host + "/demo/app:nope"}, "module": {"local"}}))
+	if code != http.StatusOK || !strings.Contains(body, `imagepull_probe_failure_reason{reason="not_found",reference="nope"`) ||
+		!strings.Contains(body, `imagepull_probe_success{reference="nope"`) {
+		t.Errorf("missing tag: status %d\n%s", code, body)
+	}
+	if !strings.Contains(body, `reason="not_found",reference="nope",registry="`+reg.Host+`",repository="demo/app",target="`+reg.Host+`/demo/app:nope"} 1`) {
+		t.Errorf("missing tag: not_found is not 1\n%s", body)
+	}
+
+	for _, c := range []struct {
+		query, header, want string
+		code                int
+	}{
+		{"/probe", "", "missing target parameter", 400},
+		{q(url.Values{"target": {"Not/A/Valid:Ref:"}}), "", "bad target: invalid image reference", 400},
+		{q(url.Values{"target": {image}, "module": {"nope"}}), "", `unknown module "nope" (defined: default, local)`, 400},
+		{q(url.Values{"target": {image}, "module": {"local"}}), "soon", `bad X-Prometheus-Scrape-Timeout-Seconds "soon"`, 400},
+	} {
+		var hdr []string
+		if c.header != "" {
+			hdr = []string{"X-Prometheus-Scrape-Timeout-Seconds", c.header}
+		}
+		code, _, body := get(t, h, c.query, hdr...)
+		if code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", c.query, code, body, c.code, c.want)
+		}
+	}
+}
+
+func TestProbeHandlerDebug(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	digest := push(t, reg.Host, "demo/app:v1")
+	cfg := testConfig()
+	// The module carries a password. This registry allows anonymous
+	// access, so it is never sent; the page must not show it anyway (it
+	// prints the module, not its credentials). The real-registry
+	// end-to-end test covers a password that is sent.
+	m := cfg.Modules["local"]
+	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-module-pass"}
+	cfg.Modules["local"] = m
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *Config { return cfg }})
+	code, ctype, body := get(t, h, "/probe?debug=true&module=local&target="+url.QueryEscape(reg.Host+"/demo/app:v1"),
+		"X-Prometheus-Scrape-Timeout-Seconds", "4")
+	if code != 200 || !strings.HasPrefix(ctype, "text/plain") {
+		t.Fatalf("status %d, content type %q", code, ctype)
+	}
+	for _, want := range []string{
+		`Probe of ` + reg.Host + `/demo/app:v1 with module "local", timeout 3.5s`,
+		"1. ping GET http://" + reg.Host + "/v2/ -> 200",
+		"2. manifest_head HEAD http://" + reg.Host + "/v2/demo/app/manifests/v1 -> 200",
+		"result:      success",
+		"digest:      " + digest.String(),
+		"imagepull_probe_success{",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("debug output lacks %q\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "s3cret-module-pass") {
+		t.Errorf("debug output shows the module password:\n%s", body)
+	}
+}
+
+func TestProbeHandlerBudget(t *testing.T) {
+	reg := startRegistry(t, newRegistryHandler())
+	push(t, reg.Host, "demo/app:v1")
+	cfg := testConfig()
+	frozen := time.Now()
+	budget := NewRequestBudget(2, func() time.Time { return frozen })
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *Config { return cfg }, Budget: budget})
+	target := "/probe?module=local&target=" + url.QueryEscape(reg.Host+"/demo/app:v1")
+	// Each /probe is cold: ping + HEAD = 2 requests, the whole budget.
+	if code, _, body := get(t, h, target); code != 200 {
+		t.Fatalf("first probe: %d %s", code, body)
+	}
+	code, _, body := get(t, h, target)
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "request budget of registry "+reg.Host+" is spent") {
+		t.Errorf("second probe: %d %q, want 429", code, body)
+	}
+	if ex := budget.Exhausted(); len(ex) != 1 || ex[0].Count != 1 {
+		t.Errorf("exhausted = %+v", ex)
+	}
+}
+
+func TestProbeTimeout(t *testing.T) {
+	for _, c := range []struct {
+		module time.Duration
+		header string
+		want   time.Duration
+	}{
+		{10 * time.Second, "", 10 * time.Second},
+		{10 * time.Second, "15", 10 * time.Second},
+		{10 * time.Second, "5", 4500 * time.Millisecond},
+		{10 * time.Second, "0.8", 400 * time.Millisecond}, // too short for the offset: half
+	} {
+		got, err := probeTimeout(c.module, c.header)
+		if err != nil || got != c.want {
+			t.Errorf("probeTimeout(%s, %q) = %s, %v; want %s", c.module, c.header, got, err, c.want)
+		}
+	}
+	for _, bad := range []string{"x", "-1", "0", "1e9"} {
+		if _, err := probeTimeout(time.Second, bad); err == nil {
+			t.Errorf("probeTimeout(%q) accepted", bad)
+		}
+	}
+}
+
+func TestRedactor(t *testing.T) {
+	r := newRedactor(probe.Module{Auth: probe.AuthConfig{Username: "alice", Password: "hunter22"}}, nil, probe.Reference{})
+	for in, want := range map[string]string{
+		"password hunter22 here":                                                        "password <redacted> here",
+		"> Authorization: Bearer eyJhbGciOiJFUzI1NiJ9":                                  "> Authorization: Bearer <redacted>",
+		"> Authorization: Basic YWxpY2U6aHVudGVyMjI=":                                   "> Authorization: Basic <redacted>",
+		`{"token":"abc.def.ghi","expires_in":300}`:                                      `{"token":"<redacted>","expires_in":300}`,
+		"GET /token?service=x&access_token=abcdef":                                      "GET /token?service=x&access_token=<redacted>",
+		`< Www-Authenticate: Bearer realm="https://auth.example.com/token",service="x"`: `< Www-Authenticate: Bearer realm="https://auth.example.com/token",service="x"`,
+		"nothing secret": "nothing secret",
+	} {
+		if got := r.Redact(in); got != want {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestStatusPage(t *testing.T) {
+	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0.Add(time.Minute) }})
+	quay := tc(t, "quay", "quay.io/prometheus/busybox:latest", time.Minute)
+	hub := tc(t, "hub<script>", "docker.io/ratelimitpreview/test:latest", time.Minute)
+	pending := tc(t, "pending", "ghcr.io/containerd/busybox:1.36", time.Minute)
+	s.ApplyConfig(testConfig(quay, hub, pending))
+	feed(s, "quay", probe.Result{Ref: quay.Ref, Start: t0, Success: true,
+		Digest: "sha256:0123456789abcdef0123", Phases: phases(123*time.Millisecond, 0)})
+	feed(s, "hub<script>", probe.Result{Ref: hub.Ref, Start: t0, Reason: probe.ReasonRateLimited,
+		Error: "429 TOOMANYREQUESTS", Phases: phases(45*time.Millisecond, 0),
+		RateLimit: &probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}})
+	h := NewStatusPage(StatusPageOptions{Scheduler: s, Version: "imagepull_exporter, version 1.2.3",
+		Now: func() time.Time { return t0.Add(90 * time.Second) }})
+
+	code, ctype, body := get(t, h, "/")
+	if code != 200 || !strings.HasPrefix(ctype, "text/html") {
+		t.Fatalf("status %d %s", code, ctype)
+	}
+	for _, want := range []string{
+		`<td>quay</td>`, `<code>quay.io/prometheus/busybox:latest</code>`, `<td class="ok">ok</td>`,
+		`<td class="num">123ms</td>`, `<td>1m30s ago</td>`, `<code title="sha256:0123456789abcdef0123">0123456789ab</code>`,
+		`<td>hub&lt;script&gt;</td>`, `<td class="failed">failed</td>`, `title="429 TOOMANYREQUESTS">rate_limited</td>`,
+		`<td>0/100 (203.0.113.7)</td>`,
+		`<td class="pending">pending</td>`, `<td>never</td>`,
+		`3 targets (3 configured, 0 discovered)`, `<a href="metrics">Metrics</a>`, `version 1.2.3`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("status page lacks %s", want)
+		}
+	}
+	if strings.Contains(body, "<script>") {
+		t.Error("status page does not escape target names")
+	}
+	if code, _, _ := get(t, h, "/nope"); code != 404 {
+		t.Errorf("/nope: %d", code)
+	}
+}
