@@ -194,9 +194,6 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 	res.RateLimit = run.rate.rl
 	res.MalformedHeaderNames = run.rate.malformed
 	res.MalformedHeaders = len(run.rate.malformed)
-	if res.Reason != ReasonRateLimited {
-		res.RetryAfter = 0
-	}
 	if err != nil {
 		var pe *probeError
 		if !errors.As(err, &pe) {
