@@ -163,3 +163,17 @@ func (r *redactor) Redact(s string) string {
 		}
 	})
 }
+
+// WriteRedacted writes the result (and, when withRequests, the request log)
+// of a probe made with module m, with m's credentials redacted: what the
+// `probe` command prints.
+func WriteRedacted(w io.Writer, res probe.Result, m probe.Module, withRequests bool) {
+	var b strings.Builder
+	WriteResult(&b, res)
+	if withRequests {
+		b.WriteString("\nrequests:\n")
+		WriteRequestLog(&b, res)
+	}
+	kc, _ := probe.ModuleKeychain(m)
+	_, _ = io.WriteString(w, newRedactor(m, kc, res.Ref).Redact(b.String()))
+}

@@ -1,0 +1,324 @@
+// Command imagepull_exporter probes container registries the way the kubelet
+// pulls images and exposes the results as Prometheus metrics.
+//
+//	imagepull_exporter [serve] [flags]        run the exporter (the default command)
+//	imagepull_exporter probe IMAGE [--module] probe one image once, for humans
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+
+	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+const programName = "imagepull_exporter"
+
+// defaultListenAddress: 9739 is not taken in the Prometheus "default port
+// allocations" list as far as we know (it could not be checked from an
+// offline build machine); claim it there before a release.
+const defaultListenAddress = ":9739"
+
+// Exit codes.
+const (
+	exitOK      = 0
+	exitFailure = 1 // a failed probe, an invalid configuration, a server error
+	exitUsage   = 2 // bad flags or arguments
+)
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+// flags holds the parsed command line.
+type flags struct {
+	configFile     string
+	configCheck    bool
+	concurrency    int
+	registryBudget float64
+	demo           bool
+	web            *web.FlagConfig
+	log            *promslog.Config
+
+	probeImage   string
+	probeModule  string
+	probeVerbose bool
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	var f flags
+	app := kingpin.New(programName, "Probes container registries the way the kubelet pulls (ping, token, manifest HEAD; never a manifest GET) and exposes the results to Prometheus.")
+	app.Writer(stdout).ErrorWriter(stderr).UsageWriter(stdout)
+	app.Version(version.Print(programName))
+	app.HelpFlag.Short('h')
+	app.Flag("config.file", "Configuration file; empty means the embedded default, which probes one public image on each big registry.").
+		PlaceHolder("PATH").StringVar(&f.configFile)
+	app.Flag("config.check", "Validate the configuration file and exit: 0 when valid, 1 with file:line and the fix when not.").
+		BoolVar(&f.configCheck)
+	app.Flag("probe.concurrency", "How many probes may run at once.").
+		Default(fmt.Sprint(collector.DefaultConcurrency)).IntVar(&f.concurrency)
+	app.Flag("probe.registry-budget", "Requests per minute the exporter may send to one registry (scheduled and /probe probes together); a probe that would exceed it is skipped and counted. 0 means unlimited.").
+		Default(fmt.Sprint(collector.DefaultRegistryBudget)).Float64Var(&f.registryBudget)
+	app.Flag("demo", "Also start an in-process registry on loopback holding demo/hello:v1 and probe it, to see a healthy target without internet access.").
+		BoolVar(&f.demo)
+	f.web = kingpinflag.AddFlags(app, defaultListenAddress)
+	f.log = &promslog.Config{Writer: stderr}
+	promslogflag.AddFlags(app, f.log)
+
+	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
+	probeCmd := app.Command("probe", "Probe one image once, print phases, reason, digest and rate limit; exit 1 when the probe fails.")
+	probeCmd.Arg("image", "Image reference, e.g. nginx, quay.io/prometheus/busybox:latest, host:5000/app@sha256:...").
+		Required().StringVar(&f.probeImage)
+	probeCmd.Flag("module", "Module of the configuration file (or of the embedded default) to probe with.").
+		Default(collector.DefaultModuleName).StringVar(&f.probeModule)
+	probeCmd.Flag("verbose", "Also print every request with its headers (credentials redacted).").
+		Short('v').BoolVar(&f.probeVerbose)
+
+	cmd, err := app.Parse(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v; see --help\n", programName, err)
+		return exitUsage
+	}
+	if f.registryBudget != 0 && f.registryBudget < 1 {
+		fmt.Fprintf(stderr, "%s: --probe.registry-budget must be 0 (unlimited) or at least 1, got %g\n", programName, f.registryBudget)
+		return exitUsage
+	}
+	if f.concurrency < 1 {
+		fmt.Fprintf(stderr, "%s: --probe.concurrency must be at least 1, got %d\n", programName, f.concurrency)
+		return exitUsage
+	}
+
+	if f.configCheck {
+		return checkConfig(f.configFile, stdout, stderr)
+	}
+	switch cmd {
+	case probeCmd.FullCommand():
+		return probeOnce(&f, stdout, stderr)
+	case serveCmd.FullCommand():
+		return serve(&f, stderr)
+	}
+	return exitUsage
+}
+
+func loadConfig(path string) (*collector.Config, error) {
+	if path == "" {
+		return collector.LoadDefaultConfig()
+	}
+	return collector.LoadConfig(path)
+}
+
+func checkConfig(path string, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(path)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFailure
+	}
+	name := path
+	if name == "" {
+		name = collector.DefaultConfigName
+	}
+	fmt.Fprintf(stdout, "%s: OK: %d modules, %d targets\n", name, len(cfg.Modules), len(cfg.Targets))
+	return exitOK
+}
+
+func userAgent() string {
+	v := version.Version
+	if v == "" {
+		v = "dev" // built without the Makefile's -ldflags
+	}
+	return programName + "/" + v
+}
+
+// probeOnce is the `probe` command.
+func probeOnce(f *flags, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(f.configFile)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitFailure
+	}
+	m, ok := cfg.Modules[f.probeModule]
+	if !ok {
+		fmt.Fprintf(stderr, "%s: module %q is not defined in %s\n", programName, f.probeModule, configName(f.configFile))
+		return exitFailure
+	}
+	ref, err := probe.ParseReference(f.probeImage)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+		return exitFailure
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
+	defer prober.Close()
+	res := prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: f.probeModule, Module: m})
+
+	fmt.Fprintf(stdout, "%-12s %s\n", "module:", f.probeModule)
+	collector.WriteRedacted(stdout, res, m, f.probeVerbose)
+	if !res.Success {
+		return exitFailure
+	}
+	return exitOK
+}
+
+func configName(path string) string {
+	if path == "" {
+		return collector.DefaultConfigName
+	}
+	return path
+}
+
+// serve runs the exporter until SIGINT or SIGTERM.
+func serve(f *flags, stderr io.Writer) int {
+	logger := promslog.New(f.log)
+	logger.Info("starting "+programName, "version", version.Info())
+	logger.Info("build context", "build_context", version.BuildContext())
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		versioncollector.NewCollector(programName),
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	sc := collector.NewSafeConfig(reg)
+
+	if f.demo {
+		demo, err := startDemo(logger)
+		if err != nil {
+			logger.Error("starting the --demo registry", "err", err)
+			return exitFailure
+		}
+		defer demo.Close()
+		sc.SetOverlay(demo.Overlay)
+	}
+	if err := sc.ReloadConfig(f.configFile); err != nil {
+		// No running config to fall back to: refuse to start, loudly.
+		logger.Error("loading the configuration", "file", configName(f.configFile), "err", err)
+		return exitFailure
+	}
+	logger.Info("loaded the configuration", "file", configName(f.configFile), "targets", len(sc.Get().Targets))
+
+	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
+	defer prober.Close()
+	budget := collector.NewRequestBudget(f.registryBudget, nil)
+	sched := collector.NewScheduler(collector.SchedulerOptions{
+		Prober: prober, Concurrency: f.concurrency, Budget: budget, Logger: logger,
+	})
+	reg.MustRegister(sched)
+	sched.ApplyConfig(sc.Get())
+
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = sched.Run(ctx)
+	}()
+	var ready atomic.Bool
+	ready.Store(true) // the config is loaded and the scheduler runs
+
+	// One reload at a time, whether from SIGHUP or POST /-/reload.
+	var reloadMu sync.Mutex
+	reload := func(trigger string) error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
+		if err := sc.ReloadConfig(f.configFile); err != nil {
+			logger.Error("reloading the configuration failed; keeping the running one", "trigger", trigger, "err", err)
+			return err
+		}
+		sched.ApplyConfig(sc.Get())
+		logger.Info("reloaded the configuration", "trigger", trigger, "targets", len(sc.Get().Targets))
+		return nil
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-hup:
+				_ = reload("SIGHUP")
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		Registry:          reg, // promhttp_metric_handler_* for the scrape itself
+		EnableOpenMetrics: true,
+	}))
+	mux.Handle("/probe", collector.NewProbeHandler(collector.ProbeHandlerOptions{
+		Config: sc.Get, Budget: budget, Concurrency: f.concurrency, UserAgent: userAgent(), Logger: logger,
+	}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "Not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "use POST to reload the configuration", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := reload("/-/reload"); err != nil {
+			http.Error(w, "reload failed, the running configuration stays:\n"+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "configuration reloaded")
+	})
+	mux.Handle("/", collector.NewStatusPage(collector.StatusPageOptions{Scheduler: sched, Version: version.Info()}))
+
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(srv, f.web, logger) }()
+
+	code := exitOK
+	select {
+	case <-ctx.Done():
+		logger.Info("shutting down")
+	case err := <-serveErr:
+		if !errors.Is(err, http.ErrServerClosed) {
+			logger.Error("serving HTTP", "err", err)
+			code = exitFailure
+		}
+		stop()
+	}
+	ready.Store(false)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutdownCtx)
+	return code
+}
