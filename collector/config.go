@@ -44,6 +44,9 @@ func DefaultConfigYAML() []byte { return bytes.Clone(defaultConfigYAML) }
 type Config struct {
 	Modules map[string]probe.Module `yaml:"modules"`
 	Targets []TargetConfig          `yaml:"targets"`
+	// Discovery configures targets discovered in Kubernetes
+	// (config_discovery.go).
+	Discovery DiscoveryConfig `yaml:"discovery"`
 }
 
 // TargetConfig is one `targets:` entry.
@@ -333,6 +336,10 @@ func humanType(goType string) string {
 		return "a list of targets"
 	case "map[string]probe.Module":
 		return "a mapping of module names to modules"
+	case "[]string":
+		return "a list of strings"
+	case "[]collector.DiscoveryModule":
+		return "a list of {registry, module} entries"
 	case "int", "int64", "float64":
 		return "a number"
 	}
@@ -405,7 +412,7 @@ func (p *parser) visit(fn func(where string, typ reflect.Type, k, v *yaml.Node) 
 					continue
 				}
 				w := where
-				if t != configType {
+				if t != configType || k.Value == "discovery" {
 					w = joinWhere(where, k.Value)
 				}
 				if walk(v, ft, w) {
@@ -426,7 +433,9 @@ func (p *parser) visit(fn func(where string, typ reflect.Type, k, v *yaml.Node) 
 		case n.Kind == yaml.SequenceNode && t.Kind() == reflect.Slice:
 			for i, item := range n.Content {
 				w := fmt.Sprintf("targets[%d]", i)
-				if name := mapValue(item, "name"); name != nil && name.Value != "" {
+				if where != "" {
+					w = fmt.Sprintf("%s[%d]", where, i) // e.g. "discovery: modules[0]"
+				} else if name := mapValue(item, "name"); name != nil && name.Value != "" {
 					w = fmt.Sprintf("target %q", name.Value)
 				} else if img := mapValue(item, "image"); img != nil && img.Value != "" {
 					w = fmt.Sprintf("target %q", img.Value)
@@ -582,6 +591,8 @@ func (p *parser) validate(cfg *Config) {
 		defined = append(defined, name)
 	}
 	sort.Strings(defined)
+
+	p.validateDiscovery(cfg, defined)
 
 	seen := map[string]int{}
 	for i := range cfg.Targets {

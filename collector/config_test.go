@@ -16,10 +16,19 @@ import (
 // The exact error text of every invalid file: the errors are the user
 // interface of --config.check, so a change in wording is a change in behaviour.
 var invalidConfigs = map[string]string{
-	"invalid-auth-type.yml":             `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
-	"invalid-bool.yml":                  `testdata/invalid-bool.yml:3: module "local": plain_http: "yes please" is not a boolean; write true or false`,
-	"invalid-ca-file-missing.yml":       `testdata/invalid-ca-file-missing.yml:4: module "internal": tls.ca_file: /nonexistent/ca.pem: no such file or directory; fix the path (relative paths are relative to the config file)`,
-	"invalid-ca-file-not-pem.yml":       `testdata/invalid-ca-file-not-pem.yml:4: module "internal": tls.ca_file testdata/password.txt holds no PEM certificate; point it at a CA bundle`,
+	"invalid-auth-type.yml":       `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
+	"invalid-bool.yml":            `testdata/invalid-bool.yml:3: module "local": plain_http: "yes please" is not a boolean; write true or false`,
+	"invalid-ca-file-missing.yml": `testdata/invalid-ca-file-missing.yml:4: module "internal": tls.ca_file: /nonexistent/ca.pem: no such file or directory; fix the path (relative paths are relative to the config file)`,
+	"invalid-ca-file-not-pem.yml": `testdata/invalid-ca-file-not-pem.yml:4: module "internal": tls.ca_file testdata/password.txt holds no PEM certificate; point it at a CA bundle`,
+	"invalid-discovery.yml": `testdata/invalid-discovery.yml:7: discovery: modules[1]: registry pattern "[bad" is not a valid glob (syntax error in pattern); fix the brackets or escape them
+testdata/invalid-discovery.yml:8: discovery: modules[1]: module "nope" is not defined (defined: default, ecr); add it under modules: or fix the name
+testdata/invalid-discovery.yml:9: discovery: modules[2]: registry is missing; add e.g. ` + "`registry: \"*.dkr.ecr.*.amazonaws.com\"`" + `
+testdata/invalid-discovery.yml:10: discovery: modules[3]: registry "ghcr.io/acme" holds a '/'; give a registry host pattern only (use exclude: for repositories)
+testdata/invalid-discovery.yml:12: discovery: modules[4]: module is missing; name one of: default, ecr
+testdata/invalid-discovery.yml:15: discovery: exclude[1] is empty; remove it or give a registry or registry/repository pattern
+testdata/invalid-discovery.yml:16: discovery: exclude[2]: pattern "ghcr.io/[x" is not a valid glob (syntax error in pattern); fix the brackets or escape them`,
+	"invalid-discovery-types.yml": `testdata/invalid-discovery-types.yml:4: discovery: modules[0]: unknown key "modul"; did you mean "module"? (valid keys: registry, module)
+testdata/invalid-discovery-types.yml:5: discovery: exclude: want a list of strings, got the string "ghcr.io"`,
 	"invalid-docker-config-missing.yml": `testdata/invalid-docker-config-missing.yml:4: module "dc": auth.docker_config: testdata/no-such-dir/config.json: no such file or directory; point it at a docker config.json or the directory holding one`,
 	"invalid-duplicate-key.yml":         `testdata/invalid-duplicate-key.yml:4: key "timeout" is already set at line 3; remove one of them`,
 	"invalid-duplicate-target.yml": `testdata/invalid-duplicate-target.yml:4: target "hub": the name is already used by the target at line 2; target names must be unique (a target without name: is named after its image)
@@ -43,7 +52,7 @@ testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is n
 	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config)`,
 	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)`,
 	"invalid-unknown-target-key.yml":    `testdata/invalid-unknown-target-key.yml:4: target "hub": unknown key "modul"; did you mean "module"? (valid keys: name, image, module, interval)`,
-	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets)`,
+	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery)`,
 	"invalid-username-only.yml":         `testdata/invalid-username-only.yml:4: module "private": auth.username is set without a password; add auth.password or auth.password_file`,
 }
 
