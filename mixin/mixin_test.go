@@ -1,0 +1,666 @@
+package mixin_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-jsonnet"
+	"github.com/google/go-jsonnet/formatter"
+	"github.com/google/go-jsonnet/linter"
+	"github.com/prometheus/common/model"
+	"gopkg.in/yaml.v3"
+
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
+	"github.com/imagepull/imagepull_exporter/mixin"
+)
+
+// render renders the mixin with its defaults, once per test that needs it.
+func render(t *testing.T) map[string]string {
+	t.Helper()
+	files, err := mixin.Render("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+// TestGeneratedFilesAreCurrent fails when alerts/ or dashboards/ differ from
+// what the mixin renders: they are generated, never edited by hand.
+func TestGeneratedFilesAreCurrent(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	files := render(t)
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Errorf("%s: %v; run `make generate` and commit the result", name, err)
+			continue
+		}
+		if string(got) != want {
+			t.Errorf("%s is stale: it differs from what mixin/ renders; run `make generate` and commit the result", name)
+		}
+	}
+	// A file the mixin no longer renders (a renamed dashboard) is stale too.
+	for _, dir := range []string{"alerts", "dashboards"} {
+		entries, err := os.ReadDir(filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if _, ok := files[dir+"/"+e.Name()]; !ok {
+				t.Errorf("%s/%s is not rendered by the mixin; remove it (`make generate` does)", dir, e.Name())
+			}
+		}
+	}
+}
+
+// TestRenderOverrides proves the hook the end-to-end test uses: _config
+// overrides change the rendered rules, here the `for:` durations.
+func TestRenderOverrides(t *testing.T) {
+	files, err := mixin.Render(`{ registryUnreachableFor: '1m', podsBlockedFor: '30s', imagepullSelector: 'job="e2e"' }`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := parseRuleGroups(t, files[mixin.AlertsFile])
+	seen := 0
+	for _, g := range groups {
+		for _, r := range g.Rules {
+			switch r.Alert {
+			case "ImagePullRegistryUnreachable":
+				seen++
+				if r.For != "1m" {
+					t.Errorf("%s for = %q, want 1m", r.Alert, r.For)
+				}
+			case "ImagePullPodsBlocked":
+				seen++
+				if r.For != "30s" {
+					t.Errorf("%s for = %q, want 30s", r.Alert, r.For)
+				}
+			}
+			if strings.Contains(r.Expr, `job="imagepull-exporter"`) {
+				t.Errorf("%s%s ignores the overridden selector: %s", r.Alert, r.Record, r.Expr)
+			}
+		}
+	}
+	for _, g := range parseRuleGroups(t, files[mixin.RulesFile]) {
+		for _, r := range g.Rules {
+			if !strings.Contains(r.Expr, `job="e2e"`) {
+				t.Errorf("%s ignores the overridden selector: %s", r.Record, r.Expr)
+			}
+		}
+	}
+	if seen != 4 {
+		t.Errorf("found %d ImagePullRegistryUnreachable/ImagePullPodsBlocked rules, want 4 (critical and warning each)", seen)
+	}
+	if _, err := mixin.Render(`{ manifestLatencyQuantile: '90' }`); err == nil {
+		t.Error("a malformed quantile rendered without error")
+	}
+}
+
+// jsonnetSources returns the mixin's jsonnet files by path.
+func jsonnetSources(t *testing.T) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := fs.WalkDir(mixin.Sources, ".", func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !(strings.HasSuffix(p, ".jsonnet") || strings.HasSuffix(p, ".libsonnet")) {
+			return err
+		}
+		b, err := mixin.Sources.ReadFile(p)
+		out[p] = string(b)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out) < 10 {
+		t.Fatalf("found only %d jsonnet files in the embedded sources", len(out))
+	}
+	return out
+}
+
+// TestJsonnetFormatted is jsonnetfmt --test with go-jsonnet's formatter and
+// the CLI's default options.
+func TestJsonnetFormatted(t *testing.T) {
+	for name, src := range jsonnetSources(t) {
+		got, err := formatter.Format(name, src, formatter.DefaultOptions())
+		if err != nil {
+			t.Errorf("%s: %v", name, err)
+			continue
+		}
+		if got != src {
+			t.Errorf("%s is not formatted; run `make fmt`", name)
+		}
+	}
+}
+
+// TestJsonnetLint runs go-jsonnet's linter (what jsonnet-lint runs) on
+// every file: unused variables, unknown fields of locals, type errors.
+func TestJsonnetLint(t *testing.T) {
+	vm := jsonnet.MakeVM()
+	vm.Importer(mixin.NewImporter())
+	var snippets []linter.Snippet
+	for name, src := range jsonnetSources(t) {
+		snippets = append(snippets, linter.Snippet{FileName: name, Code: src})
+	}
+	var out bytes.Buffer
+	if linter.LintSnippet(vm, &out, snippets) {
+		t.Errorf("jsonnet-lint found problems:\n%s", out.String())
+	}
+}
+
+// TestPromtoolCheckRules runs `promtool check rules` on the generated files.
+func TestPromtoolCheckRules(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	run(t, root, testenv.Bin(t, "promtool"), "check", "rules", mixin.AlertsFile, mixin.RulesFile)
+}
+
+// TestPromtoolTestRules runs the alert unit tests in mixin/tests/.
+func TestPromtoolTestRules(t *testing.T) {
+	files := ruleTestFiles(t)
+	run(t, filepath.Join(testenv.RepoRoot(t), "mixin", "tests"), testenv.Bin(t, "promtool"), append([]string{"test", "rules"}, files...)...)
+}
+
+// TestAmtoolCheckConfig validates the example Alertmanager configuration.
+func TestAmtoolCheckConfig(t *testing.T) {
+	out := run(t, testenv.RepoRoot(t), testenv.Bin(t, "amtool"), "check-config", "mixin/alertmanager.example.yml")
+	if !strings.Contains(out, "4 inhibit rules") {
+		t.Errorf("amtool found a different number of inhibit rules than the example's 4:\n%s", out)
+	}
+}
+
+func run(t *testing.T, dir, bin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// Rule files as promtool reads them.
+type ruleGroup struct {
+	Name  string `yaml:"name"`
+	Rules []struct {
+		Alert       string            `yaml:"alert"`
+		Record      string            `yaml:"record"`
+		Expr        string            `yaml:"expr"`
+		For         string            `yaml:"for"`
+		Labels      map[string]string `yaml:"labels"`
+		Annotations map[string]string `yaml:"annotations"`
+	} `yaml:"rules"`
+}
+
+func parseRuleGroups(t *testing.T, text string) []ruleGroup {
+	t.Helper()
+	var f struct {
+		Groups []ruleGroup `yaml:"groups"`
+	}
+	if err := yaml.Unmarshal([]byte(text), &f); err != nil {
+		t.Fatal(err)
+	}
+	return f.Groups
+}
+
+// Unit test files as promtool reads them.
+type ruleTestFile struct {
+	EvaluationInterval string `yaml:"evaluation_interval"`
+	Tests              []struct {
+		AlertRuleTest []struct {
+			EvalTime  string `yaml:"eval_time"`
+			Alertname string `yaml:"alertname"`
+			ExpAlerts []struct {
+				ExpLabels      map[string]string `yaml:"exp_labels"`
+				ExpAnnotations map[string]string `yaml:"exp_annotations"`
+			} `yaml:"exp_alerts"`
+		} `yaml:"alert_rule_test"`
+	} `yaml:"tests"`
+}
+
+func ruleTestFiles(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(testenv.RepoRoot(t), "mixin", "tests", "*.yaml"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no rule test files in mixin/tests: %v", err)
+	}
+	for i := range files {
+		files[i] = filepath.Base(files[i])
+	}
+	return files
+}
+
+func parseDuration(t *testing.T, s string) time.Duration {
+	t.Helper()
+	d, err := model.ParseDuration(s)
+	if err != nil {
+		t.Fatalf("duration %q: %v", s, err)
+	}
+	return time.Duration(d)
+}
+
+// TestEveryAlertIsTestedAndDocumented checks the rule tests and the runbook
+// against the rendered alerts: every alert rule (name and severity) has a
+// test case in which it is silent one evaluation before it fires, and fires
+// with all three annotations; every alert has a runbook section whose anchor
+// its runbook_url names, and every annotation is set.
+func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	type rule struct{ alert, severity string }
+	var rules []rule
+	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			rules = append(rules, rule{r.Alert, r.Labels["severity"]})
+			for _, a := range []string{"summary", "description", "runbook_url"} {
+				if r.Annotations[a] == "" {
+					t.Errorf("%s (%s) has no %s", r.Alert, r.Labels["severity"], a)
+				}
+			}
+			if r.For == "" {
+				t.Errorf("%s (%s) has no for:", r.Alert, r.Labels["severity"])
+			}
+		}
+	}
+	if len(rules) != 16 {
+		t.Errorf("rendered %d alert rules, want 16 (14 alerts, two of them with critical and warning rules)", len(rules))
+	}
+
+	// firing[rule] holds eval times per test case at which the rule fires;
+	// checked[test case][alertname] the eval times with any check.
+	type at struct {
+		file string
+		tc   int
+	}
+	fires := map[rule]map[at][]time.Duration{}
+	silent := map[rule]map[at][]time.Duration{}
+	intervals := map[string]time.Duration{}
+	for _, name := range ruleTestFiles(t) {
+		b, err := os.ReadFile(filepath.Join(root, "mixin", "tests", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f ruleTestFile
+		if err := yaml.Unmarshal(b, &f); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		intervals[name] = parseDuration(t, f.EvaluationInterval)
+		for i, tc := range f.Tests {
+			for _, check := range tc.AlertRuleTest {
+				when := parseDuration(t, check.EvalTime)
+				firing := map[string]bool{}
+				for _, a := range check.ExpAlerts {
+					firing[a.ExpLabels["severity"]] = true
+					for _, k := range []string{"summary", "description", "runbook_url"} {
+						if a.ExpAnnotations[k] == "" {
+							t.Errorf("%s test %d: %s at %s expects no %s annotation", name, i, check.Alertname, check.EvalTime, k)
+						}
+					}
+				}
+				for _, r := range rules {
+					if r.alert != check.Alertname {
+						continue
+					}
+					m := silent
+					if firing[r.severity] {
+						m = fires
+					}
+					if m[r] == nil {
+						m[r] = map[at][]time.Duration{}
+					}
+					m[r][at{name, i}] = append(m[r][at{name, i}], when)
+				}
+			}
+		}
+	}
+	for _, r := range rules {
+		ok := false
+		for where, times := range fires[r] {
+			for _, when := range times {
+				for _, before := range silent[r][where] {
+					if before == when-intervals[where.file] {
+						ok = true
+					}
+				}
+			}
+		}
+		if !ok {
+			t.Errorf("%s (%s): no test case checks it silent one evaluation before it fires, and firing", r.alert, r.severity)
+		}
+	}
+
+	runbook, err := os.ReadFile(filepath.Join(root, "mixin", "runbook.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	headings := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^## (\S+)$`).FindAllStringSubmatch(string(runbook), -1) {
+		headings[m[1]] = true
+	}
+	seen := map[string]bool{}
+	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
+		for _, r := range g.Rules {
+			if r.Alert == "" || seen[r.Alert] {
+				continue
+			}
+			seen[r.Alert] = true
+			if !headings[r.Alert] {
+				t.Errorf("runbook.md has no section \"## %s\"", r.Alert)
+			}
+			want := "https://github.com/imagepull/imagepull_exporter/blob/main/mixin/runbook.md#" + strings.ToLower(r.Alert)
+			if r.Annotations["runbook_url"] != want {
+				t.Errorf("%s runbook_url = %q, want %q", r.Alert, r.Annotations["runbook_url"], want)
+			}
+		}
+	}
+	for h := range headings {
+		if !seen[h] {
+			t.Errorf("runbook.md has a section for %s, which is not an alert", h)
+		}
+	}
+}
+
+// TestDashboards checks the rendered dashboards' structure (there is no
+// Grafana here to load them): stable uids, the datasource and cluster
+// variables, every panel on the datasource variable with unique ids inside
+// the 24-column grid, and every query valid PromQL once Grafana's variables
+// are expanded (promtool parses them as recording rules).
+func TestDashboards(t *testing.T) {
+	files := render(t)
+	wantUIDs := map[string]string{
+		"dashboards/imagepull-registries-overview.json": "imagepull-registries-overview",
+		"dashboards/imagepull-cluster-impact.json":      "imagepull-cluster-impact",
+		"dashboards/imagepull-registry-detail.json":     "imagepull-registry-detail",
+	}
+	for name, uid := range wantUIDs {
+		text, ok := files[name]
+		if !ok {
+			t.Errorf("%s is not rendered", name)
+			continue
+		}
+		var d struct {
+			UID        string `json:"uid"`
+			Templating struct {
+				List []struct {
+					Name       string          `json:"name"`
+					Type       string          `json:"type"`
+					Datasource json.RawMessage `json:"datasource"`
+				} `json:"list"`
+			} `json:"templating"`
+			Panels []struct {
+				ID         int             `json:"id"`
+				Type       string          `json:"type"`
+				Title      string          `json:"title"`
+				Datasource json.RawMessage `json:"datasource"`
+				GridPos    struct{ X, Y, W, H int }
+				Targets    []struct {
+					RefID      string          `json:"refId"`
+					Expr       string          `json:"expr"`
+					Datasource json.RawMessage `json:"datasource"`
+				} `json:"targets"`
+			} `json:"panels"`
+		}
+		if err := json.Unmarshal([]byte(text), &d); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if d.UID != uid {
+			t.Errorf("%s uid = %q, want %q", name, d.UID, uid)
+		}
+		vars := map[string]string{}
+		for _, v := range d.Templating.List {
+			vars[v.Name] = v.Type
+		}
+		if vars["datasource"] != "datasource" || vars["cluster"] != "query" {
+			t.Errorf("%s: want a datasource variable and a cluster query variable, have %v", name, vars)
+		}
+		const ds = `{"type":"prometheus","uid":"${datasource}"}`
+		ids := map[int]bool{}
+		for _, p := range d.Panels {
+			if ids[p.ID] {
+				t.Errorf("%s: panel id %d twice", name, p.ID)
+			}
+			ids[p.ID] = true
+			if p.GridPos.X < 0 || p.GridPos.W <= 0 || p.GridPos.X+p.GridPos.W > 24 {
+				t.Errorf("%s: panel %q outside the grid: %+v", name, p.Title, p.GridPos)
+			}
+			if p.Type == "row" || p.Type == "text" {
+				continue
+			}
+			if compact(t, p.Datasource) != ds {
+				t.Errorf("%s: panel %q datasource = %s, want %s", name, p.Title, p.Datasource, ds)
+			}
+			if len(p.Targets) == 0 {
+				t.Errorf("%s: panel %q has no query", name, p.Title)
+			}
+			for _, tg := range p.Targets {
+				if tg.RefID == "" || tg.Expr == "" || compact(t, tg.Datasource) != ds {
+					t.Errorf("%s: panel %q has a target without refId, expr or the datasource variable", name, p.Title)
+				}
+				if !strings.Contains(tg.Expr, `$cluster"`) {
+					t.Errorf("%s: panel %q query does not select the cluster: %s", name, p.Title, tg.Expr)
+				}
+			}
+		}
+	}
+
+	queries, err := mixin.DashboardQueries(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type recording struct {
+		Record string `yaml:"record"`
+		Expr   string `yaml:"expr"`
+	}
+	var recs []recording
+	for i, q := range queries {
+		expr, err := mixin.ExpandVariables(q.Expr, map[string]string{
+			"cluster": "", "registry": "docker.io", "namespace": ".*", "__rate_interval": "1m",
+		})
+		if err != nil {
+			t.Errorf("%s %q: %v", q.Dashboard, q.Panel, err)
+			continue
+		}
+		recs = append(recs, recording{Record: fmt.Sprintf("dashboard_query_%d", i), Expr: expr})
+	}
+	if len(recs) < 50 {
+		t.Errorf("only %d dashboard queries", len(recs))
+	}
+	out, err := yaml.Marshal(map[string]any{"groups": []any{map[string]any{"name": "dashboard-queries", "rules": recs}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "dashboard-queries.yaml")
+	if err := os.WriteFile(file, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, filepath.Dir(file), testenv.Bin(t, "promtool"), "check", "rules", file)
+}
+
+func compact(t *testing.T, raw json.RawMessage) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return string(raw)
+	}
+	return b.String()
+}
+
+func TestExpandVariables(t *testing.T) {
+	got, err := mixin.ExpandVariables(`rate(x{cluster="$cluster", r=~"${registry}", ns=~"${namespace:regex}"}[$__rate_interval]) and label_replace(y, "a", "$1", "b", "(.*)")`,
+		map[string]string{"cluster": "eu", "registry": "docker.io", "namespace": ".*", "__rate_interval": "2m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `rate(x{cluster="eu", r=~"docker.io", ns=~".*"}[2m]) and label_replace(y, "a", "$1", "b", "(.*)")`
+	if got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+	if _, err := mixin.ExpandVariables(`x{a="$nope"}`, nil); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("a variable without a value: err = %v", err)
+	}
+}
+
+// TestAlertmanagerExampleInhibitsAndGroups loads the example configuration
+// into a real Alertmanager, posts the alerts of a registry outage and of
+// rate-limit trouble at once, and checks which are inhibited and what each
+// receiver is sent: one page per registry outage, carrying both
+// ImagePullRegistryUnreachable and ImagePullPodsBlocked, and none of the
+// alerts that only restate it.
+func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
+	hook := testenv.StartWebhook(t)
+	cfg, err := mixin.AlertmanagerExample(hook.URL, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(cfg, "30s") || !strings.Contains(cfg, hook.URL) {
+		t.Fatalf("AlertmanagerExample did not rewrite timings and URLs:\n%s", cfg)
+	}
+	am := testenv.StartAlertmanager(t, testenv.AlertmanagerOptions{Config: cfg})
+
+	type alert struct {
+		labels     string // k=v,k=v
+		inhibited  bool
+		receiver   string // where it is notified when not inhibited
+		groupLabel string // the notification group, "registry" or "cluster/registry"
+	}
+	alerts := []alert{
+		// reg.example is down and containers wait on it.
+		{"alertname=ImagePullRegistryUnreachable,severity=critical,registry=reg.example,cause=connect", false, "imagepull-page", "reg.example"},
+		{"alertname=ImagePullRegistryUnreachable,severity=warning,registry=reg.example,cause=connect", true, "", ""},
+		{"alertname=ImagePullPodsBlocked,severity=critical,registry=reg.example,cause=connect", false, "imagepull-page", "reg.example"},
+		{"alertname=ImagePullRescheduleRisk,severity=warning,registry=reg.example,cause=connect", true, "", ""},
+		{"alertname=ImagePullManifestLatencyHigh,severity=warning,registry=reg.example,quantile=0.9", true, "", ""},
+		{"alertname=ImagePullPullSecretInvalid,severity=warning,registry=reg.example,namespace=shop,secret=regcred", true, "", ""},
+		// quay.io is down, nothing waits on it: the warning is the notice.
+		{"alertname=ImagePullRegistryUnreachable,severity=warning,registry=quay.io,cause=dns", false, "imagepull-ticket", "quay.io"},
+		{"alertname=ImagePullRescheduleRisk,severity=warning,registry=quay.io,cause=dns", true, "", ""},
+		// docker.io answers 429.
+		{"alertname=ImagePullRateLimited,severity=warning,registry=docker.io,cause=rate_limited", false, "imagepull-ticket", "docker.io"},
+		{"alertname=ImagePullRateLimitLow,severity=warning,registry=docker.io,source=s1", true, "", ""},
+		{"alertname=ImagePullRateLimitExhaustionForecast,severity=warning,registry=docker.io,source=s1", true, "", ""},
+		// ghcr.io: one source low (its forecast muted), another forecast only.
+		{"alertname=ImagePullRateLimitLow,severity=warning,registry=ghcr.io,source=s2", false, "imagepull-ticket", "ghcr.io"},
+		{"alertname=ImagePullRateLimitExhaustionForecast,severity=warning,registry=ghcr.io,source=s2", true, "", ""},
+		{"alertname=ImagePullRateLimitExhaustionForecast,severity=warning,registry=ghcr.io,source=s3", false, "imagepull-ticket", "ghcr.io"},
+		// A healthy registry: per-image problems are not muted by anything.
+		{"alertname=ImagePullPodsBlocked,severity=warning,registry=ok.example,cause=registry_ok", false, "imagepull-ticket", "ok.example"},
+		{"alertname=ImagePullRescheduleRisk,severity=warning,registry=ok.example,cause=not_found", false, "imagepull-ticket", "ok.example"},
+		// Clusters do not inhibit each other.
+		{"alertname=ImagePullRegistryUnreachable,severity=critical,cluster=eu,registry=x.example,cause=timeout", false, "imagepull-page", "eu/x.example"},
+		{"alertname=ImagePullRegistryUnreachable,severity=warning,cluster=us,registry=x.example,cause=timeout", false, "imagepull-ticket", "us/x.example"},
+		{"alertname=ImagePullTagDrift,severity=info,registry=ghcr.io,repository=acme/db,tag=dev", false, "imagepull-info", "ghcr.io"},
+	}
+	labelsOf := func(s string) map[string]string {
+		m := map[string]string{}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, _ := strings.Cut(kv, "=")
+			m[k] = v
+		}
+		return m
+	}
+	key := func(m map[string]string) string {
+		var parts []string
+		for k, v := range m {
+			parts = append(parts, k+"="+v)
+		}
+		sort.Strings(parts)
+		return strings.Join(parts, ",")
+	}
+	var post []testenv.PostableAlert
+	want := map[string]bool{} // labels key -> inhibited
+	for _, a := range alerts {
+		l := labelsOf(a.labels)
+		post = append(post, testenv.PostableAlert{Labels: l, Annotations: map[string]string{"summary": a.labels}})
+		want[key(l)] = a.inhibited
+	}
+	am.PostAlerts(t, post...)
+
+	// The inhibitor learns of the alerts asynchronously: wait until
+	// Alertmanager reports every alert and a state for each.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := map[string]bool{}
+		for _, a := range am.Alerts(t) {
+			got[key(a.Labels)] = len(a.Status.InhibitedBy) > 0
+		}
+		diff := ""
+		for k, inhibited := range want {
+			if g, ok := got[k]; !ok || g != inhibited {
+				diff += fmt.Sprintf("  %s: inhibited=%v (present %v), want inhibited=%v\n", k, g, ok, inhibited)
+			}
+		}
+		if diff == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("inhibition differs from the design:\n%s", diff)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// What each receiver is sent: one notification per group, holding
+	// exactly the alerts that are not inhibited.
+	wantGroups := map[string][]string{} // receiver|group -> alert keys
+	for _, a := range alerts {
+		if !a.inhibited {
+			g := a.receiver + "|" + a.groupLabel
+			wantGroups[g] = append(wantGroups[g], key(labelsOf(a.labels)))
+		}
+	}
+	groupOf := func(m testenv.WebhookMessage) string {
+		g := m.GroupLabels["registry"]
+		if c := m.GroupLabels["cluster"]; c != "" {
+			g = c + "/" + g
+		}
+		return m.Receiver + "|" + g
+	}
+	msgs := hook.WaitFor(t, time.Minute, func(msgs []testenv.WebhookMessage) bool {
+		seen := map[string]bool{}
+		for _, m := range msgs {
+			seen[groupOf(m)] = true
+		}
+		for g := range wantGroups {
+			if !seen[g] {
+				return false
+			}
+		}
+		return true
+	})
+	first := map[string][]string{}
+	for _, m := range msgs {
+		g := groupOf(m)
+		if _, ok := wantGroups[g]; !ok {
+			t.Errorf("unexpected notification to %s: %d alerts", g, len(m.Alerts))
+		}
+		for _, a := range m.Alerts {
+			if want[key(a.Labels)] {
+				t.Errorf("inhibited alert notified to %s: %s", g, key(a.Labels))
+			}
+		}
+		if _, ok := first[g]; ok {
+			continue
+		}
+		for _, a := range m.Alerts {
+			first[g] = append(first[g], key(a.Labels))
+		}
+	}
+	for g, keys := range wantGroups {
+		sort.Strings(keys)
+		got := first[g]
+		sort.Strings(got)
+		if strings.Join(got, " ; ") != strings.Join(keys, " ; ") {
+			t.Errorf("first notification to %s:\n got  %v\n want %v", g, got, keys)
+		}
+	}
+}
