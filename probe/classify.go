@@ -35,6 +35,8 @@ func failf(reason Reason, format string, args ...any) *probeError {
 func classifyTransportError(ctx context.Context, err error, tlsFailed bool) Reason {
 	var dnsErr *net.DNSError
 	switch {
+	case errors.Is(err, errTooManyRedirects), errors.Is(err, errManifestGet):
+		return ReasonProtocol
 	case errors.Is(err, context.DeadlineExceeded), ctx.Err() != nil:
 		return ReasonTimeout
 	case errors.As(err, &dnsErr):

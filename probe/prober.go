@@ -161,6 +161,8 @@ type probeRun struct {
 // registries redirect; containerd follows them too).
 const maxRedirects = 3
 
+var errTooManyRedirects = fmt.Errorf("more than %d redirects", maxRedirects)
+
 // Probe probes one target once: it never retries, and every network step is
 // bounded by ctx and the module's Timeout. The Result says how it went.
 func (p *Prober) Probe(ctx context.Context, t Target) Result {
@@ -249,7 +251,7 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 		Transport: &recorder{base: rt, run: r, apiHost: apiHost},
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > maxRedirects {
-				return fmt.Errorf("more than %d redirects", maxRedirects)
+				return errTooManyRedirects
 			}
 			return nil
 		},

@@ -69,6 +69,9 @@ func redactAuthorization(v string) string {
 	return scheme + " <redacted>"
 }
 
+// errManifestGet refuses a manifest request that is not a HEAD.
+var errManifestGet = errors.New("probe: refusing to send a manifest request other than HEAD (a GET counts as a pull)")
+
 // kindKey carries a request's RequestKind through the context to the
 // recorder, so redirects of one request are counted as the same kind.
 type kindKey struct{}
@@ -95,7 +98,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if kind == KindManifestGet || (kind == KindManifestHead && req.Method != http.MethodHead) {
 		// A manifest GET counts as a Docker Hub pull; the prober has no
 		// code path that sends one, and this makes sure none is added.
-		panic("probe: a manifest request must be a HEAD")
+		return nil, errManifestGet
 	}
 	rec := Request{Kind: kind, Method: req.Method, URL: redactURL(req.URL), Header: map[string][]string{}}
 	for _, h := range recordedRequestHeaders {

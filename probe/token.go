@@ -24,12 +24,14 @@ const (
 // never presented in the last moments of its life, when clock skew or a slow
 // request could make the registry see it expired.
 func tokenLifetime(expiresIn int64) time.Duration {
-	d := time.Duration(expiresIn) * time.Second
-	if expiresIn <= 0 {
+	var d time.Duration
+	switch {
+	case expiresIn <= 0:
 		d = defaultTokenLifetime
-	}
-	if d > maxTokenLifetime {
+	case expiresIn > int64(maxTokenLifetime/time.Second): // also keeps the multiplication from overflowing
 		d = maxTokenLifetime
+	default:
+		d = time.Duration(expiresIn) * time.Second
 	}
 	margin := d / 10
 	if margin > maxTokenMargin {
@@ -133,7 +135,9 @@ func (r *probeRun) tokenReply(ctx context.Context, req *http.Request, resp *http
 	var v struct {
 		Token       string `json:"token"`
 		AccessToken string `json:"access_token"`
-		ExpiresIn   int64  `json:"expires_in"`
+		// A number, not necessarily an integer; out-of-range values are
+		// clamped by tokenLifetime rather than failing the probe.
+		ExpiresIn float64 `json:"expires_in"`
 	}
 	if err := json.Unmarshal(body, &v); err != nil {
 		// The error text of encoding/json may quote the body, which
@@ -148,5 +152,9 @@ func (r *probeRun) tokenReply(ctx context.Context, req *http.Request, resp *http
 		return "", time.Time{}, failf(ReasonProtocol, "token %s %s: reply has neither token nor access_token", req.Method, redactURL(req.URL))
 	}
 	r.secrets = append(r.secrets, tok)
-	return tok, now.Add(tokenLifetime(v.ExpiresIn)), nil
+	exp := int64(0)
+	if v.ExpiresIn > 0 {
+		exp = int64(min(v.ExpiresIn, float64(1<<40)))
+	}
+	return tok, now.Add(tokenLifetime(exp)), nil
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -211,6 +212,59 @@ func (r *Registry) PushImage(t testing.TB, repo, tag string, img v1.Image) strin
 	return d.String()
 }
 
+// PushMany pushes one small random image under every "repo:tag" of refs,
+// concurrency pushes at a time, and returns its digest (the same for all).
+// It prepares many targets for end-to-end tests and benchmarks.
+func (r *Registry) PushMany(t testing.TB, refs []string, concurrency int) string {
+	t.Helper()
+	img, err := random.Image(64, 1)
+	if err != nil {
+		t.Fatalf("testenv: random image: %v", err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatalf("testenv: digest: %v", err)
+	}
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	work := make(chan string)
+	errs := make(chan error, len(refs))
+	var wg sync.WaitGroup
+	for i := 0; i < concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range work {
+				repo, tag, ok := strings.Cut(s, ":")
+				if !ok {
+					errs <- fmt.Errorf("%q is not repo:tag", s)
+					continue
+				}
+				ref, err := r.pushRefE(repo, tag)
+				if err == nil {
+					err = remote.Write(ref, img, r.remoteOptions(ctx)...)
+				}
+				if err != nil {
+					errs <- fmt.Errorf("push %s: %w", s, err)
+				}
+			}
+		}()
+	}
+	for _, s := range refs {
+		work <- s
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("testenv: %v", err)
+	}
+	return d.String()
+}
+
 // PushIndex pushes a random image index (a multi-platform image) of n
 // images to repo:tag and returns the index digest: the digest containerd
 // resolves a multi-platform tag to.
@@ -235,16 +289,20 @@ func (r *Registry) PushIndex(t testing.TB, repo, tag string, n int) string {
 
 func (r *Registry) pushRef(t testing.TB, repo, tag string) name.Reference {
 	t.Helper()
+	ref, err := r.pushRefE(repo, tag)
+	if err != nil {
+		t.Fatalf("testenv: push reference: %v", err)
+	}
+	return ref
+}
+
+func (r *Registry) pushRefE(repo, tag string) (name.Reference, error) {
 	host := r.Addr
 	if r.Cert != nil {
 		_, port, _ := net.SplitHostPort(r.Addr)
 		host = net.JoinHostPort(pushAlias, port)
 	}
-	ref, err := name.ParseReference(host+"/"+repo+":"+tag, name.StrictValidation)
-	if err != nil {
-		t.Fatalf("testenv: push reference: %v", err)
-	}
-	return ref
+	return name.ParseReference(host+"/"+repo+":"+tag, name.StrictValidation)
 }
 
 func (r *Registry) remoteOptions(ctx context.Context) []remote.Option {
