@@ -200,27 +200,38 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// maxSyntaxSearchLines bounds the work syntaxErrorLine does on big inputs.
-const maxSyntaxSearchLines = 2000
-
 // syntaxErrorLine finds the line a YAML syntax error is really on. yaml.v3
 // reports the line where the enclosing block started (its "context mark"),
-// so a mis-indented key on line 40 is reported as line 1. The first prefix
-// of the file that fails to parse ends on the offending line.
+// so a mis-indented key on line 40 is reported as line 1. The shortest
+// prefix of the file that fails to parse ends on the offending line; a
+// binary search finds it in O(log n) parses (exact when, as usual, every
+// longer prefix fails too).
 func syntaxErrorLine(data []byte, reported int) int {
 	lines := bytes.SplitAfter(data, []byte("\n"))
-	if len(lines) > maxSyntaxSearchLines {
-		return reported
-	}
+	ends := make([]int, len(lines)) // ends[i] = length of the first i+1 lines
 	n := 0
 	for i, l := range lines {
 		n += len(l)
+		ends[i] = n
+	}
+	fails := func(i int) bool {
 		var v yaml.Node
-		if err := yaml.Unmarshal(data[:n], &v); err != nil {
-			return i + 1
+		return yaml.Unmarshal(data[:ends[i]], &v) != nil
+	}
+	lo := max(reported-1, 0) // the problem is not before its block
+	if lo >= len(lines) || !fails(len(lines)-1) {
+		return reported
+	}
+	hi := len(lines) - 1
+	for lo < hi {
+		mid := (lo + hi) / 2
+		if fails(mid) {
+			hi = mid
+		} else {
+			lo = mid + 1
 		}
 	}
-	return reported
+	return lo + 1
 }
 
 func nodeKind(n *yaml.Node) string {
