@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -24,14 +25,21 @@ import (
 	"github.com/imagepull/imagepull_exporter/mixin"
 )
 
-// render renders the mixin with its defaults, once per test that needs it.
+var (
+	renderOnce  sync.Once
+	renderFiles map[string]string
+	renderErr   error
+)
+
+// render renders the mixin with its defaults, once for all tests: under
+// -race one evaluation takes seconds.
 func render(t *testing.T) map[string]string {
 	t.Helper()
-	files, err := mixin.Render("")
-	if err != nil {
-		t.Fatal(err)
+	renderOnce.Do(func() { renderFiles, renderErr = mixin.Render("") })
+	if renderErr != nil {
+		t.Fatal(renderErr)
 	}
-	return files
+	return renderFiles
 }
 
 // TestGeneratedFilesAreCurrent fails when alerts/ or dashboards/ differ from
