@@ -100,9 +100,17 @@ func (s *statusCache) tagResult(registry, repository, identifier string) tagResu
 	return r
 }
 
-// registryFailing reports whether cause is a probe failure of the registry.
+// registryFailing reports whether cause says the registry itself cannot
+// serve anything now. The per-image reasons (not_found, forbidden) are
+// ProbeStatus's answer when every target of a registry fails that way; they
+// say nothing about the registry's other images, whose own results decide.
 func registryFailing(cause string) bool {
-	return cause != collector.CauseRegistryOK && cause != collector.CauseUnprobed && cause != ""
+	switch probe.Reason(cause) {
+	case probe.ReasonDNS, probe.ReasonConnect, probe.ReasonTLS, probe.ReasonTimeout,
+		probe.ReasonServerError, probe.ReasonRateLimited, probe.ReasonUnauthorized, probe.ReasonProtocol:
+		return true
+	}
+	return false
 }
 
 // defaultPullPolicy is the apiserver's defaulting, for objects that somehow
