@@ -100,6 +100,19 @@ func (p *Process) Stop() {
 	p.cmd = nil
 }
 
+// Signal sends sig to the running process (e.g. SIGHUP to reload).
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		p.t.Fatalf("testenv: signal %v to %s: not running", sig, p.name)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("testenv: signal %v to %s: %v", sig, p.name, err)
+	}
+}
+
 // Exited reports whether the process has exited on its own.
 func (p *Process) Exited() bool {
 	p.mu.Lock()
