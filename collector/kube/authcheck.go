@@ -76,6 +76,9 @@ func (a *authChecker) update(uses []imageUse, cfg *collector.Config) {
 	}
 	desired := map[authCheckKey]*want{}
 	for _, u := range uses {
+		if cfg.Discovery.Excluded(u.img.Ref) {
+			continue // the operator wants nothing sent to it
+		}
 		for _, s := range u.secrets {
 			e := a.secrets.get(nsName{u.namespace, s})
 			if e == nil {

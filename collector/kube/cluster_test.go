@@ -175,6 +175,8 @@ imagepull_reschedule_risk_containers{cause="not_found",namespace="risk",registry
 `, r.Addr, gone.Addr), "imagepull_reschedule_risk_containers")
 	})
 
+	t.Run("pull secrets", func(t *testing.T) { testPullSecrets(t, k) })
+
 	t.Run("discovery from a deployment scaled to zero", func(t *testing.T) {
 		const ns = "discovery"
 		k.EnsureNamespace(t, ns)
