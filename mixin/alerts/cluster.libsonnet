@@ -19,9 +19,12 @@ local utils = import '../lib/utils.libsonnet';
         '.'
       ),
 
-    // What to do, per join cause.
+    // What to do, per join cause. Image references that do not parse
+    // (InvalidImageName) have no registry: the join counts them under
+    // registry="invalid" with cause unprobed.
     local podsBlockedAdvice =
-      '{{ if eq $labels.cause "registry_ok" }}The registry probes healthy, so the problem is per image or per credential: a tag that does not exist, a misspelt name, or a pull secret that is missing or wrong. Run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
+      '{{ if eq $labels.registry "invalid" }}The image references do not parse (InvalidImageName): fix the image field of the workloads; no registry is involved.' +
+      '{{ else if eq $labels.cause "registry_ok" }}The registry probes healthy, so the problem is per image or per credential: a tag that does not exist, a misspelt name, or a pull secret that is missing or wrong. Run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
       '{{ else if eq $labels.cause "unprobed" }}No probe target covers this registry, so the exporter cannot tell whether it is up: run `imagepull_exporter diagnose image REF` and add a target for the registry (or run with --kube.discover-targets).' +
       '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: the pull rate limit is exhausted (see ImagePullRateLimited). Pull through a mirror, or with a pull secret of an account with a higher limit.' +
       '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the pull credentials (forbidden also means a repository that does not exist on Docker Hub): check the pods\' pull secrets (see ImagePullPullSecretInvalid) with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
