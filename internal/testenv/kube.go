@@ -30,9 +30,10 @@ import (
 	"k8s.io/client-go/rest"
 )
 
-// kubeVersion is the release bin/kube-apiserver and bin/kubectl are built
-// from (tools/kube/go.mod); it must match client-go's minor in go.mod.
-const kubeVersion = "v1.34.4"
+// KubeVersion is the release bin/kube-apiserver and bin/kubectl are built
+// from (tools/kube/go.mod, scripts/install-deps.sh); it must match
+// client-go's minor in go.mod.
+const KubeVersion = "v1.34.4"
 
 // StaticToken is a bearer token in kube-apiserver's --token-auth-file. The
 // file is read once at start, so static tokens are fixed when the apiserver

@@ -146,8 +146,8 @@ func TestKube(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &v); err != nil {
 			t.Fatalf("kubectl version output: %v\n%s", err, out)
 		}
-		if v.Client.GitVersion != "v1.34.4" || v.Server.GitVersion != "v1.34.4" {
-			t.Fatalf("kubectl version: client %q server %q, want v1.34.4 for both", v.Client.GitVersion, v.Server.GitVersion)
+		if v.Client.GitVersion != testenv.KubeVersion || v.Server.GitVersion != testenv.KubeVersion {
+			t.Fatalf("kubectl version: client %q server %q, want %s for both", v.Client.GitVersion, v.Server.GitVersion, testenv.KubeVersion)
 		}
 	})
 
