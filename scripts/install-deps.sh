@@ -102,6 +102,7 @@ set_stamp() { # tool stamp
 	fi
 	printf '%s %s\n' "$1" "$2" >>"$tmp"
 	sort -o "$tmp" "$tmp"
+	chmod 644 "$tmp"
 	mv "$tmp" "$stamps"
 }
 
