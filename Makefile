@@ -75,12 +75,14 @@ bench: deps ## Run every benchmark once and print its figures
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -benchmem -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: generate
-generate: deps ## Render the mixin into alerts/ and dashboards/
+generate: deps ## Render the mixin into alerts/ and dashboards/, and deploy/'s derived files
 	scripts/mixin.sh generate
+	scripts/deploy.sh generate
 
 .PHONY: check-generated
-check-generated: deps ## Fail when alerts/ or dashboards/ differ from what the mixin renders
+check-generated: deps ## Fail when alerts/, dashboards/ or deploy/'s derived files are stale
 	scripts/mixin.sh check-generated
+	scripts/deploy.sh check-generated
 
 .PHONY: mixin-lint
 mixin-lint: deps ## jsonnetfmt and jsonnet-lint on the mixin, promtool check rules
