@@ -292,8 +292,8 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 	return err
 }
 
-// do sends one request of a probe, timed into phase, and returns the
-// response; ctx carries the phase trace and the request kind.
+// do sends one request of a probe through the recording client, with the
+// phase trace and the request kind in its context.
 func (r *probeRun) do(ctx context.Context, kind RequestKind, req *http.Request) (*http.Response, error) {
 	ctx = httptrace.WithClientTrace(withKind(ctx, kind), r.trace.clientTrace())
 	req = req.WithContext(ctx)
