@@ -8,6 +8,7 @@
 #   bin/: crane, jsonnet, jsonnetfmt, jsonnet-lint, staticcheck  (tools/go.mod)
 #         helm                                                  (tools/helm/go.mod)
 #         kube-apiserver, kubectl                               (tools/kube/go.mod)
+#         crds/prometheus-operator/*.yaml  (from the Go module, version below)
 #
 # It is idempotent and a fast no-op when everything is present: apt runs only
 # when a package is missing (and apt-get update only then), and a Go tool is
@@ -114,7 +115,32 @@ build_tool() {
 		return 0
 	fi
 	log "building $name ($pkg)"
-	local start=$SECONDS
+	local # Test data from Go modules: the prometheus-operator CRDs (ServiceMonitor,
+# PrometheusRule...) the deploy/ manifests use, installed into the test
+# apiserver before `kubectl apply --dry-run=server`. The module proxy serves
+# the repository's files, so no GitHub download is needed.
+prometheus_operator_version=v0.85.0
+crds() {
+	local name=prometheus-operator-crds mod=github.com/prometheus-operator/prometheus-operator
+	local dest="$bin/crds/prometheus-operator" stamp="$mod@$prometheus_operator_version"
+	if [ -d "$dest" ] && [ "$(stamp_of "$name")" = "$stamp" ]; then
+		return 0
+	fi
+	log "fetching $stamp CRDs"
+	local dir
+	dir="$(cd "$root/tools" && go mod download -json "$stamp" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	if [ -z "$dir" ] || [ ! -d "$dir/example/prometheus-operator-crd" ]; then
+		log "go mod download $stamp gave no example/prometheus-operator-crd"
+		exit 1
+	fi
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	cp "$dir"/example/prometheus-operator-crd/*.yaml "$dest/"
+	chmod -R u+w "$dest"
+	set_stamp "$name" "$stamp"
+}
+
+start=$SECONDS
 	# Build to a temporary name so an interrupted build never leaves a
 	# binary that looks current.
 	(cd "$dir" && go build -trimpath "$@" -o "$bin/.$name.tmp" "$pkg")
@@ -158,11 +184,37 @@ go_tools() {
 	build_tool kubectl "$root/tools/kube" k8s.io/kubernetes/cmd/kubectl "$s" -ldflags "$ld"
 }
 
+# Test data from Go modules: the prometheus-operator CRDs (ServiceMonitor,
+# PrometheusRule...) the deploy/ manifests use, installed into the test
+# apiserver before `kubectl apply --dry-run=server`. The module proxy serves
+# the repository's files, so no GitHub download is needed.
+prometheus_operator_version=v0.85.0
+crds() {
+	local name=prometheus-operator-crds mod=github.com/prometheus-operator/prometheus-operator
+	local dest="$bin/crds/prometheus-operator" stamp="$mod@$prometheus_operator_version"
+	if [ -d "$dest" ] && [ "$(stamp_of "$name")" = "$stamp" ]; then
+		return 0
+	fi
+	log "fetching $stamp CRDs"
+	local dir
+	dir="$(cd "$root/tools" && go mod download -json "$stamp" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+	if [ -z "$dir" ] || [ ! -d "$dir/example/prometheus-operator-crd" ]; then
+		log "go mod download $stamp gave no example/prometheus-operator-crd"
+		exit 1
+	fi
+	rm -rf "$dest"
+	mkdir -p "$dest"
+	cp "$dir"/example/prometheus-operator-crd/*.yaml "$dest/"
+	chmod -R u+w "$dest"
+	set_stamp "$name" "$stamp"
+}
+
 start=$SECONDS
 if [ "$no_apt" -eq 0 ]; then
 	apt_install
 fi
 go_tools
+crds
 if [ $((SECONDS - start)) -gt 1 ]; then
 	log "done in $((SECONDS - start))s"
 fi

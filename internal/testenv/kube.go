@@ -413,3 +413,32 @@ func writeFile(t testing.TB, path, content string, mode os.FileMode) {
 		t.Fatalf("testenv: write %s: %v", path, err)
 	}
 }
+
+// PrometheusOperatorCRDs returns the prometheus-operator CRD manifests
+// (ServiceMonitor, PrometheusRule, ...) that make deps copies into
+// bin/crds/prometheus-operator from the Go module, for InstallCRDs.
+func PrometheusOperatorCRDs(t testing.TB) []string {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(RepoRoot(t), "bin", "crds", "prometheus-operator", "*.yaml"))
+	if len(files) == 0 {
+		t.Fatal("testenv: prometheus-operator CRDs not found in bin/crds/prometheus-operator; run `make deps` (scripts/install-deps.sh) to install them")
+	}
+	return files
+}
+
+// InstallCRDs applies CRD manifests (server-side: the largest exceed the
+// client-side apply annotation limit) and waits until every CRD in the
+// cluster is established, so objects of the new kinds can be created.
+func (k *Kube) InstallCRDs(t testing.TB, files ...string) {
+	t.Helper()
+	args := []string{"apply", "--server-side"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	if out, err := k.Kubectl(t, "", nil, args...); err != nil {
+		t.Fatalf("testenv: install CRDs: %v\n%s", err, out)
+	}
+	if out, err := k.Kubectl(t, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
+		t.Fatalf("testenv: CRDs not established: %v\n%s", err, out)
+	}
+}

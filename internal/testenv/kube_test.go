@@ -151,6 +151,28 @@ func TestKube(t *testing.T) {
 		}
 	})
 
+	t.Run("prometheus-operator CRDs", func(t *testing.T) {
+		k.InstallCRDs(t, testenv.PrometheusOperatorCRDs(t)...)
+		out, err := k.Kubectl(t, "", strings.NewReader(`apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: probe, namespace: apps}
+spec:
+  selector: {matchLabels: {app: exporter}}
+  endpoints: [{port: http}]
+`), "apply", "--dry-run=server", "-f", "-")
+		if err != nil || !strings.Contains(out, "servicemonitor.monitoring.coreos.com/probe created (server dry run)") {
+			t.Fatalf("server dry run of a ServiceMonitor: %v\n%s", err, out)
+		}
+		out, err = k.Kubectl(t, "", strings.NewReader(`apiVersion: monitoring.coreos.com/v1
+kind: ServiceMonitor
+metadata: {name: bad, namespace: apps}
+spec: {endpoints: "not a list"}
+`), "apply", "--dry-run=server", "-f", "-")
+		if err == nil || !strings.Contains(out, "spec.endpoints") {
+			t.Fatalf("server dry run of an invalid ServiceMonitor: err = %v, want a schema error on spec.endpoints:\n%s", err, out)
+		}
+	})
+
 	t.Run("apiserver stopped and restarted", func(t *testing.T) {
 		k.Stop()
 		short, cancelShort := context.WithTimeout(ctx, 5*time.Second)
