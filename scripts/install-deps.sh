@@ -115,32 +115,7 @@ build_tool() {
 		return 0
 	fi
 	log "building $name ($pkg)"
-	local # Test data from Go modules: the prometheus-operator CRDs (ServiceMonitor,
-# PrometheusRule...) the deploy/ manifests use, installed into the test
-# apiserver before `kubectl apply --dry-run=server`. The module proxy serves
-# the repository's files, so no GitHub download is needed.
-prometheus_operator_version=v0.85.0
-crds() {
-	local name=prometheus-operator-crds mod=github.com/prometheus-operator/prometheus-operator
-	local dest="$bin/crds/prometheus-operator" stamp="$mod@$prometheus_operator_version"
-	if [ -d "$dest" ] && [ "$(stamp_of "$name")" = "$stamp" ]; then
-		return 0
-	fi
-	log "fetching $stamp CRDs"
-	local dir
-	dir="$(cd "$root/tools" && go mod download -json "$stamp" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
-	if [ -z "$dir" ] || [ ! -d "$dir/example/prometheus-operator-crd" ]; then
-		log "go mod download $stamp gave no example/prometheus-operator-crd"
-		exit 1
-	fi
-	rm -rf "$dest"
-	mkdir -p "$dest"
-	cp "$dir"/example/prometheus-operator-crd/*.yaml "$dest/"
-	chmod -R u+w "$dest"
-	set_stamp "$name" "$stamp"
-}
-
-start=$SECONDS
+	local start=$SECONDS
 	# Build to a temporary name so an interrupted build never leaves a
 	# binary that looks current.
 	(cd "$dir" && go build -trimpath "$@" -o "$bin/.$name.tmp" "$pkg")
@@ -167,8 +142,20 @@ go_tools() {
 	# a new Go toolchain rebuilds it.
 	build_tool staticcheck "$root/tools" honnef.co/go/tools/cmd/staticcheck "$(module_stamp "$root/tools" "$go_version")"
 
-	s="$(module_stamp "$root/tools/helm")"
-	build_tool helm "$root/tools/helm" helm.sh/helm/v3/cmd/helm "$s"
+	# Stamp helm as its Makefile does: its own version, and the Kubernetes
+	# minor of its client-go, which `helm template` reports as
+	# .Capabilities.KubeVersion (v1.20 otherwise).
+	local hv cv hld p
+	hv="$(awk '$1 == "helm.sh/helm/v3" { print $2 }' "$root/tools/helm/go.mod")"
+	cv="$(awk '$1 == "k8s.io/client-go" { print $2 }' "$root/tools/helm/go.mod")" # v0.MINOR.PATCH
+	cv="${cv#v0.}"
+	cv="${cv%%.*}"
+	hld="-X helm.sh/helm/v3/internal/version.version=$hv"
+	for p in pkg/chartutil pkg/lint/rules; do
+		hld+=" -X helm.sh/helm/v3/$p.k8sVersionMajor=1 -X helm.sh/helm/v3/$p.k8sVersionMinor=$cv"
+	done
+	s="$(module_stamp "$root/tools/helm" "$hld")"
+	build_tool helm "$root/tools/helm" helm.sh/helm/v3/cmd/helm "$s" -ldflags "$hld"
 
 	# Without the version stamped in, kube-apiserver reports v0.0.0-master
 	# and kubectl refuses to talk to it ("version skew"). Both the server
