@@ -92,9 +92,33 @@ mixin-lint: deps ## jsonnetfmt and jsonnet-lint on the mixin, promtool check rul
 mixin-test: deps ## promtool test rules: the alert unit tests
 	scripts/mixin.sh test
 
+# `make image` builds the release image without a Docker engine (the
+# Dockerfile builds the same one with Docker). IMAGE=host/repo:tag pushes it
+# (plain HTTP to loopback registries; credentials from the docker config);
+# without IMAGE it is written to $(IMAGE_TAR) for `docker load`/`podman load`.
+# PLATFORMS=linux/amd64,linux/arm64 builds a multi-platform index (push only).
+IMAGE     ?=
+IMAGE_TAR ?= $(BINARY)-image.tar
+PLATFORMS ?= linux/$(shell $(GO) env GOARCH)
+# Reproducible layers: timestamps are the commit's time.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+
+.PHONY: image
+image: ## Build the OCI image without Docker (IMAGE=host/repo:tag pushes, else writes $(IMAGE_TAR))
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./internal/cmd/imagebuild \
+		--platform '$(PLATFORMS)' --ldflags '$(LDFLAGS)' \
+		--version '$(VERSION)' --revision '$(REVISION)' \
+		$(if $(IMAGE),--push '$(IMAGE)',--tarball '$(IMAGE_TAR)' --tag '$(BINARY):$(VERSION)')
+
+.PHONY: deploy-check
+deploy-check: deps ## deploy/: generated files current, helm lint, and the deploy and image tests
+	scripts/deploy.sh check-generated
+	helm lint --strict deploy/helm/imagepull-exporter
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./internal/deploytest/ ./internal/imagebuild/
+
 .PHONY: clean
 clean: ## Remove build outputs (bin/ keeps the tools: use clean-tools for that)
-	rm -f $(BINARY)
+	rm -f $(BINARY) $(IMAGE_TAR)
 
 .PHONY: clean-tools
 clean-tools: ## Remove bin/ (the next make deps rebuilds it, from Go's cache when warm)

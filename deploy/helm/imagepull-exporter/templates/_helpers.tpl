@@ -1,0 +1,150 @@
+{{/* Chart name, overridable. */}}
+{{- define "imagepull-exporter.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: the release name when it already contains the chart name, so
+the default release "imagepull-exporter" gives the same names as deploy/base. */}}
+{{- define "imagepull-exporter.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imagepull-exporter.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "imagepull-exporter.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "imagepull-exporter.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "imagepull-exporter.selectorLabels" . }}
+app.kubernetes.io/part-of: {{ include "imagepull-exporter.name" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end -}}
+
+{{- define "imagepull-exporter.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "imagepull-exporter.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "imagepull-exporter.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default (printf "v%s" .Chart.AppVersion) .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The configuration file: values.config when set, else files/config.yml
+(a generated copy of deploy/base/config.yml). */}}
+{{- define "imagepull-exporter.config" -}}
+{{- if .Values.config -}}
+{{- toYaml .Values.config -}}
+{{- else -}}
+{{- .Files.Get "files/config.yml" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The probes every pod of the chart has. */}}
+{{- define "imagepull-exporter.probes" -}}
+livenessProbe:
+  httpGet:
+    path: /-/healthy
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  httpGet:
+    path: /-/ready
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- end -}}
+
+{{/* Pod template of the exporter that runs the Kubernetes join: the
+Deployment, or each StatefulSet shard. */}}
+{{- define "imagepull-exporter.podTemplate" -}}
+metadata:
+  labels:
+    {{- include "imagepull-exporter.selectorLabels" . | nindent 4 }}
+    app.kubernetes.io/component: exporter
+  annotations:
+    checksum/config: {{ include "imagepull-exporter.config" . | sha256sum }}
+    {{- with .Values.podAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  serviceAccountName: {{ include "imagepull-exporter.serviceAccountName" . }}
+  {{- with .Values.imagePullSecrets }}
+  imagePullSecrets:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.priorityClassName }}
+  priorityClassName: {{ . }}
+  {{- end }}
+  securityContext:
+    {{- toYaml .Values.podSecurityContext | nindent 4 }}
+  containers:
+    - name: exporter
+      image: {{ include "imagepull-exporter.image" . }}
+      imagePullPolicy: {{ .Values.image.pullPolicy }}
+      args:
+        - --config.file=/etc/imagepull_exporter/config.yml
+        - --web.listen-address=:{{ .Values.port }}
+        {{- if .Values.kube.discoverTargets }}
+        - --kube.discover-targets
+        {{- end }}
+        {{- if .Values.pullSecrets.enabled }}
+        - --kube.use-pull-secrets
+        {{- end }}
+        {{- if .Values.sharding.enabled }}
+        - --shard.from-hostname
+        - --total-shards={{ .Values.sharding.replicas }}
+        {{- end }}
+        {{- with .Values.extraArgs }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        - name: http
+          containerPort: {{ .Values.port }}
+          protocol: TCP
+      {{- include "imagepull-exporter.probes" . | nindent 6 }}
+      resources:
+        {{- toYaml .Values.resources | nindent 8 }}
+      securityContext:
+        {{- toYaml .Values.securityContext | nindent 8 }}
+      volumeMounts:
+        - name: config
+          mountPath: /etc/imagepull_exporter
+          readOnly: true
+  volumes:
+    - name: config
+      configMap:
+        name: {{ include "imagepull-exporter.fullname" . }}
+  {{- with .Values.nodeSelector }}
+  nodeSelector:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.tolerations }}
+  tolerations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  {{- with .Values.affinity }}
+  affinity:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end -}}
