@@ -114,7 +114,7 @@ image: ## Build the OCI image without Docker (IMAGE=host/repo:tag pushes, else w
 deploy-check: deps ## deploy/: generated files current, helm lint, and the deploy and image tests
 	scripts/deploy.sh check-generated
 	helm lint --strict deploy/helm/imagepull-exporter
-	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./internal/deploytest/ ./internal/imagebuild/
+	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./internal/deploytest/ ./internal/imagebuild/ ./internal/cmd/imagebuild/
 
 .PHONY: clean
 clean: ## Remove build outputs (bin/ keeps the tools: use clean-tools for that)

@@ -18,6 +18,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -148,7 +149,12 @@ func write(ctx context.Context, images []v1.Image, plats []v1.Platform, push str
 		if err != nil {
 			return fmt.Errorf("--push %q: %w", push, err)
 		}
-		ropts := []remote.Option{remote.WithContext(ctx), remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+		// Its own transport, closed when done: nothing of the push lingers
+		// (a test calling run checks for leaked goroutines).
+		tr := remote.DefaultTransport.(*http.Transport).Clone()
+		defer tr.CloseIdleConnections()
+		ropts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr),
+			remote.WithAuthFromKeychain(authn.DefaultKeychain)}
 		var d v1.Hash
 		if index != nil {
 			if err := remote.WriteIndex(ref, index, ropts...); err != nil {
