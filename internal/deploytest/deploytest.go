@@ -1,0 +1,221 @@
+// Package deploytest renders what deploy/ ships — the kustomize base and
+// overlays, the Helm chart — into Kubernetes objects, and fetches the
+// prometheus-operator CRDs they need, for the tests in this directory:
+// rendering and Helm/kustomize parity without a cluster, and against a real
+// kube-apiserver the server-side dry runs and the RBAC proofs. The tools are
+// the project's: bin/kubectl (kustomize is built in) and bin/helm, from
+// `make deps`.
+package deploytest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
+)
+
+// Release and Namespace are the Helm release name and namespace under which
+// the chart renders the same names as the kustomize base.
+const (
+	Release   = "imagepull-exporter"
+	Namespace = "imagepull-exporter"
+	// Chart is the chart's directory from the repository root.
+	Chart = "deploy/helm/imagepull-exporter"
+)
+
+// PrometheusOperatorModule ships the CRDs the ServiceMonitor and
+// PrometheusRule need, under example/prometheus-operator-crd/. It is fetched
+// with `go mod download` into the module cache (the Go proxy is the one
+// source of downloads here), never added to go.mod.
+const (
+	PrometheusOperatorModule  = "github.com/prometheus-operator/prometheus-operator"
+	PrometheusOperatorVersion = "v0.85.0"
+)
+
+// Object is one rendered Kubernetes object, as JSON-compatible maps.
+type Object map[string]any
+
+// Kind returns the object's kind.
+func (o Object) Kind() string { s, _ := o["kind"].(string); return s }
+
+// Name returns metadata.name.
+func (o Object) Name() string { return o.str("metadata", "name") }
+
+// Namespace returns metadata.namespace ("" for cluster-scoped objects).
+func (o Object) Namespace() string { return o.str("metadata", "namespace") }
+
+// Key is "Kind namespace/name", unique within a rendering.
+func (o Object) Key() string { return o.Kind() + " " + o.Namespace() + "/" + o.Name() }
+
+func (o Object) str(path ...string) string {
+	s, _ := Get(o, path...).(string)
+	return s
+}
+
+// Get walks maps by key and slices by index ("0", "1"...).
+func Get(v any, path ...string) any {
+	for _, p := range path {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[p]
+		case Object:
+			v = x[p]
+		case []any:
+			var i int
+			if _, err := fmt.Sscanf(p, "%d", &i); err != nil || i < 0 || i >= len(x) {
+				return nil
+			}
+			v = x[i]
+		default:
+			return nil
+		}
+	}
+	return v
+}
+
+// Parse splits a multi-document YAML stream into objects, skipping empty
+// documents.
+func Parse(data []byte) ([]Object, error) {
+	r := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var out []Object
+	for {
+		doc, err := r.Read()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("split YAML documents: %w", err)
+		}
+		var o Object
+		if err := yaml.Unmarshal(doc, &o); err != nil {
+			return nil, fmt.Errorf("parse YAML document: %w\n%s", err, doc)
+		}
+		if len(o) == 0 {
+			continue
+		}
+		out = append(out, o)
+	}
+}
+
+// Find returns the object of kind and name, failing the test when there is
+// not exactly one.
+func Find(t testing.TB, objs []Object, kind, name string) Object {
+	t.Helper()
+	var found []Object
+	for _, o := range objs {
+		if o.Kind() == kind && o.Name() == name {
+			found = append(found, o)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("want exactly one %s %s, found %d", kind, name, len(found))
+	}
+	return found[0]
+}
+
+// OfKind returns the objects of kind.
+func OfKind(objs []Object, kind string) []Object {
+	var out []Object
+	for _, o := range objs {
+		if o.Kind() == kind {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+// KustomizeYAML renders a kustomization (a directory relative to the
+// repository root, e.g. "deploy/base") with bin/kubectl kustomize.
+func KustomizeYAML(t testing.TB, dir string) []byte {
+	t.Helper()
+	return run(t, testenv.Bin(t, "kubectl"), "kustomize", filepath.Join(testenv.RepoRoot(t), dir))
+}
+
+// Kustomize renders and parses a kustomization.
+func Kustomize(t testing.TB, dir string) []Object {
+	t.Helper()
+	objs, err := Parse(KustomizeYAML(t, dir))
+	if err != nil {
+		t.Fatalf("kustomize %s: %v", dir, err)
+	}
+	return objs
+}
+
+// HelmTemplateYAML renders the chart as release Release in Namespace with
+// bin/helm template; sets are --set arguments ("sharding.enabled=true").
+func HelmTemplateYAML(t testing.TB, sets ...string) []byte {
+	t.Helper()
+	args := []string{"template", Release, filepath.Join(testenv.RepoRoot(t), Chart), "--namespace", Namespace}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	return run(t, testenv.Bin(t, "helm"), args...)
+}
+
+// HelmTemplate renders and parses the chart.
+func HelmTemplate(t testing.TB, sets ...string) []Object {
+	t.Helper()
+	objs, err := Parse(HelmTemplateYAML(t, sets...))
+	if err != nil {
+		t.Fatalf("helm template %v: %v", sets, err)
+	}
+	return objs
+}
+
+// PrometheusOperatorCRDs returns the directory of the prometheus-operator
+// CRDs in the module cache, downloading the module through the Go proxy
+// the first time (`go mod download`, outside any go.mod).
+func PrometheusOperatorCRDs(t testing.TB) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", PrometheusOperatorModule+"@"+PrometheusOperatorVersion)
+	// Outside the repository, so the exporter's go.mod is neither read nor
+	// touched.
+	cmd.Dir = t.TempDir()
+	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GO111MODULE=on")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go mod download %s@%s (needs the Go module proxy or a warm module cache): %v\n%s%s",
+			PrometheusOperatorModule, PrometheusOperatorVersion, err, out, stderr.Bytes())
+	}
+	var info struct{ Dir, Error string }
+	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
+		t.Fatalf("go mod download %s: no module directory in %s (%v %s)", PrometheusOperatorModule, out, err, info.Error)
+	}
+	dir := filepath.Join(info.Dir, "example", "prometheus-operator-crd")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("prometheus-operator CRDs: %v", err)
+	}
+	return dir
+}
+
+func run(t testing.TB, bin string, args ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out
+}

@@ -1,0 +1,558 @@
+package deploytest_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-jsonnet"
+	"github.com/google/go-jsonnet/formatter"
+	"sigs.k8s.io/yaml"
+
+	"github.com/imagepull/imagepull_exporter/collector"
+	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
+)
+
+// overlays are the kustomize variants and the Helm values that select the
+// same option; each pair must render the same objects.
+var overlays = []struct {
+	dir  string
+	sets []string
+}{
+	{"deploy/base", nil},
+	{"deploy/overlays/pull-secrets", []string{"pullSecrets.enabled=true"}},
+	{"deploy/overlays/sharded", []string{"sharding.enabled=true"}},
+	{"deploy/overlays/node-probe", []string{"nodeProbe.enabled=true"}},
+}
+
+// helmOnlyLabels are the labels the chart adds and kustomize has no reason
+// to: they name the chart, its version and Helm itself.
+var helmOnlyLabels = []string{"helm.sh/chart", "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
+
+// normalize drops what legitimately differs between the chart and the
+// kustomize rendering: Helm's own labels and the checksum/config annotation
+// that makes `helm upgrade` roll the pods on a config change. It also
+// replaces the configuration file by its parsed form, so the comparison is
+// about meaning, not about YAML layout.
+func normalize(t *testing.T, o dt.Object) dt.Object {
+	t.Helper()
+	var c dt.Object
+	b, err := yaml.Marshal(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	strip := func(meta any) {
+		m, ok := meta.(map[string]any)
+		if !ok {
+			return
+		}
+		if labels, ok := m["labels"].(map[string]any); ok {
+			for _, l := range helmOnlyLabels {
+				delete(labels, l)
+			}
+		}
+		if ann, ok := m["annotations"].(map[string]any); ok {
+			delete(ann, "checksum/config")
+			if len(ann) == 0 {
+				delete(m, "annotations")
+			}
+		}
+	}
+	strip(c["metadata"])
+	strip(dt.Get(c, "spec", "template", "metadata"))
+	if c.Kind() == "ConfigMap" {
+		data := c["data"].(map[string]any)
+		var parsed any
+		if err := yaml.Unmarshal([]byte(data["config.yml"].(string)), &parsed); err != nil {
+			t.Fatalf("%s: config.yml: %v", c.Key(), err)
+		}
+		data["config.yml"] = parsed
+	}
+	return c
+}
+
+func byKey(t *testing.T, objs []dt.Object) map[string]dt.Object {
+	t.Helper()
+	m := map[string]dt.Object{}
+	for _, o := range objs {
+		if _, dup := m[o.Key()]; dup {
+			t.Errorf("%s rendered twice", o.Key())
+		}
+		m[o.Key()] = normalize(t, o)
+	}
+	return m
+}
+
+// The chart's default rendering is the kustomize base, and each chart option
+// is its overlay: same kinds, names and namespaces, same RBAC rules, same
+// container args, ports, probes, securityContext and resources, same
+// ServiceMonitor endpoints and PrometheusRule groups — the whole objects,
+// apart from Helm's own labels. The base's Namespace is the one object Helm
+// leaves out (helm install --create-namespace).
+func TestHelmMatchesKustomize(t *testing.T) {
+	for _, ov := range overlays {
+		t.Run(filepath.Base(ov.dir), func(t *testing.T) {
+			k := byKey(t, dt.Kustomize(t, ov.dir))
+			h := byKey(t, dt.HelmTemplate(t, ov.sets...))
+			nsKey := "Namespace /" + dt.Namespace
+			if _, ok := k[nsKey]; !ok {
+				t.Errorf("kustomize %s renders no Namespace %s", ov.dir, dt.Namespace)
+			}
+			delete(k, nsKey)
+			var kk, hk []string
+			for key := range k {
+				kk = append(kk, key)
+			}
+			for key := range h {
+				hk = append(hk, key)
+			}
+			sort.Strings(kk)
+			sort.Strings(hk)
+			if !reflect.DeepEqual(kk, hk) {
+				t.Fatalf("objects differ:\nkustomize %q\nhelm      %q", kk, hk)
+			}
+			for _, key := range kk {
+				if d := cmp.Diff(k[key], h[key]); d != "" {
+					t.Errorf("%s differs (-kustomize +helm):\n%s", key, d)
+				}
+			}
+		})
+	}
+}
+
+// podSpecs returns every pod template of a rendering, keyed by workload.
+func podSpecs(objs []dt.Object) map[string]map[string]any {
+	out := map[string]map[string]any{}
+	for _, o := range objs {
+		switch o.Kind() {
+		case "Deployment", "StatefulSet", "DaemonSet":
+			out[o.Key()], _ = dt.Get(o, "spec", "template", "spec").(map[string]any)
+		}
+	}
+	return out
+}
+
+func strs(v any) []string {
+	var out []string
+	for _, x := range v.([]any) {
+		out = append(out, x.(string))
+	}
+	return out
+}
+
+// Every pod of every variant runs as in the `restricted` Pod Security
+// level, with requests and limits, and the health endpoints as probes.
+func TestPodHardening(t *testing.T) {
+	renderings := map[string][]dt.Object{}
+	for _, ov := range overlays {
+		renderings["kustomize "+ov.dir] = dt.Kustomize(t, ov.dir)
+	}
+	renderings["helm all options"] = dt.HelmTemplate(t, "pullSecrets.enabled=true", "sharding.enabled=true", "nodeProbe.enabled=true")
+	for name, objs := range renderings {
+		specs := podSpecs(objs)
+		if len(specs) == 0 {
+			t.Errorf("%s: no workloads", name)
+		}
+		for key, spec := range specs {
+			where := name + ": " + key
+			psc := spec["securityContext"].(map[string]any)
+			if psc["runAsNonRoot"] != true || dt.Get(psc, "seccompProfile", "type") != "RuntimeDefault" {
+				t.Errorf("%s: pod securityContext %v: want runAsNonRoot and seccomp RuntimeDefault", where, psc)
+			}
+			for _, c := range spec["containers"].([]any) {
+				c := c.(map[string]any)
+				sc := c["securityContext"].(map[string]any)
+				if sc["allowPrivilegeEscalation"] != false || sc["readOnlyRootFilesystem"] != true ||
+					sc["runAsNonRoot"] != true || sc["runAsUser"] != float64(65532) ||
+					!reflect.DeepEqual(dt.Get(sc, "capabilities", "drop"), []any{"ALL"}) ||
+					dt.Get(sc, "capabilities", "add") != nil ||
+					dt.Get(sc, "seccompProfile", "type") != "RuntimeDefault" || sc["privileged"] == true {
+					t.Errorf("%s: container securityContext %v", where, sc)
+				}
+				for _, r := range []string{"requests", "limits"} {
+					for _, res := range []string{"cpu", "memory"} {
+						if dt.Get(c, "resources", r, res) == nil {
+							t.Errorf("%s: no %s.%s", where, r, res)
+						}
+					}
+				}
+				if dt.Get(c, "livenessProbe", "httpGet", "path") != "/-/healthy" || dt.Get(c, "readinessProbe", "httpGet", "path") != "/-/ready" {
+					t.Errorf("%s: probes %v %v", where, c["livenessProbe"], c["readinessProbe"])
+				}
+				if dt.Get(c, "ports", "0", "containerPort") != float64(9739) || dt.Get(c, "ports", "0", "name") != "http" {
+					t.Errorf("%s: ports %v, want http 9739", where, c["ports"])
+				}
+				for _, m := range c["volumeMounts"].([]any) {
+					if m.(map[string]any)["readOnly"] != true {
+						t.Errorf("%s: volume mount %v is writable", where, m)
+					}
+				}
+				if strings.HasPrefix(c["image"].(string), "imagepull-exporter") {
+					t.Errorf("%s: image %q was not set by kustomize's images:", where, c["image"])
+				}
+			}
+		}
+	}
+}
+
+type rule struct{ Groups, Resources, Verbs []string }
+
+func rules(t *testing.T, role dt.Object) []rule {
+	t.Helper()
+	var out []rule
+	for _, r := range role["rules"].([]any) {
+		r := r.(map[string]any)
+		if r["resourceNames"] != nil || r["nonResourceURLs"] != nil {
+			t.Errorf("%s: unexpected rule %v", role.Key(), r)
+		}
+		out = append(out, rule{strs(r["apiGroups"]), strs(r["resources"]), strs(r["verbs"])})
+	}
+	return out
+}
+
+// The base role is exactly what collector/kube's informers use: list and
+// watch of pods and nodes (the join) and of the five workload kinds
+// (discovery). No secrets, no get, no writes.
+func TestBaseRBAC(t *testing.T) {
+	objs := dt.Kustomize(t, "deploy/base")
+	got := rules(t, dt.Find(t, objs, "ClusterRole", "imagepull-exporter"))
+	want := []rule{
+		{[]string{""}, []string{"pods", "nodes"}, []string{"list", "watch"}},
+		{[]string{"apps"}, []string{"deployments", "statefulsets", "daemonsets"}, []string{"list", "watch"}},
+		{[]string{"batch"}, []string{"jobs", "cronjobs"}, []string{"list", "watch"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("base ClusterRole rules\n got %v\nwant %v", got, want)
+	}
+	if len(OfKindNames(objs, "ClusterRole")) != 1 || len(OfKindNames(objs, "Role")) != 0 {
+		t.Errorf("the base must have one ClusterRole and no Role: %v %v", OfKindNames(objs, "ClusterRole"), OfKindNames(objs, "Role"))
+	}
+	crb := dt.Find(t, objs, "ClusterRoleBinding", "imagepull-exporter")
+	if dt.Get(crb, "roleRef", "name") != "imagepull-exporter" ||
+		!reflect.DeepEqual(crb["subjects"], []any{map[string]any{"kind": "ServiceAccount", "name": "imagepull-exporter", "namespace": "imagepull-exporter"}}) {
+		t.Errorf("binding %v", crb)
+	}
+	dep := dt.Find(t, objs, "Deployment", "imagepull-exporter")
+	if sa := dt.Get(dep, "spec", "template", "spec", "serviceAccountName"); sa != "imagepull-exporter" {
+		t.Errorf("Deployment runs as %v", sa)
+	}
+}
+
+// OfKindNames lists the names of the objects of kind.
+func OfKindNames(objs []dt.Object, kind string) []string {
+	var out []string
+	for _, o := range dt.OfKind(objs, kind) {
+		out = append(out, o.Name())
+	}
+	return out
+}
+
+// The pull-secrets overlay adds one role: get on secrets (by name, never
+// list or watch) and list/watch of service accounts for their
+// imagePullSecrets; and the flag. The base role is untouched.
+func TestPullSecretsRBAC(t *testing.T) {
+	base := dt.Kustomize(t, "deploy/base")
+	objs := dt.Kustomize(t, "deploy/overlays/pull-secrets")
+	got := rules(t, dt.Find(t, objs, "ClusterRole", "imagepull-exporter-pull-secrets"))
+	want := []rule{
+		{[]string{""}, []string{"secrets"}, []string{"get"}},
+		{[]string{""}, []string{"serviceaccounts"}, []string{"list", "watch"}},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("pull-secrets ClusterRole rules\n got %v\nwant %v", got, want)
+	}
+	if !reflect.DeepEqual(dt.Find(t, objs, "ClusterRole", "imagepull-exporter")["rules"], dt.Find(t, base, "ClusterRole", "imagepull-exporter")["rules"]) {
+		t.Error("the overlay changed the base role")
+	}
+	args := strs(dt.Get(dt.Find(t, objs, "Deployment", "imagepull-exporter"), "spec", "template", "spec", "containers", "0", "args"))
+	if !slices.Contains(args, "--kube.use-pull-secrets") {
+		t.Errorf("args %q lack --kube.use-pull-secrets", args)
+	}
+	crb := dt.Find(t, objs, "ClusterRoleBinding", "imagepull-exporter-pull-secrets")
+	if dt.Get(crb, "roleRef", "name") != "imagepull-exporter-pull-secrets" || dt.Get(crb, "subjects", "0", "name") != "imagepull-exporter" {
+		t.Errorf("binding %v", crb)
+	}
+	for _, o := range base {
+		if o.Kind() == "ClusterRole" && strings.Contains(mustJSON(t, o), "secrets") {
+			t.Errorf("the base grants something on secrets: %v", o)
+		}
+	}
+}
+
+func mustJSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := yaml.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// The sharded StatefulSet runs the base Deployment's pod, plus the shard
+// flags, with --total-shards equal to its replicas, behind a headless
+// Service; no Deployment is left to probe everything a second time.
+func TestSharded(t *testing.T) {
+	base := dt.Kustomize(t, "deploy/base")
+	objs := dt.Kustomize(t, "deploy/overlays/sharded")
+	if d := dt.OfKind(objs, "Deployment"); len(d) != 0 {
+		t.Errorf("the sharded overlay still has a Deployment: %v", d)
+	}
+	sts := dt.Find(t, objs, "StatefulSet", "imagepull-exporter")
+	dep := dt.Find(t, base, "Deployment", "imagepull-exporter")
+	replicas := dt.Get(sts, "spec", "replicas").(float64)
+	if replicas < 2 {
+		t.Errorf("replicas %v", replicas)
+	}
+	stsTpl := normalize(t, dt.Object(dt.Get(sts, "spec", "template").(map[string]any)))
+	depTpl := normalize(t, dt.Object(dt.Get(dep, "spec", "template").(map[string]any)))
+	stsArgs := strs(dt.Get(stsTpl, "spec", "containers", "0", "args"))
+	depArgs := strs(dt.Get(depTpl, "spec", "containers", "0", "args"))
+	wantArgs := append(slices.Clone(depArgs), "--shard.from-hostname", "--total-shards="+itoa(int(replicas)))
+	if !reflect.DeepEqual(stsArgs, wantArgs) {
+		t.Errorf("StatefulSet args %q, want %q", stsArgs, wantArgs)
+	}
+	// Apart from the args, the pod is the base's, so the two cannot drift.
+	dt.Get(stsTpl, "spec", "containers", "0").(map[string]any)["args"] = nil
+	dt.Get(depTpl, "spec", "containers", "0").(map[string]any)["args"] = nil
+	if d := cmp.Diff(depTpl, stsTpl); d != "" {
+		t.Errorf("StatefulSet pod template differs from the base Deployment's (-deployment +statefulset):\n%s", d)
+	}
+	if !reflect.DeepEqual(dt.Get(sts, "spec", "selector"), dt.Get(dep, "spec", "selector")) {
+		t.Errorf("selector %v, want the Deployment's %v", dt.Get(sts, "spec", "selector"), dt.Get(dep, "spec", "selector"))
+	}
+	svc := dt.Find(t, objs, "Service", "imagepull-exporter")
+	if dt.Get(svc, "spec", "clusterIP") != "None" || dt.Get(sts, "spec", "serviceName") != svc.Name() {
+		t.Errorf("want a headless governing Service, got clusterIP %v, serviceName %v", dt.Get(svc, "spec", "clusterIP"), dt.Get(sts, "spec", "serviceName"))
+	}
+	if dt.Get(sts, "spec", "podManagementPolicy") != "Parallel" {
+		t.Errorf("podManagementPolicy %v, want Parallel", dt.Get(sts, "spec", "podManagementPolicy"))
+	}
+
+	// The chart keeps --total-shards and replicas together.
+	h := dt.HelmTemplate(t, "sharding.enabled=true", "sharding.replicas=5")
+	hs := dt.Find(t, h, "StatefulSet", "imagepull-exporter")
+	if dt.Get(hs, "spec", "replicas") != float64(5) || !slices.Contains(strs(dt.Get(hs, "spec", "template", "spec", "containers", "0", "args")), "--total-shards=5") {
+		t.Errorf("helm sharding.replicas=5: replicas %v, args %v", dt.Get(hs, "spec", "replicas"), dt.Get(hs, "spec", "template", "spec", "containers", "0", "args"))
+	}
+}
+
+func itoa(i int) string {
+	b, _ := yaml.Marshal(i)
+	return strings.TrimSpace(string(b))
+}
+
+// The node probes: one pod per node with its node name from the downward
+// API, the runtime's mirror configuration mounted read-only, the node flags
+// pointing into those mounts, no API token and no RBAC; the base Deployment
+// is still there for the Kubernetes join.
+func TestNodeProbe(t *testing.T) {
+	objs := dt.Kustomize(t, "deploy/overlays/node-probe")
+	dt.Find(t, objs, "Deployment", "imagepull-exporter")
+	ds := dt.Find(t, objs, "DaemonSet", "imagepull-exporter-node")
+	spec := dt.Get(ds, "spec", "template", "spec").(map[string]any)
+	c := dt.Get(spec, "containers", "0").(map[string]any)
+	args := strs(c["args"])
+	for _, want := range []string{
+		"--node.name=$(NODE_NAME)",
+		"--node.containerd-certs-dir=/host/etc/containerd/certs.d",
+		"--node.containerd-config=/host/etc/containerd/config.toml",
+		"--node.crio-registries-conf=/host/etc/containers/registries.conf",
+	} {
+		if !slices.Contains(args, want) {
+			t.Errorf("args %q lack %s", args, want)
+		}
+	}
+	for _, a := range args {
+		if strings.HasPrefix(a, "--kube.") {
+			t.Errorf("the node probe runs %s: the join belongs to the Deployment", a)
+		}
+	}
+	if !reflect.DeepEqual(c["env"], []any{map[string]any{"name": "NODE_NAME", "valueFrom": map[string]any{"fieldRef": map[string]any{"fieldPath": "spec.nodeName"}}}}) {
+		t.Errorf("env %v, want NODE_NAME from spec.nodeName", c["env"])
+	}
+	mounts := map[string]string{}
+	for _, m := range c["volumeMounts"].([]any) {
+		m := m.(map[string]any)
+		mounts[m["name"].(string)] = m["mountPath"].(string)
+	}
+	hostPaths := map[string]string{}
+	for _, v := range spec["volumes"].([]any) {
+		v := v.(map[string]any)
+		if hp, ok := v["hostPath"].(map[string]any); ok {
+			hostPaths[mounts[v["name"].(string)]] = hp["path"].(string)
+		}
+	}
+	if want := map[string]string{"/host/etc/containerd": "/etc/containerd", "/host/etc/containers": "/etc/containers"}; !reflect.DeepEqual(hostPaths, want) {
+		t.Errorf("hostPath mounts %v, want %v", hostPaths, want)
+	}
+	if spec["automountServiceAccountToken"] != false || spec["serviceAccountName"] != "imagepull-exporter-node" {
+		t.Errorf("the node probe must not get an API token: %v %v", spec["automountServiceAccountToken"], spec["serviceAccountName"])
+	}
+	for _, b := range dt.OfKind(objs, "ClusterRoleBinding") {
+		if strings.Contains(mustJSON(t, b["subjects"]), "imagepull-exporter-node") {
+			t.Errorf("%s binds the node probe's service account", b.Key())
+		}
+	}
+	if spec["hostNetwork"] != true || spec["dnsPolicy"] != "Default" {
+		t.Errorf("hostNetwork %v dnsPolicy %v: want the node's network and resolver", spec["hostNetwork"], spec["dnsPolicy"])
+	}
+	ns := dt.Find(t, objs, "Namespace", "imagepull-exporter")
+	if dt.Get(ns, "metadata", "labels", "pod-security.kubernetes.io/enforce") != "privileged" {
+		t.Errorf("hostPath needs a privileged namespace: %v", dt.Get(ns, "metadata", "labels"))
+	}
+	sm := dt.Find(t, objs, "ServiceMonitor", "imagepull-exporter-node")
+	if dt.Get(sm, "spec", "endpoints", "0", "relabelings", "0", "replacement") != "imagepull-exporter-node" {
+		t.Errorf("node ServiceMonitor job: %v", dt.Get(sm, "spec", "endpoints"))
+	}
+}
+
+// The ServiceMonitor produces the job the mixin's alerts select and keeps
+// the exporter's own namespace label; its port exists on the Service.
+func TestServiceMonitorMatchesMixin(t *testing.T) {
+	vm := jsonnet.MakeVM()
+	vm.Importer(&jsonnet.FileImporter{JPaths: []string{filepath.Join(testenv.RepoRoot(t), "mixin")}})
+	sel, err := vm.EvaluateAnonymousSnippet("selector.jsonnet", "(import 'mixin.libsonnet')._config.imagepullSelector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs := dt.Kustomize(t, "deploy/base")
+	sm := dt.Find(t, objs, "ServiceMonitor", "imagepull-exporter")
+	ep := dt.Get(sm, "spec", "endpoints", "0").(map[string]any)
+	job := dt.Get(ep, "relabelings", "0")
+	if want := map[string]any{"action": "replace", "targetLabel": "job", "replacement": "imagepull-exporter"}; !reflect.DeepEqual(job, want) {
+		t.Errorf("job relabeling %v, want %v", job, want)
+	}
+	if got := strings.TrimSpace(sel); got != `"job=\"imagepull-exporter\""` {
+		t.Errorf("the mixin selects %s, the ServiceMonitor sets job=\"imagepull-exporter\"", got)
+	}
+	if ep["honorLabels"] != true || ep["path"] != "/metrics" || ep["port"] != "http" {
+		t.Errorf("endpoint %v: want honorLabels, /metrics, port http", ep)
+	}
+	svc := dt.Find(t, objs, "Service", "imagepull-exporter")
+	if dt.Get(svc, "spec", "ports", "0", "name") != "http" {
+		t.Errorf("Service ports %v", dt.Get(svc, "spec", "ports"))
+	}
+	for k, v := range dt.Get(sm, "spec", "selector", "matchLabels").(map[string]any) {
+		if dt.Get(svc, "metadata", "labels", k) != v {
+			t.Errorf("ServiceMonitor selects %s=%v, the Service has %v", k, v, dt.Get(svc, "metadata", "labels", k))
+		}
+	}
+}
+
+// The PrometheusRule holds the mixin's generated alerts and recording
+// rules, group for group.
+func TestPrometheusRuleIsTheMixin(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	var want []any
+	for _, f := range []string{"alerts/imagepull-alerts.yaml", "alerts/imagepull-rules.yaml"} {
+		b, err := os.ReadFile(filepath.Join(root, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var doc map[string]any
+		if err := yaml.Unmarshal(b, &doc); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		want = append(want, doc["groups"].([]any)...)
+	}
+	pr := dt.Find(t, dt.Kustomize(t, "deploy/base"), "PrometheusRule", "imagepull-exporter")
+	if d := cmp.Diff(want, dt.Get(pr, "spec", "groups")); d != "" {
+		t.Errorf("PrometheusRule groups differ from alerts/*.yaml (-alerts +rule); run make generate:\n%s", d)
+	}
+}
+
+// deploy/'s derived files are what scripts/deploy.sh generate renders now
+// (the same check as make check-generated, without the jsonnet CLI).
+func TestGeneratedFilesCurrent(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	src, err := os.ReadFile(filepath.Join(root, "deploy", "render.jsonnet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if formatted, err := formatter.Format("deploy/render.jsonnet", string(src), formatter.DefaultOptions()); err != nil || formatted != string(src) {
+		t.Errorf("deploy/render.jsonnet is not jsonnetfmt-formatted (%v)", err)
+	}
+	vm := jsonnet.MakeVM()
+	vm.Importer(&jsonnet.FileImporter{JPaths: []string{filepath.Join(root, "mixin")}})
+	vm.StringOutput = true
+	files, err := vm.EvaluateFileMulti(filepath.Join(root, "deploy", "render.jsonnet"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	config, err := os.ReadFile(filepath.Join(root, "deploy", "base", "config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[dt.Chart+"/files/config.yml"] = string(config)
+	if len(files) != 3 {
+		t.Errorf("render.jsonnet renders %d files, scripts/deploy.sh expects 2", len(files)-1)
+	}
+	for name, want := range files {
+		got, err := os.ReadFile(filepath.Join(root, name))
+		if err != nil {
+			t.Errorf("%v: run make generate", err)
+			continue
+		}
+		if string(got) != want {
+			t.Errorf("%s is stale: run make generate and commit it", name)
+		}
+	}
+}
+
+// The configuration every variant ships is valid for the exporter (the
+// same loader as --config.check), and the chart's `config` value replaces
+// it.
+func TestConfigValid(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	cfg, err := collector.LoadConfig(filepath.Join(root, "deploy", "base", "config.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Targets) == 0 || cfg.Discovery.ModuleFor("quay.io") != "discovered" {
+		t.Errorf("config: %d targets, discovery module for quay.io %q", len(cfg.Targets), cfg.Discovery.ModuleFor("quay.io"))
+	}
+	h := dt.HelmTemplate(t, "config.modules.default.interval=30s")
+	cm := dt.Find(t, h, "ConfigMap", "imagepull-exporter")
+	if got := dt.Get(cm, "data", "config.yml").(string); got != "modules:\n  default:\n    interval: 30s\n" {
+		t.Errorf("helm config override rendered %q", got)
+	}
+	dep := dt.Find(t, h, "Deployment", "imagepull-exporter")
+	base := dt.Find(t, dt.HelmTemplate(t), "Deployment", "imagepull-exporter")
+	if dt.Get(dep, "spec", "template", "metadata", "annotations", "checksum/config") == dt.Get(base, "spec", "template", "metadata", "annotations", "checksum/config") {
+		t.Error("a config change does not change the pods' checksum/config: helm upgrade would not roll them")
+	}
+}
+
+// Helm options that have no overlay render what they say.
+func TestHelmValues(t *testing.T) {
+	objs := dt.HelmTemplate(t, "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+		"extraArgs={--kube.namespaces=team-a}", "serviceMonitor.enabled=false", "prometheusRule.enabled=false",
+		"kube.discoverTargets=false")
+	c := dt.Get(dt.Find(t, objs, "Deployment", "imagepull-exporter"), "spec", "template", "spec", "containers", "0").(map[string]any)
+	if c["image"] != "ghcr.io/imagepull/imagepull_exporter@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" {
+		t.Errorf("image %v", c["image"])
+	}
+	if args := strs(c["args"]); !reflect.DeepEqual(args, []string{"--config.file=/etc/imagepull_exporter/config.yml", "--web.listen-address=:9739", "--kube.namespaces=team-a"}) {
+		t.Errorf("args %q", args)
+	}
+	if len(dt.OfKind(objs, "ServiceMonitor"))+len(dt.OfKind(objs, "PrometheusRule")) != 0 {
+		t.Error("serviceMonitor/prometheusRule.enabled=false still render them")
+	}
+	other := dt.HelmTemplate(t, "fullnameOverride=probe", "serviceMonitor.additionalLabels.release=kps")
+	sm := dt.Find(t, other, "ServiceMonitor", "probe")
+	if dt.Get(sm, "metadata", "labels", "release") != "kps" || dt.Get(sm, "spec", "endpoints", "0", "relabelings", "0", "replacement") != "imagepull-exporter" {
+		t.Errorf("a renamed release must keep job=imagepull-exporter and take extra labels: %v", sm)
+	}
+	if crb := dt.Find(t, other, "ClusterRoleBinding", "probe"); dt.Get(crb, "subjects", "0", "name") != "probe" {
+		t.Errorf("binding subjects %v", crb["subjects"])
+	}
+}
