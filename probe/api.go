@@ -34,4 +34,9 @@ type Target struct {
 	Module     Module
 	// Keychain overrides the module's own credentials when non-nil (pull secrets).
 	Keychain Keychain
+	// Endpoint, when non-nil, sends the probe to a mirror of Ref's registry
+	// instead of the registry itself, the way a container runtime
+	// configured with mirrors pulls (probe/mirror.go). Ref, and so
+	// Result.Ref, stays the upstream reference.
+	Endpoint *Endpoint
 }

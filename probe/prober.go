@@ -230,7 +230,7 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 			return failf(ReasonUnauthorized, "module credentials: %v", err)
 		}
 	}
-	creds, err := kc.Resolve(ref)
+	creds, err := kc.Resolve(r.credentialRef())
 	if err != nil {
 		r.res.AuthChecked = true
 		return failf(ReasonUnauthorized, "credentials: %v", err)
@@ -241,14 +241,14 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 	if r.m.PlainHTTP {
 		scheme = "http"
 	}
-	apiHost := ref.APIHost()
+	apiHost := r.apiHost() // the registry's API host, or the mirror's (mirror.go)
 	r.origin = scheme + "://" + apiHost
 	rt, err := r.p.transport(r.t.ModuleName, r.origin, r.m, now)
 	if err != nil {
 		return failf(ReasonTLS, "%v", err)
 	}
 	r.client = &http.Client{
-		Transport: &recorder{base: rt, run: r, apiHost: apiHost},
+		Transport: r.endpointTransport(&recorder{base: rt, run: r, apiHost: apiHost}),
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) > maxRedirects {
 				return errTooManyRedirects
@@ -257,7 +257,7 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 		},
 	}
 
-	key := authKey{origin: r.origin, scope: "repository:" + ref.Repository + ":pull", creds: credentialsID(creds)}
+	key := authKey{origin: r.origin + r.apiRoot(), scope: "repository:" + r.repository() + ":pull", creds: credentialsID(creds)}
 	r.p.mu.Lock()
 	st, cached := r.p.auths[key]
 	r.p.mu.Unlock()
@@ -306,7 +306,7 @@ func (r *probeRun) do(ctx context.Context, kind RequestKind, req *http.Request) 
 func (r *probeRun) transportFailure(ctx context.Context, step string, req *http.Request, err error) *probeError {
 	_, _, _, tlsFailed, leaf := r.trace.snapshot()
 	reason := classifyTransportError(ctx, err, tlsFailed)
-	if reason == ReasonTLS && leaf != nil && strings.EqualFold(req.URL.Host, r.t.Ref.APIHost()) {
+	if reason == ReasonTLS && leaf != nil && strings.EqualFold(req.URL.Host, r.apiHost()) {
 		// The certificate did not verify, but its expiry is still worth
 		// reporting (an expired certificate is a common cause).
 		r.res.TLSCertExpiry = leaf.NotAfter
@@ -380,7 +380,7 @@ func readBody(resp *http.Response, max int64) ([]byte, error) {
 // until one is accepted, as the kubelet tries every matching pull secret.
 func (r *probeRun) authenticate(ctx context.Context, scope string, creds []Credential, now time.Time) (authState, error) {
 	start := time.Now()
-	req, err := http.NewRequest(http.MethodGet, r.origin+"/v2/", nil)
+	req, err := http.NewRequest(http.MethodGet, r.origin+r.apiRoot()+"/", nil)
 	if err != nil {
 		return authState{}, failf(ReasonProtocol, "ping: %v", err)
 	}
@@ -475,7 +475,7 @@ func triedAll(n int, last error) error {
 // checkBasic verifies a credential against a Basic challenge the way
 // `docker login` does: GET /v2/ with the credential.
 func (r *probeRun) checkBasic(ctx context.Context, c Credential) error {
-	req, err := http.NewRequest(http.MethodGet, r.origin+"/v2/", nil)
+	req, err := http.NewRequest(http.MethodGet, r.origin+r.apiRoot()+"/", nil)
 	if err != nil {
 		return failf(ReasonProtocol, "basic auth check: %v", err)
 	}
@@ -510,7 +510,7 @@ func (r *probeRun) headManifest(ctx context.Context, st authState, warm bool) er
 	start := time.Now()
 	defer func() { r.res.Phases[PhaseManifest] += time.Since(start) }()
 	ref := r.t.Ref
-	req, err := http.NewRequest(http.MethodHead, r.origin+"/v2/"+ref.Repository+"/manifests/"+ref.Identifier(), nil)
+	req, err := http.NewRequest(http.MethodHead, r.manifestURL(), nil)
 	if err != nil {
 		return failf(ReasonProtocol, "manifest HEAD: %v", err)
 	}
