@@ -66,6 +66,9 @@ type SchedulerOptions struct {
 	Logger *slog.Logger
 	// Now is the clock for rate-limit staleness; nil means time.Now.
 	Now func() time.Time
+	// Sharding keeps only the targets, configured and discovered, whose
+	// registry this shard owns (shard.go); the zero value keeps all.
+	Sharding Sharding
 }
 
 // Scheduler probes every target on its interval and keeps the latest
@@ -78,6 +81,7 @@ type Scheduler struct {
 	maxDis int
 	logger *slog.Logger
 	now    func() time.Time
+	shard  Sharding
 
 	mu         sync.Mutex
 	cfg        *Config
@@ -175,6 +179,7 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		maxDis:     opts.MaxDiscovered,
 		logger:     opts.Logger,
 		now:        opts.Now,
+		shard:      opts.Sharding,
 		cfg:        &Config{Modules: map[string]probe.Module{}},
 		runners:    map[string]*runner{},
 		byRegistry: map[string][]*runner{},
@@ -243,6 +248,9 @@ func (s *Scheduler) reconcile() {
 	}
 	desired := map[string]want{}
 	for _, t := range s.cfg.Targets {
+		if !s.shard.Owns(t.Ref.Registry) {
+			continue // another shard probes this registry
+		}
 		m := s.cfg.Modules[t.Module]
 		desired[t.Name] = want{spec: targetSpec{
 			name: t.Name, source: SourceConfig, ref: t.Ref,
@@ -257,6 +265,11 @@ func (s *Scheduler) reconcile() {
 		}
 		if _, taken := desired[d.Name]; taken {
 			s.logger.Debug("ignoring discovered target: its name is taken", "target", d.Name)
+			continue
+		}
+		if !s.shard.Owns(d.Ref.Registry) {
+			// Another shard probes this registry. Filtered before the
+			// cap so that other shards' images do not use it up.
 			continue
 		}
 		if accepted >= s.maxDis {
