@@ -3,19 +3,18 @@
 // prometheus-operator CRDs they need, for the tests in this directory:
 // rendering and Helm/kustomize parity without a cluster, and against a real
 // kube-apiserver the server-side dry runs and the RBAC proofs. The tools are
-// the project's: bin/kubectl (kustomize is built in) and bin/helm, from
-// `make deps`.
+// the project's: bin/kubectl (kustomize is built in) and bin/helm, and the
+// prometheus-operator CRDs in bin/crds (testenv.PrometheusOperatorCRDs), all
+// from `make deps`.
 package deploytest
 
 import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -35,15 +34,6 @@ const (
 	Namespace = "imagepull-exporter"
 	// Chart is the chart's directory from the repository root.
 	Chart = "deploy/helm/imagepull-exporter"
-)
-
-// PrometheusOperatorModule ships the CRDs the ServiceMonitor and
-// PrometheusRule need, under example/prometheus-operator-crd/. It is fetched
-// with `go mod download` into the module cache (the Go proxy is the one
-// source of downloads here), never added to go.mod.
-const (
-	PrometheusOperatorModule  = "github.com/prometheus-operator/prometheus-operator"
-	PrometheusOperatorVersion = "v0.85.0"
 )
 
 // Object is one rendered Kubernetes object, as JSON-compatible maps.
@@ -174,36 +164,6 @@ func HelmTemplate(t testing.TB, sets ...string) []Object {
 		t.Fatalf("helm template %v: %v", sets, err)
 	}
 	return objs
-}
-
-// PrometheusOperatorCRDs returns the directory of the prometheus-operator
-// CRDs in the module cache, downloading the module through the Go proxy
-// the first time (`go mod download`, outside any go.mod).
-func PrometheusOperatorCRDs(t testing.TB) string {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "mod", "download", "-json", PrometheusOperatorModule+"@"+PrometheusOperatorVersion)
-	// Outside the repository, so the exporter's go.mod is neither read nor
-	// touched.
-	cmd.Dir = t.TempDir()
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod", "GO111MODULE=on")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go mod download %s@%s (needs the Go module proxy or a warm module cache): %v\n%s%s",
-			PrometheusOperatorModule, PrometheusOperatorVersion, err, out, stderr.Bytes())
-	}
-	var info struct{ Dir, Error string }
-	if err := json.Unmarshal(out, &info); err != nil || info.Dir == "" {
-		t.Fatalf("go mod download %s: no module directory in %s (%v %s)", PrometheusOperatorModule, out, err, info.Error)
-	}
-	dir := filepath.Join(info.Dir, "example", "prometheus-operator-crd")
-	if _, err := os.Stat(dir); err != nil {
-		t.Fatalf("prometheus-operator CRDs: %v", err)
-	}
-	return dir
 }
 
 func run(t testing.TB, bin string, args ...string) []byte {
