@@ -43,7 +43,7 @@ func TestMain(m *testing.M) {
 }
 
 // exporterBinary builds the exporter once per test binary.
-func exporterBinary(t *testing.T) string {
+func exporterBinary(t testing.TB) string {
 	t.Helper()
 	exporterOnce.Do(func() {
 		exporterDir, exporterErr = os.MkdirTemp("", "deploytest-")
