@@ -107,6 +107,8 @@ func renderings(t *testing.T) []rendering {
 	for _, ov := range overlays {
 		out = append(out, rendering{"kustomize " + ov.dir, dt.KustomizeYAML(t, ov.dir), ov.dir != "deploy/overlays/node-probe"})
 	}
+	all := dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe")
+	out = append(out, rendering{"kustomize all components", dt.KustomizeYAML(t, all), false})
 	for _, sets := range [][]string{
 		nil,
 		{"pullSecrets.enabled=true"},

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -129,10 +130,14 @@ func OfKind(objs []Object, kind string) []Object {
 }
 
 // KustomizeYAML renders a kustomization (a directory relative to the
-// repository root, e.g. "deploy/base") with bin/kubectl kustomize.
+// repository root, e.g. "deploy/base", or an absolute one from Combine)
+// with bin/kubectl kustomize.
 func KustomizeYAML(t testing.TB, dir string) []byte {
 	t.Helper()
-	return run(t, testenv.Bin(t, "kubectl"), "kustomize", filepath.Join(testenv.RepoRoot(t), dir))
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(testenv.RepoRoot(t), dir)
+	}
+	return run(t, testenv.Bin(t, "kubectl"), "kustomize", dir)
 }
 
 // Kustomize renders and parses a kustomization.
@@ -143,6 +148,32 @@ func Kustomize(t testing.TB, dir string) []Object {
 		t.Fatalf("kustomize %s: %v", dir, err)
 	}
 	return objs
+}
+
+// Combine writes a kustomization of the base plus the given components
+// (directories relative to the repository root, in order) into a temporary
+// directory, the way a user's own overlay combines the variants, and
+// returns its directory for Kustomize.
+func Combine(t testing.TB, components ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	root := testenv.RepoRoot(t)
+	rel := func(p string) string {
+		r, err := filepath.Rel(dir, filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: [%q]\ncomponents:\n", rel("deploy/base"))
+	for _, c := range components {
+		fmt.Fprintf(&b, "  - %q\n", rel(c))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
 }
 
 // HelmTemplateYAML renders the chart as release Release in Namespace with

@@ -99,8 +99,19 @@ func byKey(t *testing.T, objs []dt.Object) map[string]dt.Object {
 // apart from Helm's own labels. The base's Namespace is the one object Helm
 // leaves out (helm install --create-namespace).
 func TestHelmMatchesKustomize(t *testing.T) {
-	for _, ov := range overlays {
-		t.Run(filepath.Base(ov.dir), func(t *testing.T) {
+	// Users combine the variants in an overlay of their own, from the
+	// components; all three together are the chart with every option on.
+	all := struct {
+		dir  string
+		sets []string
+	}{dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe"),
+		[]string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true"}}
+	for _, ov := range append(slices.Clone(overlays), all) {
+		name := filepath.Base(ov.dir)
+		if ov.dir == all.dir {
+			name = "all components"
+		}
+		t.Run(name, func(t *testing.T) {
 			k := byKey(t, dt.Kustomize(t, ov.dir))
 			h := byKey(t, dt.HelmTemplate(t, ov.sets...))
 			nsKey := "Namespace /" + dt.Namespace

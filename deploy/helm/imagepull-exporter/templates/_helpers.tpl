@@ -108,12 +108,12 @@ spec:
         {{- if .Values.kube.discoverTargets }}
         - --kube.discover-targets
         {{- end }}
-        {{- if .Values.pullSecrets.enabled }}
-        - --kube.use-pull-secrets
-        {{- end }}
         {{- if .Values.sharding.enabled }}
         - --shard.from-hostname
         - --total-shards={{ .Values.sharding.replicas }}
+        {{- end }}
+        {{- if .Values.pullSecrets.enabled }}
+        - --kube.use-pull-secrets
         {{- end }}
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
