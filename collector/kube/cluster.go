@@ -51,6 +51,9 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sharding keeps only the containers and images of registries this
+	// shard owns (shard.go); the zero value keeps everything.
+	Sharding collector.Sharding
 }
 
 // Cluster watches one Kubernetes cluster and exposes the join's metrics.
@@ -93,14 +96,14 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 	c.pods = newRW(ResourcePods)
 	for _, ns := range namespaces {
 		api := client.CoreV1().Pods(ns)
-		c.pods.addInformer(&corev1.Pod{}, transformPod,
+		c.pods.addInformer(&corev1.Pod{}, shardPods(opts.Sharding),
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
 	}
 	c.nodes = newRW(ResourceNodes)
 	{
 		api := client.CoreV1().Nodes()
-		c.nodes.addInformer(&corev1.Node{}, transformNode,
+		c.nodes.addInformer(&corev1.Node{}, shardNodes(opts.Sharding),
 			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
 			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
 	}
@@ -159,7 +162,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		} {
 			rw := newRW(w.name)
 			for _, ns := range namespaces {
-				rw.addInformer(w.example, transformWorkload, w.list(ns), w.watch(ns))
+				rw.addInformer(w.example, shardWorkloads(opts.Sharding), w.list(ns), w.watch(ns))
 			}
 			c.workloads = append(c.workloads, rw)
 		}

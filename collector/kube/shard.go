@@ -1,0 +1,89 @@
+package kube
+
+import (
+	"slices"
+	"strings"
+	"unique"
+
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/imagepull/imagepull_exporter/collector"
+)
+
+// Sharding (collector.Sharding, --shard/--total-shards) reaches the
+// Kubernetes side through the informers' transforms: each shard keeps only
+// the containers, template images and node images whose registry it owns,
+// with the same Owns the scheduler filters targets with. Everything
+// downstream (the join, discovery, pull-secret auth checks) reads only those
+// caches, so every series keyed by `registry` comes from the one shard that
+// owns the registry and probes it, and the join never needs another shard's
+// probe results. A pod none of whose containers is owned stays in the cache
+// as a stub of a few dozen bytes (name, namespace, node), which keeps the
+// informer's bookkeeping simple. Images whose reference does not parse count
+// under the registry "invalid", which one shard owns like any other.
+
+// shardPods wraps the pods transform with the shard filter.
+func shardPods(s collector.Sharding) cache.TransformFunc {
+	if !s.Enabled() {
+		return transformPod
+	}
+	return func(obj any) (any, error) {
+		o, err := transformPod(obj)
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := o.(*podInfo); ok {
+			p.Containers = slices.DeleteFunc(p.Containers, func(c containerInfo) bool {
+				return !s.Owns(c.Img.Value().Registry())
+			})
+		}
+		return o, nil
+	}
+}
+
+// shardWorkloads wraps the workloads transform with the shard filter: the
+// templates feed discovery, which must only find this shard's images.
+func shardWorkloads(s collector.Sharding) cache.TransformFunc {
+	if !s.Enabled() {
+		return transformWorkload
+	}
+	return func(obj any) (any, error) {
+		o, err := transformWorkload(obj)
+		if err != nil {
+			return nil, err
+		}
+		if w, ok := o.(*templateInfo); ok {
+			w.Images = slices.DeleteFunc(w.Images, func(h unique.Handle[imageInfo]) bool {
+				return !s.Owns(h.Value().Registry())
+			})
+		}
+		return o, nil
+	}
+}
+
+// shardNodes wraps the nodes transform with the shard filter: the join
+// looks node images up only for this shard's images.
+func shardNodes(s collector.Sharding) cache.TransformFunc {
+	if !s.Enabled() {
+		return transformNode
+	}
+	return func(obj any) (any, error) {
+		o, err := transformNode(obj)
+		if err != nil {
+			return nil, err
+		}
+		if n, ok := o.(*nodeInfo); ok {
+			n.Images = slices.DeleteFunc(n.Images, func(h unique.Handle[string]) bool {
+				return !s.Owns(registryOfImageKey(h.Value()))
+			})
+		}
+		return o, nil
+	}
+}
+
+// registryOfImageKey returns the registry of an imageKey
+// ("registry/repository:tag" or "registry/repository@digest").
+func registryOfImageKey(k string) string {
+	reg, _, _ := strings.Cut(k, "/")
+	return reg
+}
