@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -84,9 +85,81 @@ func (l *instrumentedLW) WatchWithContext(ctx context.Context, opts metav1.ListO
 		l.rw.markDown(ctx, l.conn, err)
 		return nil, err
 	}
-	l.rw.markUp(l.conn)
-	return w, nil
+	return newObservedWatch(ctx, w, l.rw, l.conn), nil
 }
+
+// errEmptyWatch is the failure an empty watch stands for.
+var errEmptyWatch = errors.New("watch stream closed at once without an event (the apiserver or a proxy in front of it dropped the connection)")
+
+// shortWatch is client-go's own bound for a watch that ended before it
+// began (the reflector's VeryShortWatchError).
+const shortWatch = time.Second
+
+// observedWatch forwards a watch stream and judges the connection by it.
+// A successful Watch call proves little: when the connection breaks with an
+// EOF or a reset (a load balancer or proxy in front of a stopped apiserver
+// accepts, then drops), client-go's rest client retries and finally returns
+// watch.NewEmptyWatch() with a nil error, a stream that is already closed.
+// So the connection counts as up once the stream delivers an event or stays
+// open for shortWatch, and as down when it closes sooner without an event.
+type observedWatch struct {
+	inner watch.Interface
+	out   chan watch.Event
+	stop  chan struct{}
+	once  sync.Once
+}
+
+func newObservedWatch(ctx context.Context, inner watch.Interface, rw *resourceWatch, conn *connState) *observedWatch {
+	w := &observedWatch{inner: inner, out: make(chan watch.Event), stop: make(chan struct{})}
+	go w.run(ctx, rw, conn)
+	return w
+}
+
+func (w *observedWatch) run(ctx context.Context, rw *resourceWatch, conn *connState) {
+	defer close(w.out)
+	timer := time.NewTimer(shortWatch)
+	defer timer.Stop()
+	judged := false
+	in := w.inner.ResultChan()
+	for {
+		select {
+		case ev, ok := <-in:
+			if !ok {
+				if !judged {
+					rw.markDown(ctx, conn, errEmptyWatch)
+				}
+				return
+			}
+			if !judged && ev.Type != watch.Error {
+				judged = true
+				rw.markUp(conn)
+			}
+			select {
+			case w.out <- ev:
+			case <-w.stop:
+				return
+			}
+		case <-timer.C:
+			if !judged {
+				judged = true
+				rw.markUp(conn)
+			}
+		case <-w.stop:
+			return
+		}
+	}
+}
+
+// Stop implements watch.Interface.
+func (w *observedWatch) Stop() {
+	w.once.Do(func() {
+		close(w.stop)
+		w.inner.Stop()
+	})
+}
+
+// ResultChan implements watch.Interface.
+func (w *observedWatch) ResultChan() <-chan watch.Event { return w.out }
 
 func (rw *resourceWatch) markDown(ctx context.Context, c *connState, err error) {
 	c.ok.Store(false)
