@@ -39,14 +39,20 @@ var defaultConfigYAML []byte
 func DefaultConfigYAML() []byte { return bytes.Clone(defaultConfigYAML) }
 
 // Config is the configuration file: modules say how to probe, targets say what.
-// Its YAML schema is a contract: extend it, never rename a key. The keys
-// `discovery:` and `mirrors:` are reserved for later issues.
+// Its YAML schema is a contract: extend it, never rename a key.
 type Config struct {
 	Modules map[string]probe.Module `yaml:"modules"`
 	Targets []TargetConfig          `yaml:"targets"`
 	// Discovery configures targets discovered in Kubernetes
 	// (config_discovery.go).
 	Discovery DiscoveryConfig `yaml:"discovery"`
+	// Mirrors lists registry mirrors per registry, probed and compared
+	// with their upstream (mirror.go): {"docker.io": ["https://mirror"]}.
+	Mirrors map[string][]MirrorEndpoint `yaml:"mirrors"`
+
+	// mirrorChains is Mirrors validated, per normalised registry, each
+	// chain ending with the registry itself; set by the loader.
+	mirrorChains map[string][]MirrorHost
 }
 
 // TargetConfig is one `targets:` entry.
@@ -351,6 +357,12 @@ func humanType(goType string) string {
 		return "a list of strings"
 	case "[]collector.DiscoveryModule":
 		return "a list of {registry, module} entries"
+	case "map[string][]collector.MirrorEndpoint":
+		return "a mapping of registries to lists of mirror URLs, e.g. docker.io: [https://mirror.example.com]"
+	case "[]collector.MirrorEndpoint":
+		return "a list of mirror URLs"
+	case "collector.mirrorEndpointYAML":
+		return "a mirror URL or a mapping {url, module}"
 	case "int", "int64", "float64":
 		return "a number"
 	}
@@ -423,7 +435,7 @@ func (p *parser) visit(fn func(where string, typ reflect.Type, k, v *yaml.Node) 
 					continue
 				}
 				w := where
-				if t != configType || k.Value == "discovery" {
+				if t != configType || k.Value == "discovery" || k.Value == "mirrors" {
 					w = joinWhere(where, k.Value)
 				}
 				if walk(v, ft, w) {
@@ -436,6 +448,8 @@ func (p *parser) visit(fn func(where string, typ reflect.Type, k, v *yaml.Node) 
 				w := where
 				if t.Elem() == moduleType {
 					w = fmt.Sprintf("module %q", k.Value)
+				} else if where == "mirrors" {
+					w = fmt.Sprintf("mirrors: %q", k.Value)
 				}
 				if walk(v, t.Elem(), w) {
 					return true
@@ -604,6 +618,7 @@ func (p *parser) validate(cfg *Config) {
 	sort.Strings(defined)
 
 	p.validateDiscovery(cfg, defined)
+	p.validateMirrors(cfg, defined)
 
 	seen := map[string]int{}
 	for i := range cfg.Targets {

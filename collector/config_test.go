@@ -29,6 +29,18 @@ testdata/invalid-discovery.yml:15: discovery: exclude[1] is empty; remove it or 
 testdata/invalid-discovery.yml:16: discovery: exclude[2]: pattern "ghcr.io/[x" is not a valid glob (syntax error in pattern); fix the brackets or escape them`,
 	"invalid-discovery-types.yml": `testdata/invalid-discovery-types.yml:4: discovery: modules[0]: unknown key "modul"; did you mean "module"? (valid keys: registry, module)
 testdata/invalid-discovery-types.yml:5: discovery: exclude: want a list of strings, got the string "ghcr.io"`,
+	"invalid-mirrors.yml": `testdata/invalid-mirrors.yml:5: mirrors: "docker.io"[0]: the URL "https://<redacted>@mirror.example.com" carries credentials; remove them and give the mirror a module with auth: instead ({url: ..., module: ...})
+testdata/invalid-mirrors.yml:6: mirrors: "docker.io"[1]: the URL "ftp://mirror.example.com" has scheme "ftp"; use https:// or http://
+testdata/invalid-mirrors.yml:7: mirrors: "docker.io"[2]: registry-1.docker.io is the registry docker.io itself, not a mirror of it; remove it (the registry is always tried after its mirrors)
+testdata/invalid-mirrors.yml:9: mirrors: "docker.io"[4]: https://mirror.example.com/v2 is listed twice; remove one
+testdata/invalid-mirrors.yml:10: mirrors: "docker.io"[5]: module "nope" is not defined (defined: default, harbor); add it under modules: or fix the name
+testdata/invalid-mirrors.yml:11: mirrors: "docker.io"[6]: the URL is empty; give e.g. https://mirror.example.com
+testdata/invalid-mirrors.yml:12: mirrors: "index.docker.io": names the same registry as "docker.io" (both are docker.io); merge the two lists
+testdata/invalid-mirrors.yml:13: mirrors: "https://ghcr.io": give the registry host as image references name it (e.g. docker.io, ghcr.io, registry.example.com:5000), without scheme or path
+testdata/invalid-mirrors.yml:14: mirrors: "quay.io": no mirrors listed; list at least one URL or remove the key`,
+	"invalid-mirrors-types.yml": `testdata/invalid-mirrors-types.yml:3: mirrors: "docker.io"[0]: unknown key "modul"; did you mean "module"? (valid keys: url, module)
+testdata/invalid-mirrors-types.yml:4: want a mirror URL or a mapping {url, module}, got a list
+testdata/invalid-mirrors-types.yml:5: want a list of mirror URLs, got the string "https:/..."`,
 	"invalid-docker-config-missing.yml": `testdata/invalid-docker-config-missing.yml:4: module "dc": auth.docker_config: testdata/no-such-dir/config.json: no such file or directory; point it at a docker config.json or the directory holding one`,
 	"invalid-duplicate-key.yml":         `testdata/invalid-duplicate-key.yml:4: key "timeout" is already set at line 3; remove one of them`,
 	"invalid-duplicate-target.yml": `testdata/invalid-duplicate-target.yml:4: target "hub": the name is already used by the target at line 2; target names must be unique (a target without name: is named after its image)
@@ -52,7 +64,7 @@ testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is n
 	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config)`,
 	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)`,
 	"invalid-unknown-target-key.yml":    `testdata/invalid-unknown-target-key.yml:4: target "hub": unknown key "modul"; did you mean "module"? (valid keys: name, image, module, interval)`,
-	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery)`,
+	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery, mirrors)`,
 	"invalid-username-only.yml":         `testdata/invalid-username-only.yml:4: module "private": auth.username is set without a password; add auth.password or auth.password_file`,
 }
 

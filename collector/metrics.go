@@ -126,6 +126,7 @@ func (s *Scheduler) Describe(ch chan<- *prometheus.Desc) {
 	} {
 		ch <- d
 	}
+	describeMirrors(ch)
 }
 
 // Collect implements prometheus.Collector: it emits the latest results as
@@ -139,6 +140,7 @@ func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
 	for _, e := range snap.Exhausted {
 		ch <- prometheus.MustNewConstMetric(descBudgetExhausted, prometheus.CounterValue, float64(e.Count), e.Registry)
 	}
+	s.collectMirrors(ch)
 }
 
 // collectSnapshot emits the per-target and per-registry series of snap;

@@ -99,6 +99,12 @@ type Scheduler struct {
 	requests   map[requestKey]uint64
 	malformed  map[malformedKey]uint64
 
+	// nodeMirrors is the node runtime's mirror configuration (node-local
+	// mode), guarded by mu; mirrorRequests counts mirror requests, guarded
+	// by regMu (mirror_probe.go).
+	nodeMirrors    *MirrorSet
+	mirrorRequests map[mirrorRequestKey]uint64
+
 	// waiting counts probes blocked on the concurrency bound (for tests).
 	waiting atomic.Int64
 }
@@ -138,6 +144,9 @@ type runner struct {
 
 	mu sync.Mutex
 	st targetState
+	// mirrors are the mirrors the runtime would send the target's image
+	// to, probed after it (mirror_probe.go).
+	mirrors []*mirrorRunner
 }
 
 // targetState is what the scheduler remembers of one target.
@@ -339,6 +348,7 @@ func (s *Scheduler) reconcile() {
 			r.delay = time.Duration(float64(r.spec.interval) * float64(i) / float64(len(rs)))
 		}
 	}
+	s.planMirrorsLocked()
 	for _, r := range added {
 		s.start(r)
 	}
@@ -428,6 +438,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 		s.logger.Debug("probe failed", "target", r.spec.name, "image", r.spec.ref.String(),
 			"reason", string(res.Reason), "err", res.Error)
 	}
+	s.probeMirrors(ctx, r)
 }
 
 func (r *runner) record(res probe.Result) {

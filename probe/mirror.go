@@ -27,10 +27,12 @@ type Endpoint struct {
 	// override_path (e.g. "/v2/proxy-dockerhub" for a Harbor proxy
 	// project).
 	Path string
-	// RepositoryPrefix is prepended, with a '/', to the repository in the
-	// request path and the token scope: CRI-O rewrites a reference to a
-	// mirror location with a path ("mirror.example.com/hub") that way.
-	RepositoryPrefix string
+	// Repository, when set, is the repository as the mirror names it, in
+	// the request path and the token scope: CRI-O rewrites a reference's
+	// prefix to the mirror's location, so with prefix "docker.io" and
+	// location "mirror.example.com/hub", docker.io/library/nginx is pulled
+	// as hub/library/nginx.
+	Repository string
 	// Namespace, when set, is sent as the `ns` query parameter of the
 	// manifest HEAD, as containerd adds ?ns=<registry> to every request it
 	// sends to a host other than the image's registry; some mirrors
@@ -62,8 +64,8 @@ func (r *probeRun) apiRoot() string {
 
 // repository is the repository as the host the probe talks to names it.
 func (r *probeRun) repository() string {
-	if e := r.t.Endpoint; e != nil && e.RepositoryPrefix != "" {
-		return strings.Trim(e.RepositoryPrefix, "/") + "/" + r.t.Ref.Repository
+	if e := r.t.Endpoint; e != nil && e.Repository != "" {
+		return e.Repository
 	}
 	return r.t.Ref.Repository
 }

@@ -51,10 +51,10 @@ func TestMirrorEndpoint(t *testing.T) {
 		}
 	})
 
-	t.Run("repository prefix", func(t *testing.T) {
-		// CRI-O's location = "mirror/hub" rewrites docker.io/library/app
-		// to mirror/hub/library/app.
-		res := probe(t, p, mirrorTarget(t, r, "app:v1", plainModule(), Endpoint{RepositoryPrefix: "hub"}))
+	t.Run("rewritten repository", func(t *testing.T) {
+		// CRI-O's prefix "docker.io" with location "mirror/hub" rewrites
+		// docker.io/library/app to mirror/hub/library/app.
+		res := probe(t, p, mirrorTarget(t, r, "app:v1", plainModule(), Endpoint{Repository: "hub/library/app"}))
 		wantSuccess(t, res, prefixed)
 		if !strings.HasSuffix(res.Requests[len(res.Requests)-1].URL, "/v2/hub/library/app/manifests/v1") {
 			t.Errorf("HEAD URL %q, want the prefixed repository without ns", res.Requests[len(res.Requests)-1].URL)

@@ -1,0 +1,320 @@
+package collector
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// Mirror probing in the scheduler. Each target whose registry has mirrors
+// (config `mirrors:`, or the node's runtime configuration in node-local
+// mode) probes, right after its own probe and within the same concurrency
+// slot, every mirror the runtime would send its reference to: the same
+// ping, token exchange and manifest HEAD as for a registry, never a GET.
+// Probing the mirrors right after upstream keeps the digest comparison
+// honest: both answers are seconds apart, so a tag that moves upstream
+// reads as stale only while the mirror really lags.
+//
+// A mirror probe spends the mirror host's request budget (the one its own
+// targets would spend, if it has any) and never the upstream's. Its
+// requests are counted in imagepull_mirror_requests_total{mirror,upstream},
+// not in imagepull_registry_requests_total, and its budget refusals in
+// imagepull_mirror_budget_exhausted_total: every mirror series carries the
+// upstream, so with sharding it comes from the shard that owns the
+// upstream, and the shards' union still has no duplicates. (A mirror host
+// shared by upstreams on different shards gets each shard's budget.)
+
+// mirrorRunner is one mirror of one target: what to probe and its latest
+// result. Its fields are guarded by the owning runner's mu.
+type mirrorRunner struct {
+	plan    mirrorPlan
+	target  probe.Target
+	last    *probe.Result
+	skipped uint64
+}
+
+// noCredentials is the keychain of a mirror probed without a module of its
+// own: a runtime never hands a registry's credentials to its mirrors.
+type noCredentials struct{}
+
+func (noCredentials) Resolve(probe.Reference) ([]probe.Credential, error) { return nil, nil }
+
+// SetNodeMirrors sets the node's runtime mirror configuration (node-local
+// mode; see NodeMirrors). For the images it configures, it replaces the
+// configuration's `mirrors:`; nil or an empty set leaves those in charge.
+func (s *Scheduler) SetNodeMirrors(m *MirrorSet) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.nodeMirrors = m
+	s.reconcile()
+}
+
+// mirrorHostsFor returns the chain of hosts for ref: the node runtime's
+// when it configures ref, else the configuration's. s.mu is held.
+func (s *Scheduler) mirrorHostsFor(ref probe.Reference) []MirrorHost {
+	if hosts, ok := s.nodeMirrors.hostsFor(ref); ok {
+		return hosts
+	}
+	return s.cfg.mirrorChains[ref.Registry]
+}
+
+// planMirrorsLocked recomputes the mirrors of every runner, keeping the
+// state of mirrors that stay. s.mu is held.
+func (s *Scheduler) planMirrorsLocked() {
+	for _, r := range s.runners {
+		plans := planMirrors(s.mirrorHostsFor(r.spec.ref), r.spec.ref)
+		r.mu.Lock()
+		old := map[string]*mirrorRunner{}
+		for _, m := range r.mirrors {
+			old[m.plan.host.key] = m
+		}
+		var next []*mirrorRunner
+		for _, p := range plans {
+			m := old[p.host.key]
+			if m == nil {
+				m = &mirrorRunner{}
+			}
+			m.plan = p
+			m.target = s.mirrorTarget(r.spec, p.host)
+			next = append(next, m)
+		}
+		r.mirrors = next
+		r.mu.Unlock()
+	}
+}
+
+// mirrorTarget builds the probe of host for a target.
+func (s *Scheduler) mirrorTarget(spec targetSpec, h MirrorHost) probe.Target {
+	m, name := spec.module, spec.moduleName
+	var kc probe.Keychain = noCredentials{}
+	if h.Module != "" {
+		if mm, ok := s.cfg.Modules[h.Module]; ok {
+			m, name, kc = mm, h.Module, nil
+		}
+	} else {
+		m.Auth = probe.AuthConfig{}
+		if h.SkipVerify || h.CAFile != "" {
+			m.TLS = probe.TLSConfig{CAFile: h.CAFile, InsecureSkipVerify: h.SkipVerify}
+		}
+	}
+	m.PlainHTTP = h.PlainHTTP
+	if m.PlainHTTP {
+		m.TLS = probe.TLSConfig{}
+	}
+	e := &probe.Endpoint{Host: h.Host, Path: h.Path, Repository: h.Repository, HTTPFallback: h.HTTPFallback}
+	if h.Namespace {
+		e.Namespace = spec.ref.Registry
+	}
+	return probe.Target{Ref: spec.ref, Module: m, Keychain: kc, Endpoint: e,
+		// Transports and tokens are cached per module name and origin:
+		// a mirror's TLS settings must not flip-flop a transport that
+		// another chain uses for the same host.
+		ModuleName: fmt.Sprintf("%s mirror %s tls=%t,%s", name, h.key, h.SkipVerify, h.CAFile)}
+}
+
+// probeMirrors probes the mirrors of r after its own probe.
+func (s *Scheduler) probeMirrors(ctx context.Context, r *runner) {
+	r.mu.Lock()
+	ms := append([]*mirrorRunner(nil), r.mirrors...)
+	targets := make([]probe.Target, len(ms))
+	for i, m := range ms {
+		targets[i] = m.target
+	}
+	r.mu.Unlock()
+	upstream := r.spec.ref.Registry
+	for i, m := range ms {
+		if ctx.Err() != nil {
+			return
+		}
+		t := targets[i]
+		host := t.Endpoint.Host
+		if !s.budget.available(host) {
+			r.mu.Lock()
+			m.skipped++
+			r.mu.Unlock()
+			s.logger.Debug("mirror probe skipped: the mirror's request budget is spent", "target", r.spec.name, "mirror", host)
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, t.Module.Timeout)
+		res := s.prober.Probe(pctx, t)
+		cancel()
+		s.budget.Charge(host, len(res.Requests))
+		s.regMu.Lock()
+		if s.mirrorRequests == nil {
+			s.mirrorRequests = map[mirrorRequestKey]uint64{}
+		}
+		for _, rq := range res.Requests {
+			s.mirrorRequests[mirrorRequestKey{host, upstream, rq.Kind, statusCode(rq.Status)}]++
+		}
+		s.regMu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+		r.mu.Lock()
+		m.last = &res
+		r.mu.Unlock()
+		if !res.Success {
+			s.logger.Debug("mirror probe failed", "target", r.spec.name, "mirror", host,
+				"reason", string(res.Reason), "err", res.Error)
+		}
+	}
+}
+
+// available reports whether registry's budget holds a token, without
+// counting a refusal in imagepull_probe_budget_exhausted_total (mirror
+// probes count theirs per upstream).
+func (b *RequestBudget) available(registry string) bool {
+	if b == nil || b.perMinute <= 0 {
+		return true
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.refill(registry).tokens >= 1
+}
+
+type mirrorRequestKey struct {
+	mirror, upstream string
+	kind             probe.RequestKind
+	code             string
+}
+
+var (
+	mirrorLabels  = []string{"mirror", "upstream"}
+	descMirrorUp  = prometheus.NewDesc("imagepull_mirror_up", "1 when the mirror serves the images probed through it (its latest probes succeeded, none failed for a reason about the mirror itself: dns, connect, tls, timeout, server_error, rate_limited, unauthorized, protocol); 0 otherwise. Absent until the first probe.", mirrorLabels, nil)
+	descMirrorWhy = prometheus.NewDesc("imagepull_mirror_failure_reason", "Why imagepull_mirror_up is 0: 1 for the current reason (the most fundamental one among the mirror's latest probes), 0 for the others; all 0 while it is up.", append(append([]string(nil), mirrorLabels...), "reason"), nil)
+	descMirrorFB  = prometheus.NewDesc("imagepull_mirror_fallback", "1 when the container runtime would try another host (a later mirror or the registry itself) for an image when this mirror fails, so its failure slows pulls down; 0 when it is the last host tried, so its failure fails pulls.", mirrorLabels, nil)
+	descMirrorSt  = prometheus.NewDesc("imagepull_mirror_stale", "1 when the mirror serves another digest for the tag than the upstream registry serves now, 0 when both agree; only for tags whose latest probes succeeded on both.", []string{"mirror", "upstream", "repository", "tag"}, nil)
+	descMirrorReq = prometheus.NewDesc("imagepull_mirror_requests_total", "HTTP requests sent to mirrors, by kind and status code (\"error\" when no response arrived); manifest_get stays 0.", []string{"mirror", "upstream", "kind", "code"}, nil)
+	descMirrorBud = prometheus.NewDesc("imagepull_mirror_budget_exhausted_total", "Mirror probes skipped because the mirror host's request budget (--probe.registry-budget) was spent.", mirrorLabels, nil)
+)
+
+// describeMirrors sends the mirror descriptors.
+func describeMirrors(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMirrorUp, descMirrorWhy, descMirrorFB, descMirrorSt, descMirrorReq, descMirrorBud} {
+		ch <- d
+	}
+}
+
+type mirrorKey struct{ mirror, upstream string }
+
+type mirrorStaleKey struct {
+	mirrorKey
+	repository, tag string
+}
+
+type mirrorAgg struct {
+	results  []*probe.Result
+	fallback bool
+	skipped  uint64
+}
+
+// collectMirrors emits the mirror series from the runners' latest results.
+func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
+	s.mu.Lock()
+	rs := s.sortedRunners()
+	s.mu.Unlock()
+	aggs := map[mirrorKey]*mirrorAgg{}
+	stale := map[mirrorStaleKey]float64{}
+	for _, r := range rs {
+		r.mu.Lock()
+		up := r.st.last
+		for _, m := range r.mirrors {
+			k := mirrorKey{m.plan.host.Host, r.spec.ref.Registry}
+			a := aggs[k]
+			if a == nil {
+				a = &mirrorAgg{fallback: true}
+				aggs[k] = a
+			}
+			// One host without a fallback for some image is enough:
+			// that image's pulls fail with the mirror.
+			a.fallback = a.fallback && m.plan.fallback
+			a.skipped += m.skipped
+			if m.last == nil {
+				continue
+			}
+			a.results = append(a.results, m.last)
+			ref := r.spec.ref
+			if ref.Digest == "" && up != nil && up.Success && m.last.Success {
+				sk := mirrorStaleKey{k, ref.Repository, ref.Tag}
+				v := 0.0
+				if m.last.Digest != up.Digest {
+					v = 1
+				}
+				stale[sk] = max(stale[sk], v)
+			}
+		}
+		r.mu.Unlock()
+	}
+	for k, a := range aggs {
+		ch <- prometheus.MustNewConstMetric(descMirrorFB, prometheus.GaugeValue, boolFloat(a.fallback), k.mirror, k.upstream)
+		if a.skipped > 0 {
+			ch <- prometheus.MustNewConstMetric(descMirrorBud, prometheus.CounterValue, float64(a.skipped), k.mirror, k.upstream)
+		}
+		if len(a.results) == 0 {
+			continue
+		}
+		cause := mirrorCause(a.results)
+		ch <- prometheus.MustNewConstMetric(descMirrorUp, prometheus.GaugeValue, boolFloat(cause == probe.ReasonNone), k.mirror, k.upstream)
+		for _, reason := range probe.Reasons {
+			ch <- prometheus.MustNewConstMetric(descMirrorWhy, prometheus.GaugeValue, boolFloat(cause == reason), k.mirror, k.upstream, string(reason))
+		}
+	}
+	for k, v := range stale {
+		ch <- prometheus.MustNewConstMetric(descMirrorSt, prometheus.GaugeValue, v, k.mirror, k.upstream, k.repository, k.tag)
+	}
+	s.regMu.Lock()
+	keys := make([]mirrorRequestKey, 0, len(s.mirrorRequests))
+	for k := range s.mirrorRequests {
+		keys = append(keys, k)
+	}
+	counts := make([]uint64, len(keys))
+	for i, k := range keys {
+		counts[i] = s.mirrorRequests[k]
+	}
+	s.regMu.Unlock()
+	for i, k := range keys {
+		ch <- prometheus.MustNewConstMetric(descMirrorReq, prometheus.CounterValue, float64(counts[i]), k.mirror, k.upstream, string(k.kind), k.code)
+	}
+}
+
+// mirrorCause is the mirror's state over its latest results: a failure about
+// the mirror itself wins (in registryReasons' order); else any success means
+// up (ReasonNone); else the per-image reason (not_found before forbidden): a
+// mirror that serves none of the probed images does not serve its purpose.
+func mirrorCause(results []*probe.Result) probe.Reason {
+	seen := map[probe.Reason]bool{}
+	ok := false
+	for _, res := range results {
+		if res.Success {
+			ok = true
+		} else {
+			seen[res.Reason] = true
+		}
+	}
+	for _, reason := range registryReasons {
+		if seen[reason] {
+			return reason
+		}
+	}
+	if ok {
+		return probe.ReasonNone
+	}
+	for _, reason := range []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden} {
+		if seen[reason] {
+			return reason
+		}
+	}
+	keys := make([]string, 0, len(seen))
+	for r := range seen {
+		keys = append(keys, string(r))
+	}
+	sort.Strings(keys)
+	if len(keys) > 0 {
+		return probe.Reason(keys[0])
+	}
+	return probe.ReasonProtocol
+}
