@@ -45,6 +45,13 @@ type RegistryOptions struct {
 	Users map[string]TokenUser
 	// TLS serves HTTPS with a fresh self-signed certificate (Registry.Cert).
 	TLS bool
+	// ProxyRemoteURL makes the registry a pull-through cache of the
+	// registry at this URL (distribution's `proxy: {remoteurl: ...}`): it
+	// fetches what it is asked for from there and keeps it. Such a
+	// registry refuses pushes. Distribution 2.8 asks the remote for a tag
+	// on every request for it while the remote answers, and serves what it
+	// cached only when the remote does not.
+	ProxyRemoteURL string
 }
 
 // Registry is a real distribution registry (`docker-registry serve`,
@@ -139,6 +146,9 @@ http:
   addr: %s
   secret: imagepull-test-secret
 %s%s`, r.Addr, tlsCfg, auth)
+	if opts.ProxyRemoteURL != "" {
+		cfg += fmt.Sprintf("proxy:\n  remoteurl: %s\n", opts.ProxyRemoteURL)
+	}
 	cfgFile := filepath.Join(dir, "config.yml")
 	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
 		t.Fatalf("testenv: write registry config: %v", err)
