@@ -6,6 +6,8 @@
 
     // Selects the exporter's own series: probe metrics, the Kubernetes join and its `up`.
     imagepullSelector: 'job="imagepull-exporter"',
+    // Selects every exporter that probes mirrors: the central Deployment (config `mirrors:`) and the node-probe DaemonSet, which reads each node's containerd/CRI-O mirrors and whose job deploy/ names imagepull-exporter-node.
+    imagepullMirrorSelector: 'job=~"imagepull-exporter|imagepull-exporter-node"',
     // Selects kube-state-metrics; only the Cluster impact dashboard uses it, to cross-check waiting containers.
     kubeStateMetricsSelector: 'job="kube-state-metrics"',
     // Selects the kubelets' /metrics endpoint, for ImagePullKubeletPullErrorsHigh (clusters that scrape kubelets).
@@ -94,6 +96,14 @@
     exporterDownFor: '5m',
     // How long probes must be stale before ImagePullProbesStale fires.
     probesStaleFor: '5m',
+    // How long a shard must be missing before ImagePullExporterShardMissing fires; a restarting StatefulSet pod is back within a minute or two.
+    shardMissingFor: '5m',
+    // How long shards must disagree on --total-shards before ImagePullExporterShardsMisconfigured fires; a rolling resize disagrees briefly.
+    shardsMisconfiguredFor: '15m',
+    // How long a mirror must fail before ImagePullMirrorDown fires.
+    mirrorDownFor: '5m',
+    // How long a mirror must serve another digest than upstream before ImagePullMirrorStale fires; a pull-through cache or sync job lags a push briefly.
+    mirrorStaleFor: '30m',
 
     // Recording rules -----------------------------------------------------
 

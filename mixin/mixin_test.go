@@ -281,8 +281,8 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 			}
 		}
 	}
-	if len(rules) != 16 {
-		t.Errorf("rendered %d alert rules, want 16 (14 alerts, two of them with critical and warning rules)", len(rules))
+	if len(rules) != 21 {
+		t.Errorf("rendered %d alert rules, want 21 (18 alerts, three of them with critical and warning rules)", len(rules))
 	}
 
 	// firing[rule] holds eval times per test case at which the rule fires;

@@ -2,4 +2,6 @@
 (import 'ratelimit.libsonnet') +
 (import 'cluster.libsonnet') +
 (import 'exporter.libsonnet') +
+(import 'scaleout.libsonnet') +
+(import 'mirror.libsonnet') +
 (import 'add-runbook-links.libsonnet')

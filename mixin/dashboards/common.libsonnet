@@ -4,6 +4,9 @@ local g = import '../lib/grafana.libsonnet';
 function(c) {
   // The exporter's series in the selected cluster.
   sel: '%s, %s="$cluster"' % [c.imagepullSelector, c.clusterLabel],
+  // The mirror series in the selected cluster: the central exporter's and
+  // the node-probe DaemonSet's (mirrors read from each node's runtime).
+  msel: '%s, %s="$cluster"' % [c.imagepullMirrorSelector, c.clusterLabel],
   // Recorded series carry only the cluster label of the exporter's.
   recorded: '%s="$cluster"' % c.clusterLabel,
 

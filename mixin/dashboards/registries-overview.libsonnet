@@ -126,12 +126,20 @@ function(c)
         ], unit='ops', w=12),
       ]),
       g.row('Mirrors', [
-        g.table('Mirror health', 'Configured and node-local registry mirrors (node-probe mode): 1 when the mirror answers.', [
-          g.instant('max by (mirror, upstream) (imagepull_mirror_up{%s, upstream=~"$registry"})' % common.sel),
-        ], columns={ mirror: { name: 'Mirror' }, upstream: { name: 'Upstream' }, Value: { name: 'Up', steps: ['red', 1, 'green'] } }, w=12),
-        g.table('Stale mirror tags', 'Tags a mirror serves with a different digest than its upstream.', [
-          g.instant('max by (mirror, upstream, repository, tag) (imagepull_mirror_stale{%s, upstream=~"$registry"}) == 1' % common.sel),
-        ], columns={ mirror: { name: 'Mirror' }, upstream: { name: 'Upstream' }, repository: { name: 'Repository' }, tag: { name: 'Tag' } }, hidden=['Value'], w=12),
+        g.table('Mirror health', "Registry mirrors from the exporter's config and from each node's containerd/CRI-O configuration (node-probe DaemonSet). Up: 1 when every vantage point (the central exporter, each node) reaches it. Down from: how many see it fail. Falls back: 0 when the runtime tries no other host after it, so its failure fails pulls.", [
+          g.instant('min by (mirror, upstream) (imagepull_mirror_up{%s, upstream=~"$registry"})' % common.msel),
+          g.instant('sum by (mirror, upstream) (1 - imagepull_mirror_up{%s, upstream=~"$registry"})' % common.msel),
+          g.instant('min by (mirror, upstream) (imagepull_mirror_fallback{%s, upstream=~"$registry"})' % common.msel),
+        ], columns={
+          mirror: { name: 'Mirror' },
+          upstream: { name: 'Upstream' },
+          'Value #A': { name: 'Up', steps: ['red', 1, 'green'] },
+          'Value #B': { name: 'Down from' },
+          'Value #C': { name: 'Falls back', steps: ['orange', 1, 'green'] },
+        }, w=12),
+        g.table('Stale mirror tags', 'Tags a mirror serves with a different digest than its upstream serves now, and from how many vantage points.', [
+          g.instant('count by (mirror, upstream, repository, tag) (imagepull_mirror_stale{%s, upstream=~"$registry"} == 1)' % common.msel),
+        ], columns={ mirror: { name: 'Mirror' }, upstream: { name: 'Upstream' }, repository: { name: 'Repository' }, tag: { name: 'Tag' }, Value: { name: 'Seen from' } }, w=12),
       ]),
       g.row('Exporter', [
         g.stat('Targets', 'Probe targets by source: config file or discovered from the cluster.', [
@@ -140,9 +148,13 @@ function(c)
         g.stat('Config reload', 'Whether the last configuration reload succeeded on every exporter.', [
           g.target('min(imagepull_exporter_config_last_reload_successful{%s})' % common.sel),
         ], steps=['red', 1, 'green'], w=6),
+        g.stat('Shards', 'Shards reporting (distinct --shard ordinals) and the shards there should be (--total-shards); equal unless a shard is missing. 1 and 1 when not sharded.', [
+          g.target('count(count_values("ordinal", imagepull_exporter_shard_ordinal{%s}))' % common.sel, 'reporting'),
+          g.target('max(imagepull_exporter_total_shards{%s})' % common.sel, 'of'),
+        ], w=4),
         g.table('Exporters', 'Running exporters by version.', [
           g.instant('count by (version, revision, goversion) (imagepull_exporter_build_info{%s})' % common.sel),
-        ], columns={ version: { name: 'Version' }, revision: { name: 'Revision' }, goversion: { name: 'Go' }, Value: { name: 'Exporters' } }, w=12, h=4),
+        ], columns={ version: { name: 'Version' }, revision: { name: 'Revision' }, goversion: { name: 'Go' }, Value: { name: 'Exporters' } }, w=8, h=4),
       ]),
     ],
   )

@@ -97,12 +97,22 @@ function(c)
         ], unit='reqps', stack=true, w=24),
       ]),
       g.row('Mirrors', [
-        g.table('Mirrors of this registry', "Mirrors configured for the registry or read from the nodes' containerd/CRI-O configuration: 1 when the mirror answers.", [
-          g.instant('max by (mirror) (imagepull_mirror_up{%s, upstream="$registry"})' % common.sel),
-        ], columns={ mirror: { name: 'Mirror' }, Value: { name: 'Up', steps: ['red', 1, 'green'] } }, w=12),
-        g.table('Stale mirror tags', 'Tags a mirror serves with a different digest than this registry.', [
-          g.instant('max by (mirror, repository, tag) (imagepull_mirror_stale{%s, upstream="$registry"}) == 1' % common.sel),
-        ], columns={ mirror: { name: 'Mirror' }, repository: { name: 'Repository' }, tag: { name: 'Tag' } }, hidden=['Value'], w=12),
+        g.table('Mirrors of this registry', "Mirrors configured for the registry or read from the nodes' containerd/CRI-O configuration. Up: 1 when every vantage point reaches it; Down from: how many do not; Falls back: 0 when the runtime tries no other host after it.", [
+          g.instant('min by (mirror) (imagepull_mirror_up{%s, upstream="$registry"})' % common.msel),
+          g.instant('sum by (mirror) (1 - imagepull_mirror_up{%s, upstream="$registry"})' % common.msel),
+          g.instant('min by (mirror) (imagepull_mirror_fallback{%s, upstream="$registry"})' % common.msel),
+        ], columns={
+          mirror: { name: 'Mirror' },
+          'Value #A': { name: 'Up', steps: ['red', 1, 'green'] },
+          'Value #B': { name: 'Down from' },
+          'Value #C': { name: 'Falls back', steps: ['orange', 1, 'green'] },
+        }, w=12),
+        g.table('Stale mirror tags', 'Tags a mirror serves with a different digest than this registry serves now, and from how many vantage points.', [
+          g.instant('count by (mirror, repository, tag) (imagepull_mirror_stale{%s, upstream="$registry"} == 1)' % common.msel),
+        ], columns={ mirror: { name: 'Mirror' }, repository: { name: 'Repository' }, tag: { name: 'Tag' }, Value: { name: 'Seen from' } }, w=12),
+        g.timeseries('Mirror requests by kind and code', "HTTP requests the prober sent to mirrors of this registry (counted apart from the registry's own); manifest_get stays 0.", [
+          g.target('sum by (mirror, kind, code) (rate(imagepull_mirror_requests_total{%s, upstream="$registry"}[$__rate_interval]))' % common.msel, '{{mirror}} {{kind}} {{code}}'),
+        ], unit='reqps', stack=true, w=24),
       ]),
     ],
   )
