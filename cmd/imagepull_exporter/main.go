@@ -31,6 +31,7 @@ import (
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/kube"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -63,6 +64,8 @@ type flags struct {
 	probeImage   string
 	probeModule  string
 	probeVerbose bool
+
+	kube *kube.Flags // the Kubernetes join (collector/kube)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -84,6 +87,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.web = kingpinflag.AddFlags(app, defaultListenAddress)
 	f.log = &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, f.log)
+	f.kube = kube.AddFlags(app)
 
 	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
 	probeCmd := app.Command("probe", "Probe one image once, print phases, reason, digest and rate limit; exit 1 when the probe fails.")
@@ -93,6 +97,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Default(collector.DefaultModuleName).StringVar(&f.probeModule)
 	probeCmd.Flag("verbose", "Also print every request with its headers (credentials redacted).").
 		Short('v').BoolVar(&f.probeVerbose)
+	runDiagnose := registerDiagnose(app, &f.configFile, f.kube) // diagnose.go
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -110,6 +115,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	if f.configCheck {
 		return checkConfig(f.configFile, stdout, stderr)
+	}
+	if code, ok := runDiagnose(cmd, stdout, stderr); ok {
+		return code
 	}
 	switch cmd {
 	case probeCmd.FullCommand():
@@ -225,9 +233,19 @@ func serve(f *flags, stderr io.Writer) int {
 	budget := collector.NewRequestBudget(f.registryBudget, nil)
 	sched := collector.NewScheduler(collector.SchedulerOptions{
 		Prober: prober, Concurrency: f.concurrency, Budget: budget, Logger: logger,
+		MaxDiscovered: f.kube.MaxDiscovered,
 	})
 	reg.MustRegister(sched)
 	sched.ApplyConfig(sc.Get())
+
+	// The Kubernetes join, discovery and pull secrets; nil without a cluster.
+	kubeRT, err := kube.Start(ctx, f.kube, kube.Deps{Registerer: reg, Scheduler: sched, Prober: prober,
+		Budget: budget, Config: sc.Get, Logger: logger, UserAgent: userAgent()})
+	if err != nil {
+		logger.Error("starting the Kubernetes join", "err", err)
+		return exitFailure
+	}
+	defer kubeRT.Wait()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -1,0 +1,549 @@
+package kube
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// Diagnose explains, in plain words, whether and why an image can or cannot
+// be pulled, with the credentials the kubelet would use: the pod's pull
+// secrets (or its service account's), the kubelet's matching rules, then the
+// module's credentials standing in for the node's. It probes the way the
+// exporter does (ping, token, manifest HEAD: never a manifest GET, which
+// would spend a Docker Hub pull) and, when a tag is missing, lists the
+// repository's tags (GET /v2/<repo>/tags/list) to suggest the closest.
+//
+// Kubernetes objects are read with list + a field selector on the name
+// rather than get, so the exporter's own role (list/watch) is enough to run
+// diagnose from inside its pod; pull secrets are read with get, which only
+// the pull-secrets role grants.
+type Diagnoser struct {
+	// Client reads pods, service accounts and pull secrets; nil diagnoses
+	// images without Kubernetes credentials.
+	Client kubernetes.Interface
+	// Config chooses the module per registry (discovery.modules) and holds
+	// the modules.
+	Config *collector.Config
+	// Prober probes; its UserAgent is what registries see.
+	Prober *probe.Prober
+	// UserAgent for the tags listing.
+	UserAgent string
+	// Out receives the explanation.
+	Out io.Writer
+}
+
+// DiagnosePod explains every image of pod namespace/name. It returns true
+// when every image can be pulled.
+func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bool, error) {
+	if d.Client == nil {
+		return false, errors.New("diagnose pod needs a Kubernetes cluster: give --kubeconfig, run in a pod, or set KUBECONFIG")
+	}
+	pods, err := d.Client.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", name).String()})
+	if err != nil {
+		return false, fmt.Errorf("read pod %s/%s: %w", namespace, name, err)
+	}
+	if len(pods.Items) == 0 {
+		return false, fmt.Errorf("pod %s/%s does not exist", namespace, name)
+	}
+	pod := &pods.Items[0]
+	secrets, how := d.podSecrets(ctx, pod.Namespace, pod.Spec.ServiceAccountName, secretNames(pod.Spec.ImagePullSecrets))
+	fmt.Fprintf(d.Out, "pod %s/%s on node %s, service account %s\n", pod.Namespace, pod.Name, orNone(pod.Spec.NodeName), orDefault(pod.Spec.ServiceAccountName))
+	fmt.Fprintf(d.Out, "pull secrets: %s\n", how)
+	kr := d.describeSecrets(ctx, pod.Namespace, secrets)
+
+	statuses := map[string]corev1.ContainerStatus{}
+	for _, s := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
+		statuses[s.Name] = s
+	}
+	ok := true
+	done := map[string]bool{}
+	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
+		fmt.Fprintf(d.Out, "\ncontainer %s: %s (pull policy %s)\n", c.Name, c.Image, orNone(string(c.ImagePullPolicy)))
+		if s, found := statuses[c.Name]; found {
+			switch {
+			case s.State.Waiting != nil:
+				fmt.Fprintf(d.Out, "  kubelet: waiting, %s", s.State.Waiting.Reason)
+				if s.State.Waiting.Message != "" {
+					fmt.Fprintf(d.Out, ": %s", oneLine(s.State.Waiting.Message))
+				}
+				fmt.Fprintln(d.Out)
+			case s.State.Running != nil:
+				fmt.Fprintf(d.Out, "  kubelet: running %s\n", orNone(s.ImageID))
+			}
+		}
+		if done[c.Image] {
+			fmt.Fprintln(d.Out, "  same image as above")
+			continue
+		}
+		done[c.Image] = true
+		if !d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr) {
+			ok = false
+		}
+	}
+	return ok, nil
+}
+
+// DiagnoseImage explains whether image can be pulled with the credentials a
+// pod of service account serviceAccount in namespace would have (no
+// namespace: the module's credentials only).
+func (d *Diagnoser) DiagnoseImage(ctx context.Context, image, namespace, serviceAccount string) (bool, error) {
+	var secrets []string
+	var kr *probe.DockerKeyring
+	if namespace != "" {
+		if d.Client == nil {
+			return false, errors.New("--namespace needs a Kubernetes cluster: give --kubeconfig, run in a pod, or set KUBECONFIG")
+		}
+		var how string
+		secrets, how = d.podSecrets(ctx, namespace, serviceAccount, nil)
+		fmt.Fprintf(d.Out, "namespace %s, service account %s\n", namespace, orDefault(serviceAccount))
+		fmt.Fprintf(d.Out, "pull secrets: %s\n", how)
+		kr = d.describeSecrets(ctx, namespace, secrets)
+		fmt.Fprintln(d.Out)
+	}
+	fmt.Fprintf(d.Out, "image %s\n", image)
+	return d.diagnose(ctx, image, namespace, secrets, kr), nil
+}
+
+// podSecrets returns the pull secrets the kubelet would use and says where
+// they come from.
+func (d *Diagnoser) podSecrets(ctx context.Context, namespace, sa string, own []string) ([]string, string) {
+	if len(own) > 0 {
+		return own, "the pod's imagePullSecrets: " + strings.Join(own, ", ")
+	}
+	if sa == "" {
+		sa = "default"
+	}
+	sas, err := d.Client.CoreV1().ServiceAccounts(namespace).List(ctx, metav1.ListOptions{
+		FieldSelector: fields.OneTermEqualSelector("metadata.name", sa).String()})
+	switch {
+	case err != nil:
+		return nil, fmt.Sprintf("none on the pod; service account %s/%s unreadable (%v)", namespace, sa, err)
+	case len(sas.Items) == 0:
+		return nil, fmt.Sprintf("none on the pod; service account %s/%s does not exist", namespace, sa)
+	}
+	s := secretNames(sas.Items[0].ImagePullSecrets)
+	if len(s) == 0 {
+		return nil, fmt.Sprintf("none (neither the pod nor service account %s lists any): pulls are anonymous unless the node has credentials", sa)
+	}
+	return s, fmt.Sprintf("none on the pod, so service account %s's: %s", sa, strings.Join(s, ", "))
+}
+
+// describeSecrets reads each secret, says what it holds (registry keys,
+// never credentials), and returns the kubelet's keyring over them; nil when
+// a secret of the right type does not parse (the kubelet fails the pull).
+func (d *Diagnoser) describeSecrets(ctx context.Context, namespace string, secrets []string) *probe.DockerKeyring {
+	kr := &probe.DockerKeyring{}
+	for _, n := range secrets {
+		s, err := d.Client.CoreV1().Secrets(namespace).Get(ctx, n, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+			fmt.Fprintf(d.Out, "  secret %s/%s: does not exist; the kubelet skips it\n", namespace, n)
+			continue
+		case apierrors.IsForbidden(err):
+			fmt.Fprintf(d.Out, "  secret %s/%s: not readable with these credentials (the exporter needs the pull-secrets role); diagnosing without it\n", namespace, n)
+			continue
+		case err != nil:
+			fmt.Fprintf(d.Out, "  secret %s/%s: cannot read: %v\n", namespace, n, err)
+			continue
+		}
+		state, cfg, why := parseSecret(s)
+		switch state {
+		case SecretOK:
+			keys := make([]string, 0, len(cfg))
+			for k := range cfg {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Fprintf(d.Out, "  secret %s/%s: %s with entries for %s\n", namespace, n, s.Type, strings.Join(keys, ", "))
+			kr.Add("secret "+namespace+"/"+n, cfg)
+		case SecretInvalid:
+			fmt.Fprintf(d.Out, "  %s\n", why)
+			return nil
+		default:
+			fmt.Fprintf(d.Out, "  %s\n", why)
+		}
+	}
+	return kr
+}
+
+// diagnose probes one image and explains the result; true when it can be
+// pulled.
+func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring) bool {
+	ref, err := probe.ParseReference(image)
+	if err != nil {
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %v (the kubelet reports InvalidImageName)\n", err)
+		return false
+	}
+	if len(secrets) > 0 && kr == nil {
+		fmt.Fprintln(d.Out, "  CANNOT PULL: a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed")
+		return false
+	}
+	modName := collector.DefaultModuleName
+	var cfgFn func() *collector.Config
+	if d.Config != nil {
+		modName = d.Config.Discovery.ModuleFor(ref.Registry)
+		cfg := d.Config
+		cfgFn = func() *collector.Config { return cfg }
+	}
+	mod := moduleOf(d.Config, modName)
+	var secretCreds []probe.Credential
+	if kr != nil {
+		secretCreds, _ = kr.Resolve(ref)
+	}
+	kc := &fixedKeyringKeychain{kr: kr, moduleName: modName, config: cfgFn}
+	creds, err := kc.Resolve(ref)
+	if err != nil {
+		fmt.Fprintf(d.Out, "  CANNOT PULL: credentials: %v\n", err)
+		return false
+	}
+	fmt.Fprintf(d.Out, "  reference: %s (module %s)\n", ref.String(), modName)
+	switch {
+	case len(creds) == 0:
+		fmt.Fprintln(d.Out, "  credentials: none match this registry, so the pull is anonymous")
+		if kr != nil && len(kr.Keys()) > 0 {
+			fmt.Fprintf(d.Out, "    (the pull secrets have entries for %s; none matches %s)\n", strings.Join(kr.Keys(), ", "), ref.Registry+"/"+ref.Repository)
+		}
+	default:
+		fmt.Fprintln(d.Out, "  credentials, tried in this order as the kubelet does:")
+		for _, c := range creds {
+			fmt.Fprintf(d.Out, "    - user %q from %s\n", c.Username, c.Source)
+		}
+	}
+
+	res := d.Prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: mod, Keychain: staticKeychain(creds)})
+	host := ref.Registry
+	if res.Success {
+		fmt.Fprintf(d.Out, "  OK: %s serves %s as %s (%s) in %s\n", host, ref.Identifier(), res.Digest, res.MediaType, res.Phases[probe.PhaseTotal].Round(time.Millisecond))
+		if rl := res.RateLimit; rl != nil {
+			fmt.Fprintf(d.Out, "  rate limit: %s\n", rateLimitText(rl))
+		}
+		return true
+	}
+	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace))
+	if res.Error != "" {
+		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, oneLine(res.Error))
+	}
+	return false
+}
+
+// explain turns a failed probe into a sentence that says what to do.
+func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.Module, modName string, res probe.Result,
+	creds, secretCreds []probe.Credential, namespace string) string {
+	host := ref.Registry
+	who := "anonymous"
+	if len(creds) > 0 {
+		who = "with " + credList(creds)
+	}
+	switch res.Reason {
+	case probe.ReasonRateLimited:
+		msg := host + " answered 429"
+		if rl := res.RateLimit; rl != nil {
+			subject := "anonymous pull limit"
+			if len(creds) > 0 {
+				subject = "pull limit of the account"
+			}
+			if rl.Source != "" {
+				subject += " for source " + rl.Source
+			}
+			msg += fmt.Sprintf(": %s is exhausted (%s of %s%s)", subject, num(rl.Remaining), num(rl.Limit), perWindow(rl.Window))
+		} else {
+			msg += ": too many requests"
+		}
+		if res.RetryAfter > 0 {
+			msg += fmt.Sprintf("; it asks to retry after %s", res.RetryAfter)
+		}
+		if len(creds) == 0 {
+			return msg + "; configure a pull secret or a mirror"
+		}
+		return msg + "; wait for the window to reset, use an account with a higher limit, or a mirror"
+	case probe.ReasonNotFound:
+		if ref.Digest != "" {
+			return fmt.Sprintf("digest %s not found in %s/%s; the image was deleted or the digest is wrong", ref.Digest, host, ref.Repository)
+		}
+		tags, err := d.listTags(ctx, ref, mod, creds)
+		switch {
+		case err != nil:
+			return fmt.Sprintf("tag %s not found in %s/%s (listing its tags failed too: %v)", ref.Tag, host, ref.Repository, err)
+		case len(tags) == 0:
+			return fmt.Sprintf("%s/%s has no tags (the repository does not exist, or is empty); check the image name", host, ref.Repository)
+		}
+		return fmt.Sprintf("tag %s not found in %s/%s (%s)", ref.Tag, host, ref.Repository, suggestTag(ref.Tag, tags))
+	case probe.ReasonUnauthorized:
+		switch {
+		case len(creds) == 0 && namespace != "":
+			return fmt.Sprintf("%s requires credentials and none of the pull secrets has an entry for %s; add an imagePullSecret with an entry for %s", host, host, host)
+		case len(creds) == 0:
+			return fmt.Sprintf("%s requires credentials; diagnose with --namespace and --service-account to use a pod's pull secrets, or give the module %s credentials", host, modName)
+		case len(secretCreds) > 0:
+			return fmt.Sprintf("%s rejected the credentials (%s); the secret holds a wrong or expired password or token: update it", host, credList(creds))
+		}
+		return fmt.Sprintf("%s rejected the credentials %s; fix them", host, who)
+	case probe.ReasonForbidden:
+		return fmt.Sprintf("%s accepted the login (%s) but does not allow pulling %s; grant that account pull access to the repository", host, who, ref.Repository)
+	case probe.ReasonDNS:
+		return fmt.Sprintf("the name %s does not resolve; check the registry host name and the node's DNS", ref.APIHost())
+	case probe.ReasonConnect:
+		return fmt.Sprintf("cannot connect to %s: the registry is down or unreachable (firewall, proxy, network policy)", ref.APIHost())
+	case probe.ReasonTLS:
+		return fmt.Sprintf("TLS with %s failed: the certificate is not trusted, expired or for another name; nodes need the CA (module %s: tls.ca_file)", ref.APIHost(), modName)
+	case probe.ReasonTimeout:
+		return fmt.Sprintf("%s did not answer within %s; the registry is overloaded or the network is slow", ref.APIHost(), mod.Timeout)
+	case probe.ReasonServerError:
+		return fmt.Sprintf("%s answered with a server error (5xx); the registry is failing, try later or check its status", host)
+	case probe.ReasonProtocol:
+		return fmt.Sprintf("%s answered in a way the registry API does not allow; is this address a registry?", host)
+	}
+	return fmt.Sprintf("%s: %s", host, res.Reason)
+}
+
+// fixedKeyringKeychain is pullSecretKeychain over an already-built keyring.
+type fixedKeyringKeychain struct {
+	kr         *probe.DockerKeyring
+	moduleName string
+	config     func() *collector.Config
+}
+
+func (k *fixedKeyringKeychain) Resolve(ref probe.Reference) ([]probe.Credential, error) {
+	var creds []probe.Credential
+	if k.kr != nil {
+		creds, _ = k.kr.Resolve(ref)
+	}
+	mk, err := probe.ModuleKeychain(moduleOf(configOrNil(k.config), k.moduleName))
+	if err != nil {
+		return nil, fmt.Errorf("module %q credentials: %w", k.moduleName, err)
+	}
+	more, err := mk.Resolve(ref)
+	if err != nil {
+		return nil, fmt.Errorf("module %q credentials: %w", k.moduleName, err)
+	}
+	for _, m := range more {
+		if !slices.ContainsFunc(creds, func(c probe.Credential) bool {
+			return c.Username == m.Username && c.Password == m.Password && c.IdentityToken == m.IdentityToken
+		}) {
+			creds = append(creds, m)
+		}
+	}
+	return creds, nil
+}
+
+func configOrNil(f func() *collector.Config) *collector.Config {
+	if f == nil {
+		return nil
+	}
+	return f()
+}
+
+// maxTags bounds the tags read from one repository.
+const maxTags = 10000
+
+// listTags lists the repository's tags with GET /v2/<repo>/tags/list (never
+// a manifest request), trying each credential as the kubelet would.
+func (d *Diagnoser) listTags(ctx context.Context, ref probe.Reference, mod probe.Module, creds []probe.Credential) ([]string, error) {
+	var opts []name.Option
+	if mod.PlainHTTP {
+		opts = append(opts, name.Insecure)
+	}
+	repo, err := name.NewRepository(ref.Registry+"/"+ref.Repository, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("repository name: %w", err)
+	}
+	tr, err := moduleTransport(mod)
+	if err != nil {
+		return nil, err
+	}
+	defer tr.CloseIdleConnections()
+	timeout := mod.Timeout
+	if timeout <= 0 {
+		timeout = probe.DefaultTimeout
+	}
+	try := creds
+	if len(try) == 0 {
+		try = []probe.Credential{{}}
+	}
+	var last error
+	for _, c := range try {
+		auth := authn.Anonymous
+		if !c.Anonymous() {
+			auth = authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: string(c.Password), IdentityToken: string(c.IdentityToken)})
+		}
+		lctx, cancel := context.WithTimeout(ctx, 2*timeout)
+		tags, err := remote.List(repo, remote.WithContext(lctx), remote.WithAuth(auth), remote.WithTransport(tr),
+			remote.WithUserAgent(d.UserAgent), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))
+		cancel()
+		if err == nil {
+			if len(tags) > maxTags {
+				tags = tags[:maxTags]
+			}
+			return tags, nil
+		}
+		last = scrubError(err, c)
+		var te *transport.Error
+		if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
+			break
+		}
+	}
+	return nil, last
+}
+
+// scrubError keeps a credential out of an error's text.
+func scrubError(err error, c probe.Credential) error {
+	s := err.Error()
+	for _, secret := range []string{string(c.Password), string(c.IdentityToken)} {
+		if len(secret) >= 4 {
+			s = strings.ReplaceAll(s, secret, "<secret>")
+		}
+	}
+	return errors.New(s)
+}
+
+// moduleTransport honours the module's TLS settings for the tags listing.
+func moduleTransport(m probe.Module) (*http.Transport, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if m.TLS.CAFile != "" || m.TLS.InsecureSkipVerify {
+		cfg := &tls.Config{InsecureSkipVerify: m.TLS.InsecureSkipVerify} //nolint:gosec // the operator's explicit choice
+		if m.TLS.CAFile != "" {
+			pem, err := os.ReadFile(m.TLS.CAFile)
+			if err != nil {
+				return nil, fmt.Errorf("tls.ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", m.TLS.CAFile)
+			}
+			cfg.RootCAs = pool
+		}
+		tr.TLSClientConfig = cfg
+	}
+	return tr, nil
+}
+
+// suggestTag names the existing tags closest to a missing one.
+func suggestTag(missing string, tags []string) string {
+	type cand struct {
+		tag    string
+		dist   int
+		prefix int
+	}
+	cs := make([]cand, 0, len(tags))
+	for _, t := range tags {
+		cs = append(cs, cand{t, editDistance(strings.ToLower(missing), strings.ToLower(t)), commonPrefix(missing, t)})
+	}
+	sort.Slice(cs, func(i, j int) bool {
+		if cs[i].dist != cs[j].dist {
+			return cs[i].dist < cs[j].dist
+		}
+		if cs[i].prefix != cs[j].prefix {
+			return cs[i].prefix > cs[j].prefix
+		}
+		return cs[i].tag < cs[j].tag
+	})
+	if cs[0].dist <= 2 || cs[0].dist*3 <= len(missing) {
+		return "the tag exists as " + cs[0].tag
+	}
+	n := min(3, len(cs))
+	names := make([]string, n)
+	for i := range n {
+		names[i] = cs[i].tag
+	}
+	return fmt.Sprintf("%d tags exist; the closest: %s", len(tags), strings.Join(names, ", "))
+}
+
+func commonPrefix(a, b string) int {
+	n := 0
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func rateLimitText(rl *probe.RateLimit) string {
+	s := fmt.Sprintf("%s of %s pulls left%s", num(rl.Remaining), num(rl.Limit), perWindow(rl.Window))
+	if rl.Source != "" {
+		s += " for source " + rl.Source
+	}
+	return s
+}
+
+func perWindow(w time.Duration) string {
+	if w <= 0 {
+		return ""
+	}
+	s := w.String() // "6h0m0s", "1h30m0s", "30s"
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return " per " + s
+}
+
+func num(f float64) string { return fmt.Sprintf("%g", f) }
+
+func credList(cs []probe.Credential) string {
+	parts := make([]string, len(cs))
+	for i, c := range cs {
+		parts[i] = fmt.Sprintf("user %q from %s", c.Username, c.Source)
+	}
+	return strings.Join(parts, "; ")
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+func orDefault(s string) string {
+	if s == "" {
+		return "default"
+	}
+	return s
+}
