@@ -1,0 +1,70 @@
+// Package e2e_test runs the whole monitoring path on loopback, nothing
+// mocked: a real distribution registry, a real kube-apiserver and etcd with
+// pods the test marks ImagePullBackOff as a kubelet would, the exporter
+// binary, a real Prometheus loading the mixin's rules and a real
+// Alertmanager loading the mixin's example configuration, which notifies a
+// webhook the test serves. See alerting_test.go.
+package e2e_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"go.uber.org/goleak"
+)
+
+// exporterBin is the exporter binary, built once by TestMain from this
+// checkout: the test runs the real program with its real flags.
+var exporterBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "imagepull-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	exporterBin = filepath.Join(dir, "imagepull_exporter")
+	args := []string{"build", "-o", exporterBin}
+	if raceEnabled {
+		// The exporter's own goroutines (scheduler, informers, reload)
+		// run under the race detector too.
+		args = append(args, "-race")
+	}
+	build := exec.Command("go", append(args, "./cmd/imagepull_exporter")...)
+	build.Dir = repoRoot()
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintf(os.Stderr, "building the exporter: %v\n", err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(
+			// client-go (the test's kubelet role) and net/http clients
+			// keep idle keep-alive connections in process-wide
+			// transports; they belong to no test.
+			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+			// klog's flush daemon starts with the package.
+			goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
+		); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// repoRoot is the directory holding go.mod (testenv.RepoRoot needs a
+// testing.TB, which TestMain does not have).
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
+}
