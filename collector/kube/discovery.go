@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -272,15 +273,30 @@ func sameTargets(a, b []collector.DiscoveredTarget) bool {
 	return true
 }
 
+// syncWait bounds how long Run waits for the caches before it works with
+// what it has: a watch the exporter may not make (RBAC) never syncs, and
+// must not stop discovery of everything else.
+const syncWait = 2 * time.Minute
+
 // Run recomputes the set every Interval until ctx is done, waiting for the
 // caches to sync first (a partial cache would drop targets), and runs the
 // pull-secret auth checks.
 func (d *Discovery) Run(ctx context.Context) error {
-	if err := d.c.WaitForSync(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
+	wctx, cancel := context.WithTimeout(ctx, syncWait)
+	err := d.c.WaitForSync(wctx)
+	cancel()
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err != nil {
+		var unsynced []string
+		for _, rw := range d.c.watches() {
+			if !rw.synced() {
+				unsynced = append(unsynced, rw.name)
+			}
 		}
-		return err
+		d.logger.Warn("Kubernetes caches not synced; discovering from what is known (is the exporter's role missing a resource?)",
+			"unsynced", strings.Join(unsynced, ","), "waited", syncWait)
 	}
 	var wg sync.WaitGroup
 	if d.auth != nil {
