@@ -184,16 +184,7 @@ func (c *Cluster) join() *joinResult {
 					}
 				}
 			}
-			cause := sc.registryCause(ref.Registry)
-			if !registryFailing(cause) {
-				// The registry answers; the image itself may not be
-				// served (a tag deleted or moved away, access revoked).
-				cause = ""
-				if tr := sc.tagResult(ref.Registry, ref.Repository, ref.Identifier()); tr.ok && tr.reason != probe.ReasonNone {
-					cause = string(tr.reason)
-				}
-			}
-			if cause != "" {
+			if cause := rescheduleCause(sc, ref); cause != "" {
 				pp := ct.PullPolicy
 				if pp == "" {
 					pp = defaultPullPolicy(img.Kind)
@@ -254,6 +245,23 @@ func (c *Cluster) join() *joinResult {
 		}
 	}
 	return res
+}
+
+// rescheduleCause says why the registry cannot serve ref now, or "". The
+// image's own latest probe decides when there is one: it is the most
+// specific answer (a deleted tag on a healthy registry; a registry whose
+// cause is unauthorized only because some pod's pull secret is wrong still
+// serves this image to the credentials that probed it). Without one, a
+// registry-wide failure (down, TLS, rate limited...) counts; a per-image
+// cause of the registry (not_found, forbidden) says nothing about this image.
+func rescheduleCause(sc *statusCache, ref probe.Reference) string {
+	if tr := sc.tagResult(ref.Registry, ref.Repository, ref.Identifier()); tr.ok {
+		return string(tr.reason)
+	}
+	if cause := sc.registryCause(ref.Registry); registryFailing(cause) {
+		return cause
+	}
+	return ""
 }
 
 // heldElsewhere reports whether a node other than own holds the image. A

@@ -192,12 +192,18 @@ func TestJoin(t *testing.T) {
 			"docker.io":       collector.CauseRegistryOK,
 			"ghcr.io":         string(probe.ReasonConnect),
 			"registry.acme.x": collector.CauseRegistryOK,
+			// One pod's pull secret is wrong: its target's unauthorized
+			// makes the registry's cause unauthorized.
+			"auth.example": string(probe.ReasonUnauthorized),
+			// Its only target's tag is missing: a per-image cause.
+			"nf.example": string(probe.ReasonNotFound),
 		},
 		tags: map[tagKey]tagResult{
 			{"docker.io", "library/nginx", "1.27"}:       {digest: digestA, ok: true},
 			{"docker.io", "library/redis", "7"}:          {digest: digestB, ok: true},
 			{"registry.acme.x", "team/app", "gone"}:      {reason: probe.ReasonNotFound, ok: true},
 			{"registry.acme.x", "team/app", "pinnedtag"}: {digest: digestA, ok: true},
+			{"auth.example", "app", "v1"}:                {digest: digestA, ok: true},
 		},
 	}
 	c := offlineCluster(t, Options{Status: status})
@@ -225,6 +231,11 @@ func TestJoin(t *testing.T) {
 		pod("d", "k3", "n1", ctr{image: "ghcr.io/acme/web:v2", policy: "Always", running: true}),       // Always pulls
 		pod("d", "k4", "n1", ctr{image: "registry.acme.x/team/app:gone", policy: "IfNotPresent", running: true}),
 		pod("d", "k5", "n1", ctr{image: "registry.acme.x/team/app:pinnedtag", policy: "IfNotPresent", running: true}),
+		// The image probed fine with the right credentials: no risk; an
+		// image of that registry nobody probed: the registry's cause.
+		pod("e", "a1", "n1", ctr{image: "auth.example/app:v1", policy: "IfNotPresent", running: true}),
+		pod("e", "a2", "n1", ctr{image: "auth.example/app:v2", policy: "IfNotPresent", running: true}),
+		pod("e", "a3", "n1", ctr{image: "nf.example/app:other", policy: "IfNotPresent", running: true}),
 		node("n1"),
 		node("n2", "ghcr.io/acme/web:v2", "docker.io/library/nginx@"+digestB),
 	)
@@ -256,6 +267,8 @@ func TestJoin(t *testing.T) {
 		{"d", "ghcr.io", "IfNotPresent", "tag"}:         2,
 		{"d", "ghcr.io", "Always", "tag"}:               1,
 		{"d", "registry.acme.x", "IfNotPresent", "tag"}: 2,
+		{"e", "auth.example", "IfNotPresent", "tag"}:    2,
+		{"e", "nf.example", "IfNotPresent", "tag"}:      1,
 	}
 	if !reflect.DeepEqual(res.mutable, wantMutable) {
 		t.Errorf("mutable = %v\nwant %v", res.mutable, wantMutable)
@@ -273,6 +286,7 @@ func TestJoin(t *testing.T) {
 	wantRisk := map[nsRegReason]int{
 		{"d", "ghcr.io", "connect"}:           2, // k2 (only its own node holds it), k3 (Always)
 		{"d", "registry.acme.x", "not_found"}: 1, // k4
+		{"e", "auth.example", "unauthorized"}: 1, // a2
 	}
 	if !reflect.DeepEqual(res.rescheduleRisk, wantRisk) {
 		t.Errorf("rescheduleRisk = %v, want %v", res.rescheduleRisk, wantRisk)

@@ -1,0 +1,345 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
+)
+
+// The benchmarks print figures; they assert nothing about time.
+//
+//	go test -run '^$' -bench 'Join10k' -benchtime 200x ./collector/kube/        # in process, seconds
+//	go test -run '^$' -bench 'Kube10kPods' -benchtime 50x -timeout 30m ./collector/kube/   # real apiserver, minutes
+
+const (
+	benchPods       = 10000
+	benchNamespaces = 50
+	benchNodes      = 100
+)
+
+// benchImages is a plausible spread: 40 images over 6 registries.
+var benchImages = func() []string {
+	var out []string
+	regs := []string{"docker.io/library", "ghcr.io/acme", "quay.io/prometheus", "registry.k8s.io", "123456789012.dkr.ecr.eu-west-1.amazonaws.com/team", "registry.internal.example.com/platform"}
+	for i := range 40 {
+		out = append(out, fmt.Sprintf("%s/app%d:v1.%d.0", regs[i%len(regs)], i, i%7))
+	}
+	return out
+}()
+
+func benchDigest(i int) string { return fmt.Sprintf("sha256:%064x", i) }
+
+// benchPod is pod i of the benchmark: two containers (one in five pods also
+// an init container); 94% running, 3% ImagePullBackOff, 2% ErrImagePull,
+// 1% without status yet.
+func benchPod(i int) *corev1.Pod {
+	ns := fmt.Sprintf("team-%02d", i%benchNamespaces)
+	img := func(j int) string { return benchImages[(i*7+j*13)%len(benchImages)] }
+	c := []ctr{}
+	state := i % 100
+	for j := range 2 {
+		x := ctr{image: img(j), policy: "IfNotPresent"}
+		switch {
+		case state < 94:
+			x.running = true
+			x.imageID = strings.SplitN(img(j), ":v", 2)[0] + "@" + benchDigest((i+j)%40/39) // a few tags run two digests
+		case state < 97:
+			x.waiting = "ImagePullBackOff"
+		case state < 99:
+			x.waiting = "ErrImagePull"
+		}
+		c = append(c, x)
+	}
+	if i%5 == 0 {
+		c = append(c, ctr{image: "docker.io/library/busybox:1.36", init: true, policy: "IfNotPresent"})
+	}
+	p := pod(ns, fmt.Sprintf("pod-%05d", i), fmt.Sprintf("node-%03d", i%benchNodes), c...)
+	p.Labels = map[string]string{"app": fmt.Sprintf("app-%d", i%300), "pod-template-hash": "5d8f7c9b6"}
+	p.Spec.ServiceAccountName = "default"
+	if state >= 99 {
+		p.Status = corev1.PodStatus{}
+	}
+	return p
+}
+
+func benchNode(i int) *corev1.Node {
+	var imgs []string
+	for j := range 50 { // the kubelet's default --node-status-max-images
+		imgs = append(imgs, benchImages[(i+j)%len(benchImages)])
+	}
+	return node(fmt.Sprintf("node-%03d", i), imgs...)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// BenchmarkJoin10k measures the in-process cost of 10,000 pods: cache
+// memory with the transforms against keeping the API objects, and the
+// join a scrape computes.
+func BenchmarkJoin10k(b *testing.B) {
+	pods := make([]*corev1.Pod, benchPods)
+	for i := range pods {
+		pods[i] = benchPod(i)
+	}
+	before := heapInUse()
+	raw := make([]*corev1.Pod, benchPods)
+	for i := range raw {
+		raw[i] = pods[i].DeepCopy()
+	}
+	rawBytes := heapInUse() - before
+	runtime.KeepAlive(raw)
+	raw = nil
+
+	status := staticStatus{causes: map[string]string{"ghcr.io": "connect"}, tags: map[tagKey]tagResult{}}
+	c := offlineCluster(b, Options{Status: status})
+	before = heapInUse()
+	objs := make([]any, 0, benchPods+benchNodes)
+	for _, p := range pods {
+		objs = append(objs, p.DeepCopy())
+	}
+	for i := range benchNodes {
+		objs = append(objs, benchNode(i))
+	}
+	start := time.Now()
+	c.feed(b, objs...)
+	feed := time.Since(start)
+	objs = nil
+	compact := heapInUse() - before
+	runtime.KeepAlive(pods) // measured on both sides: only the cache differs
+
+	reg := prometheus.NewRegistry()
+	// Collect skips the join until the informers have synced; these never
+	// run, so gather the join's result through a collector of its own.
+	reg.MustRegister(joinOnly{c})
+	var size int
+	var mfs int
+	for b.Loop() {
+		got, err := reg.Gather()
+		if err != nil {
+			b.Fatal(err)
+		}
+		mfs = len(got)
+		size = 0
+		for _, mf := range got {
+			size += len(mf.Metric)
+		}
+	}
+	b.ReportMetric(float64(compact)/benchPods, "cache-B/pod")
+	b.ReportMetric(float64(rawBytes)/benchPods, "apiobject-B/pod")
+	b.Logf("10,000 pods (2 containers, 1 in 5 an init container too), 100 nodes x 50 images: "+
+		"cache %.1f MiB (%.0f B/pod) with the transforms, %.1f MiB (%.0f B/pod) as API objects; "+
+		"transform+store %s; a scrape's join gives %d series in %d families",
+		float64(compact)/(1<<20), float64(compact)/benchPods, float64(rawBytes)/(1<<20), float64(rawBytes)/benchPods,
+		feed.Round(time.Millisecond), size, mfs)
+}
+
+type joinOnly struct{ c *Cluster }
+
+func (j joinOnly) Describe(ch chan<- *prometheus.Desc) { j.c.Describe(ch) }
+func (j joinOnly) Collect(ch chan<- prometheus.Metric) {
+	res := j.c.join()
+	for k, v := range res.waiting {
+		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+	}
+	for k, v := range res.blocked {
+		ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, float64(v), k.registry, k.cause)
+	}
+	for k, v := range res.mutable {
+		ch <- prometheus.MustNewConstMetric(descMutable, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.pullPolicy, k.kind)
+	}
+	for k, v := range res.tagDigests {
+		ch <- prometheus.MustNewConstMetric(descTagDigests, prometheus.GaugeValue, float64(v), k.registry, k.repository, k.tag)
+	}
+	for k, v := range res.rescheduleRisk {
+		ch <- prometheus.MustNewConstMetric(descRescheduleRisk, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+	}
+}
+
+// BenchmarkKube10kPods runs the exporter binary against a real apiserver
+// holding 10,000 pods and 100 nodes, and prints its memory after sync (RSS
+// and Go heap), the time from start to the first complete scrape, and the
+// latency and size of /metrics. Run with -benchtime Nx (N scrapes).
+func BenchmarkKube10kPods(b *testing.B) {
+	k := testenv.StartKube(b, testenv.KubeOptions{})
+	dir := b.TempDir()
+	bin := filepath.Join(dir, "imagepull_exporter")
+	build := exec.Command("go", "build", "-o", bin, "github.com/imagepull/imagepull_exporter/cmd/imagepull_exporter")
+	build.Dir = testenv.RepoRoot(b)
+	if out, err := build.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+
+	start := time.Now()
+	createBenchObjects(b, k.Client)
+	created := time.Since(start)
+
+	cfgFile := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfgFile, []byte("modules:\n  default: {}\ntargets: []\n"), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	addr := testenv.FreeAddr(b)
+	started := time.Now()
+	proc := testenv.StartProcess(b, "imagepull_exporter", bin, []string{
+		"--config.file=" + cfgFile, "--web.listen-address=" + addr,
+		"--kubeconfig=" + k.WriteKubeconfig(k.AdminToken), "--log.level=warn",
+	}, nil, dir)
+	url := "http://" + addr + "/metrics"
+	client := &http.Client{Timeout: 30 * time.Second}
+	var firstScrape time.Duration
+	for {
+		body, err := scrape(client, url)
+		if err == nil && strings.Contains(body, `imagepull_kube_watch_up{resource="pods"} 1`) &&
+			strings.Contains(body, `imagepull_kube_watch_up{resource="nodes"} 1`) &&
+			strings.Contains(body, "imagepull_pod_containers_waiting{") && strings.Contains(body, "imagepull_pod_containers_mutable_ref{") {
+			firstScrape = time.Since(started)
+			break
+		}
+		if proc.Exited() {
+			b.Fatalf("the exporter exited:\n%s", proc.Output())
+		}
+		if time.Since(started) > 5*time.Minute {
+			b.Fatalf("no complete scrape after 5 minutes (last error %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(2 * time.Second) // let the post-sync garbage go before reading memory
+	body, err := scrape(client, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rss := metricValue(body, "process_resident_memory_bytes") // the exporter's own process collector
+	heap := metricValue(body, "go_memstats_heap_inuse_bytes")
+
+	var sizes []int
+	var lat []time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		body, err := scrape(client, url)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			b.Fatal(err)
+		}
+		sizes = append(sizes, len(body))
+	}
+	slices.Sort(lat)
+	b.ReportMetric(rss/(1<<20), "rss-MiB")
+	b.ReportMetric(heap/(1<<20), "heap-MiB")
+	b.ReportMetric(firstScrape.Seconds(), "first-scrape-s")
+	b.ReportMetric(float64(sizes[len(sizes)-1]), "metrics-bytes")
+	b.Logf("10,000 pods in 50 namespaces + 100 nodes created in the real apiserver in %s; exporter: first complete scrape %s after start, "+
+		"RSS %.1f MiB, Go heap in use %.1f MiB after sync; /metrics %d bytes, latency p50 %s, max %s over %d scrapes",
+		created.Round(time.Millisecond), firstScrape.Round(time.Millisecond), rss/(1<<20), heap/(1<<20),
+		sizes[len(sizes)-1], lat[len(lat)/2].Round(time.Microsecond), lat[len(lat)-1].Round(time.Microsecond), len(lat))
+}
+
+// createBenchObjects creates the benchmark's namespaces, nodes and pods
+// (with status, as the kubelet would write it), 32 requests at a time.
+func createBenchObjects(b *testing.B, c kubernetes.Interface) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	for i := range benchNamespaces {
+		_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%02d", i)}}, metav1.CreateOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Int64
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	work := func(n int, f func(i int) error) {
+		next.Store(0)
+		for range 32 {
+			wg.Go(func() {
+				for {
+					i := int(next.Add(1) - 1)
+					if i >= n || failed.Load() != nil {
+						return
+					}
+					if err := f(i); err != nil {
+						failed.Store(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		if err := failed.Load(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	work(benchNodes, func(i int) error {
+		n := benchNode(i)
+		st := n.Status
+		got, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		got.Status = st
+		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{})
+		return err
+	})
+	work(benchPods, func(i int) error {
+		p := benchPod(i)
+		st := p.Status
+		got, err := c.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
+		if err != nil {
+			return err
+		}
+		if len(st.ContainerStatuses) == 0 {
+			return nil
+		}
+		got.Status = st
+		_, err = c.CoreV1().Pods(p.Namespace).UpdateStatus(ctx, got, metav1.UpdateOptions{})
+		return err
+	})
+}
+
+func scrape(c *http.Client, url string) (string, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %s", resp.Status)
+	}
+	return string(b), nil
+}
+
+func metricValue(body, name string) float64 {
+	for _, l := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(l, name+" "); ok {
+			v, _ := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			return v
+		}
+	}
+	return 0
+}
