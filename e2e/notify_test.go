@@ -129,6 +129,7 @@ func (s *stack) expectNotifications(t *testing.T, ph phase, want []expect, mayFi
 		}
 		if instances[k] == nil {
 			instances[k] = map[string]bool{}
+			t.Logf("%s: %s to %s", ph.name, k, n.receiver)
 		}
 		instances[k][n.identity()] = true
 		last[k] = n
