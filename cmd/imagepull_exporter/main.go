@@ -66,6 +66,8 @@ type flags struct {
 	probeVerbose bool
 
 	kube *kube.Flags // the Kubernetes join (collector/kube)
+
+	scale *scaleOutFlags // --shard*, --total-shards, --node.* (scaleout.go)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -88,6 +90,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.log = &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, f.log)
 	f.kube = kube.AddFlags(app)
+	f.scale = addScaleOutFlags(app)
 
 	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
 	probeCmd := app.Command("probe", "Probe one image once, print phases, reason, digest and rate limit; exit 1 when the probe fails.")
@@ -110,6 +113,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if f.concurrency < 1 {
 		fmt.Fprintf(stderr, "%s: --probe.concurrency must be at least 1, got %d\n", programName, f.concurrency)
+		return exitUsage
+	}
+	if err := f.scale.resolve(f.kube, os.Hostname); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitUsage
 	}
 
@@ -233,22 +240,31 @@ func serve(f *flags, stderr io.Writer) int {
 	budget := collector.NewRequestBudget(f.registryBudget, nil)
 	sched := collector.NewScheduler(collector.SchedulerOptions{
 		Prober: prober, Concurrency: f.concurrency, Budget: budget, Logger: logger,
-		MaxDiscovered: f.kube.MaxDiscovered,
+		MaxDiscovered: f.kube.MaxDiscovered, Sharding: f.scale.sharding,
 	})
-	reg.MustRegister(sched)
+	// In node-local mode the probe and mirror series carry node="NAME".
+	probeReg := f.scale.probeRegisterer(reg)
+	probeReg.MustRegister(sched)
+	reg.MustRegister(collector.NewShardCollector(f.scale.sharding))
 	sched.ApplyConfig(sc.Get())
 
 	// The Kubernetes join, discovery and pull secrets; nil without a cluster.
-	kubeRT, err := kube.Start(ctx, f.kube, kube.Deps{Registerer: reg, Scheduler: sched, Prober: prober,
-		Budget: budget, Config: sc.Get, Logger: logger, UserAgent: userAgent()})
-	if err != nil {
-		logger.Error("starting the Kubernetes join", "err", err)
-		return exitFailure
+	// Node-local mode leaves it to the central Deployment (scaleout.go).
+	var kubeRT *kube.Runtime
+	if f.scale.node.Name == "" {
+		var err error
+		kubeRT, err = kube.Start(ctx, f.kube, kube.Deps{Registerer: reg, Scheduler: sched, Prober: prober,
+			Budget: budget, Config: sc.Get, Logger: logger, UserAgent: userAgent(), Sharding: f.scale.sharding})
+		if err != nil {
+			logger.Error("starting the Kubernetes join", "err", err)
+			return exitFailure
+		}
 	}
 	defer kubeRT.Wait()
 
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	node := f.scale.startNodeLocal(ctx, &wg, probeReg, sched, logger)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -267,6 +283,7 @@ func serve(f *flags, stderr io.Writer) int {
 			return err
 		}
 		sched.ApplyConfig(sc.Get())
+		node.refresh() // node-local mode: the node's runtime files too
 		logger.Info("reloaded the configuration", "trigger", trigger, "targets", len(sc.Get().Targets))
 		return nil
 	}

@@ -203,6 +203,10 @@ func closedPortOwnedBy(t *testing.T, s collector.Sharding, avoid map[string]bool
 // of one unsharded exporter: probe series, registry-level series and every
 // Kubernetes-side series, each from one shard only.
 //
+// Each image has a repository of its own, so that every target's first
+// probe authenticates (the prober shares auth per registry and repository;
+// which of several targets reports the auth check would depend on order).
+//
 // Registry keys: two real registries, each reached as 127.0.0.1:PORT and as
 // localhost:PORT (two keys that hash independently: the registry label is
 // the host as written, and the join and budgets treat them as two
@@ -221,9 +225,9 @@ func TestShardsUnionEqualsUnsharded(t *testing.T) {
 	digests := map[string][2]string{} // key → {old, current} of app:dev
 	for i := 0; i < 2; i++ {
 		r := testenv.StartRegistry(t, testenv.RegistryOptions{})
-		r.Push(t, "app", "v1")
-		old := r.Push(t, "app", "dev")
-		cur := r.Push(t, "app", "dev")
+		r.Push(t, "app-v1", "v1")
+		old := r.Push(t, "app-dev", "dev")
+		cur := r.Push(t, "app-dev", "dev")
 		_, port, _ := net.SplitHostPort(r.Addr)
 		for _, host := range []string{"127.0.0.1", "localhost"} {
 			key := net.JoinHostPort(host, port)
@@ -239,10 +243,10 @@ func TestShardsUnionEqualsUnsharded(t *testing.T) {
 
 	var targets []string
 	for _, key := range keys {
-		targets = append(targets, key+"/app:v1", key+"/app:missing")
+		targets = append(targets, key+"/app-v1:v1", key+"/app-missing:missing")
 	}
 	for _, key := range closed {
-		targets = append(targets, key+"/app:v1")
+		targets = append(targets, key+"/app-v1:v1")
 	}
 	config := configYAML("", targets...) + `
 discovery:
@@ -258,14 +262,14 @@ discovery:
 	}
 	for _, key := range keys {
 		d := digests[key]
-		newPod("n1", ctr{image: key + "/app:v2", waiting: "ErrImagePull"})
-		newPod("n1", ctr{image: key + "/app:missing", waiting: "ImagePullBackOff"})
-		newPod("n1", ctr{image: key + "/app:dev", running: true, imageID: key + "/app@" + d[0]})
-		newPod("n2", ctr{image: key + "/app:dev", running: true, imageID: key + "/app@" + d[1]})
-		newPod("n2", ctr{image: key + "/app:v1", running: true, policy: "Always"})
+		newPod("n1", ctr{image: key + "/app-v2:v2", waiting: "ErrImagePull"})
+		newPod("n1", ctr{image: key + "/app-missing:missing", waiting: "ImagePullBackOff"})
+		newPod("n1", ctr{image: key + "/app-dev:dev", running: true, imageID: key + "/app-dev@" + d[0]})
+		newPod("n2", ctr{image: key + "/app-dev:dev", running: true, imageID: key + "/app-dev@" + d[1]})
+		newPod("n2", ctr{image: key + "/app-v1:v1", running: true, policy: "Always"})
 	}
 	for _, key := range closed {
-		newPod("n1", ctr{image: key + "/app:v1", waiting: "ErrImagePull"})
+		newPod("n1", ctr{image: key + "/app-v1:v1", waiting: "ErrImagePull"})
 		newPod("n2", ctr{image: key + "/app", running: true, imageID: key + "/app@" + digestA})
 	}
 	for i := 0; i < 6; i++ {
@@ -286,11 +290,11 @@ discovery:
 	want := []string{}
 	for _, key := range keys {
 		want = append(want,
-			fmt.Sprintf(`imagepull_probe_success{reference="v1",registry=%q,repository="app",target=%q}`, key, key+"/app:v1"),
-			fmt.Sprintf(`imagepull_probe_success{reference="dev",registry=%q,repository="app",target=%q}`, key, key+"/app:dev"),
+			fmt.Sprintf(`imagepull_probe_success{reference="v1",registry=%q,repository="app-v1",target=%q}`, key, key+"/app-v1:v1"),
+			fmt.Sprintf(`imagepull_probe_success{reference="dev",registry=%q,repository="app-dev",target=%q}`, key, key+"/app-dev:dev"),
 			fmt.Sprintf(`imagepull_registry_blocked_containers{cause="registry_ok",registry=%q}`, key),
-			fmt.Sprintf(`imagepull_tag_digests{registry=%q,repository="app",tag="dev"}`, key),
-			fmt.Sprintf(`imagepull_tag_registry_drift{registry=%q,repository="app",tag="dev"}`, key),
+			fmt.Sprintf(`imagepull_tag_digests{registry=%q,repository="app-dev",tag="dev"}`, key),
+			fmt.Sprintf(`imagepull_tag_registry_drift{registry=%q,repository="app-dev",tag="dev"}`, key),
 		)
 	}
 	for _, key := range closed {
