@@ -21,6 +21,7 @@ import (
 	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -280,7 +281,8 @@ func runExporter(t *testing.T, k *testenv.Kube, bin, token string, rendered []by
 	}
 	addr := testenv.FreeAddr(t)
 	var args []string
-	for _, a := range strs(dt.Get(dt.Find(t, objs, "Deployment", "imagepull-exporter"), "spec", "template", "spec", "containers", "0", "args")) {
+	dep := dt.Find(t, objs, "Deployment", "imagepull-exporter")
+	for _, a := range strs(dt.Get(dep, "spec", "template", "spec", "containers", "0", "args")) {
 		switch {
 		case strings.HasPrefix(a, "--config.file="):
 			a = "--config.file=" + cfg
@@ -290,7 +292,7 @@ func runExporter(t *testing.T, k *testenv.Kube, bin, token string, rendered []by
 		args = append(args, a)
 	}
 	args = append(args, "--kubeconfig="+k.WriteKubeconfig(token))
-	p := testenv.StartProcess(t, "imagepull_exporter", bin, args, []string{"KUBECONFIG="}, dir)
+	p := testenv.StartProcess(t, "imagepull_exporter", bin, args, []string{"KUBECONFIG=", goMemLimit(t, dep)}, dir)
 	p.WaitHTTP("http://"+addr+"/-/ready", http.StatusOK, time.Minute, nil)
 
 	client := &http.Client{Timeout: 5 * time.Second}
@@ -340,4 +342,19 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return b.String()
+}
+
+// goMemLimit is the GOMEMLIMIT the kubelet hands the workload's container
+// (resourceFieldRef limits.memory: the limit in bytes).
+func goMemLimit(t testing.TB, workload dt.Object) string {
+	t.Helper()
+	limit, ok := dt.Get(workload, "spec", "template", "spec", "containers", "0", "resources", "limits", "memory").(string)
+	if !ok {
+		t.Fatalf("%s has no memory limit", workload.Key())
+	}
+	q, err := resource.ParseQuantity(limit)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("GOMEMLIMIT=%d", q.Value())
 }

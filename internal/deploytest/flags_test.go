@@ -90,7 +90,7 @@ func TestNodeProbeRunsWithoutToken(t *testing.T) {
 		args = append(args, strings.ReplaceAll(a, "=/host/etc/", "="+hostEtc+"/"))
 	}
 	// What every pod's environment has, token or not.
-	env := []string{"KUBECONFIG=", "KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT=1"}
+	env := []string{"KUBECONFIG=", "KUBERNETES_SERVICE_HOST=127.0.0.1", "KUBERNETES_SERVICE_PORT=1", goMemLimit(t, ds)}
 	p := testenv.StartProcess(t, "imagepull_exporter", bin, args, env, dir)
 	p.WaitHTTP("http://"+addr+"/-/ready", http.StatusOK, time.Minute, nil)
 	p.WaitHTTP("http://"+addr+"/-/healthy", http.StatusOK, 10*time.Second, nil)

@@ -66,6 +66,7 @@ func BenchmarkFootprint(b *testing.B) {
 	b.Logf("created %d pods, %d deployments, %d nodes in %v", pods, deployments, nodes, time.Since(start).Round(time.Second))
 
 	// The base, for real, and its token.
+	k.InstallCRDs(b, testenv.PrometheusOperatorCRDs(b)...)
 	baseYAML := dt.KustomizeYAML(b, "deploy/base")
 	if out, err := k.Kubectl(b, "", strings.NewReader(string(baseYAML)), "apply", "-f", "-"); err != nil {
 		b.Fatalf("%v\n%s", err, out)
@@ -104,7 +105,7 @@ func BenchmarkFootprint(b *testing.B) {
 
 	b.ResetTimer()
 	started := time.Now()
-	p := testenv.StartProcess(b, "imagepull_exporter", bin, args, []string{"KUBECONFIG="}, dir)
+	p := testenv.StartProcess(b, "imagepull_exporter", bin, args, []string{"KUBECONFIG=", goMemLimit(b, dt.Find(b, objs, "Deployment", "imagepull-exporter"))}, dir)
 	p.WaitHTTP("http://"+addr+"/-/ready", http.StatusOK, 5*time.Minute, nil)
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
@@ -231,23 +232,23 @@ func populate(b *testing.B, ctx context.Context, c kubernetes.Interface, registr
 	}
 	image := func(i int) string { return registry + "/" + refs[i%len(refs)] }
 	podSpec := func(i int) corev1.PodSpec {
-		ctr := func(name string, img string) corev1.Container {
+		ctr := func(name string, img string, port int32) corev1.Container {
 			return corev1.Container{
 				Name: name, Image: img, ImagePullPolicy: corev1.PullIfNotPresent,
-				Args:  []string{"--listen=:8080", "--log.level=info"},
-				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+				Args:  []string{fmt.Sprintf("--listen=:%d", port), "--log.level=info"},
+				Ports: []corev1.ContainerPort{{Name: name, ContainerPort: port}},
 				Env: []corev1.EnvVar{{Name: "APP_ENV", Value: "production"}, {Name: "APP_REGION", Value: "eu-west-1"},
 					{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}},
 				Resources: corev1.ResourceRequirements{
 					Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
 					Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 				},
-				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}},
+				ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString(name)}}},
 				VolumeMounts:   []corev1.VolumeMount{{Name: "config", MountPath: "/etc/app"}},
 			}
 		}
 		return corev1.PodSpec{
-			Containers:       []corev1.Container{ctr("app", image(i)), ctr("sidecar", image(i+7))},
+			Containers:       []corev1.Container{ctr("app", image(i), 8080), ctr("sidecar", image(i+7), 9090)},
 			Volumes:          []corev1.Volume{{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "app"}}}}},
 			ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}},
 			NodeName:         fmt.Sprintf("node-%03d", i%nodes),

@@ -118,6 +118,12 @@ spec:
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+      env:
+        # The Go runtime's soft memory limit, from the container's limit.
+        - name: GOMEMLIMIT
+          valueFrom:
+            resourceFieldRef:
+              resource: limits.memory
       ports:
         - name: http
           containerPort: {{ .Values.port }}
