@@ -30,11 +30,7 @@ func TestShardTransforms(t *testing.T) {
 		ctrs = append(ctrs, ctr{image: img, running: true})
 	}
 	p := pod("ns", "p", "n1", ctrs...)
-	var nodeImages []string
-	for _, img := range images[:6] {
-		nodeImages = append(nodeImages, img)
-	}
-	n := node("n1", nodeImages...)
+	n := node("n1", images[:6]...)
 
 	const total = 3
 	kept := map[string]int{}
