@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -114,6 +115,19 @@ discovery:
 		_, body := e.get("/metrics")
 		assertNoSecret(t, "/metrics", body, secrets)
 		assertNoSecret(t, "the log", e.log(), secrets)
+		// promtool's lint of a real scrape with every Kubernetes family.
+		for _, family := range []string{"imagepull_kube_watch_up", "imagepull_kube_watch_last_event_timestamp_seconds",
+			"imagepull_pod_containers_waiting", "imagepull_registry_blocked_containers",
+			"imagepull_pod_containers_mutable_ref", "imagepull_pull_secret_auth_success"} {
+			if !strings.Contains(body, "\n"+family+"{") {
+				t.Errorf("/metrics lacks %s", family)
+			}
+		}
+		check := exec.Command(testenv.Bin(t, "promtool"), "check", "metrics")
+		check.Stdin = strings.NewReader(body)
+		if out, err := check.CombinedOutput(); err != nil {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
 	})
 
 	t.Run("no cluster: a pure prober, said once", func(t *testing.T) {
