@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -455,6 +456,26 @@ func TestServiceMonitorMatchesMixin(t *testing.T) {
 	}
 	if ep["honorLabels"] != true || ep["path"] != "/metrics" || ep["port"] != "http" {
 		t.Errorf("endpoint %v: want honorLabels, /metrics, port http", ep)
+	}
+	// The mirror alerts watch the central and the node-probe jobs.
+	mirrorSel, err := vm.EvaluateAnonymousSnippet("mirror.jsonnet", "(import 'mixin.libsonnet')._config.imagepullMirrorSelector")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mirror string
+	if err := yaml.Unmarshal([]byte(mirrorSel), &mirror); err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`^job=~"(.*)"$`).FindStringSubmatch(mirror)
+	if m == nil {
+		t.Fatalf("imagepullMirrorSelector %q: want job=~\"...\"", mirror)
+	}
+	jobRE := regexp.MustCompile("^(?:" + m[1] + ")$")
+	nodeSM := dt.Find(t, dt.Kustomize(t, "deploy/overlays/node-probe"), "ServiceMonitor", "imagepull-exporter-node")
+	for _, job := range []any{dt.Get(ep, "relabelings", "0", "replacement"), dt.Get(nodeSM, "spec", "endpoints", "0", "relabelings", "0", "replacement")} {
+		if !jobRE.MatchString(job.(string)) {
+			t.Errorf("the mixin's mirror alerts (%s) do not select job %q", mirror, job)
+		}
 	}
 	svc := dt.Find(t, objs, "Service", "imagepull-exporter")
 	if dt.Get(svc, "spec", "ports", "0", "name") != "http" {
