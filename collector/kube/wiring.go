@@ -116,17 +116,18 @@ func Start(ctx context.Context, f *Flags, d Deps) (*Runtime, error) {
 		LogJoinOff(d.Logger)
 		return nil, nil
 	}
+	// client-go logs through klog, a process-wide logger: make it the
+	// exporter's, so reflector warnings share its format and level.
+	klog.SetSlogLogger(d.Logger.With("component", "client-go"))
 	return StartWithConfig(ctx, cfg, f, d)
 }
 
-// StartWithConfig is Start with an explicit client configuration.
+// StartWithConfig is Start with an explicit client configuration. Unlike
+// Start it leaves klog (client-go's process-wide logger) alone.
 func StartWithConfig(ctx context.Context, cfg *rest.Config, f *Flags, d Deps) (*Runtime, error) {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
 	}
-	// client-go logs through klog: make it the exporter's logger, so
-	// reflector warnings share its format and level.
-	klog.SetSlogLogger(d.Logger.With("component", "client-go"))
 	cfg = rest.CopyConfig(cfg)
 	if d.UserAgent != "" {
 		cfg.UserAgent = d.UserAgent
