@@ -605,14 +605,17 @@ var registryReasons = []probe.Reason{
 // of every target of the registry: a registry-level failure (dns, connect,
 // tls, timeout, server_error, rate_limited, unauthorized, protocol — in that
 // order) wins; else any success gives CauseRegistryOK; else the per-image
-// reason (not_found before forbidden). No target, or no target probed yet,
+// reason (not_found, then forbidden, then unauthorized). An unauthorized
+// answer to a target probed with pull secrets (a Keychain) counts as
+// per-credential, not registry-level. No target, or no target probed yet,
 // gives CauseUnprobed.
 func (s *Scheduler) RegistryCause(registry string) string {
 	registry = probe.NormalizeRegistry(registry)
 	s.mu.Lock()
 	rs := s.byRegistry[registry]
 	s.mu.Unlock()
-	seen := map[probe.Reason]bool{}
+	seen := map[probe.Reason]bool{}     // registry-level evidence
+	perImage := map[probe.Reason]bool{} // per-image or per-credential evidence
 	probed, ok := false, false
 	for _, r := range rs {
 		r.mu.Lock()
@@ -622,9 +625,17 @@ func (s *Scheduler) RegistryCause(registry string) string {
 			continue
 		}
 		probed = true
-		if last.Success {
+		switch {
+		case last.Success:
 			ok = true
-		} else {
+		case last.Reason == probe.ReasonUnauthorized && r.keychain.Load().kc != nil:
+			// A target probed with a pod's pull secrets: a rejected
+			// secret is that secret's problem, not the registry's. One
+			// namespace's stale secret must not make every container
+			// waiting on the registry look like a registry auth outage
+			// (imagepull_pull_secret_auth_success names the secret).
+			perImage[last.Reason] = true
+		default:
 			seen[last.Reason] = true
 		}
 	}
@@ -639,12 +650,15 @@ func (s *Scheduler) RegistryCause(registry string) string {
 	if ok {
 		return CauseRegistryOK
 	}
-	for _, reason := range []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden} {
-		if seen[reason] {
+	for reason := range seen {
+		perImage[reason] = true
+	}
+	for _, reason := range []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden, probe.ReasonUnauthorized} {
+		if perImage[reason] {
 			return string(reason)
 		}
 	}
-	for reason := range seen {
+	for reason := range perImage {
 		return string(reason) // a reason outside the known set; report it rather than hide it
 	}
 	return CauseUnprobed

@@ -448,14 +448,28 @@ func TestRegistryCausePrecedence(t *testing.T) {
 	for _, c := range []struct {
 		results []probe.Reason
 		want    string
+		// withSecrets marks targets probed with pull secrets (a Keychain).
+		withSecrets []bool
 	}{
-		{[]probe.Reason{probe.ReasonNone}, CauseRegistryOK},
-		{[]probe.Reason{probe.ReasonNone, probe.ReasonNotFound}, CauseRegistryOK},
-		{[]probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden}, string(probe.ReasonNotFound)},
-		{[]probe.Reason{probe.ReasonForbidden}, string(probe.ReasonForbidden)},
-		{[]probe.Reason{probe.ReasonNone, probe.ReasonRateLimited}, string(probe.ReasonRateLimited)},
-		{[]probe.Reason{probe.ReasonNotFound, probe.ReasonUnauthorized}, string(probe.ReasonUnauthorized)},
-		{[]probe.Reason{probe.ReasonTimeout, probe.ReasonDNS, probe.ReasonServerError}, string(probe.ReasonDNS)},
+		{results: []probe.Reason{probe.ReasonNone}, want: CauseRegistryOK},
+		// A pod's rejected pull secret is that secret's problem: the
+		// registry itself answers the module's probe fine.
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonUnauthorized}, want: CauseRegistryOK, withSecrets: []bool{false, true}},
+		// ... but the module's own credentials being rejected is a
+		// registry-level auth failure.
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized), withSecrets: []bool{true, false}},
+		// Only pull-secret targets, all rejected: still unauthorized,
+		// after a per-image not_found.
+		{results: []probe.Reason{probe.ReasonUnauthorized, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized), withSecrets: []bool{true, true}},
+		{results: []probe.Reason{probe.ReasonUnauthorized, probe.ReasonNotFound}, want: string(probe.ReasonNotFound), withSecrets: []bool{true, false}},
+		// A connection failure is the registry's, whatever the credentials.
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonConnect}, want: string(probe.ReasonConnect), withSecrets: []bool{false, true}},
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonNotFound}, want: CauseRegistryOK},
+		{results: []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden}, want: string(probe.ReasonNotFound)},
+		{results: []probe.Reason{probe.ReasonForbidden}, want: string(probe.ReasonForbidden)},
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonRateLimited}, want: string(probe.ReasonRateLimited)},
+		{results: []probe.Reason{probe.ReasonNotFound, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized)},
+		{results: []probe.Reason{probe.ReasonTimeout, probe.ReasonDNS, probe.ReasonServerError}, want: string(probe.ReasonDNS)},
 	} {
 		s := NewScheduler(SchedulerOptions{})
 		var targets []TargetConfig
@@ -464,10 +478,22 @@ func TestRegistryCausePrecedence(t *testing.T) {
 		}
 		s.ApplyConfig(testConfig(targets...))
 		for i, r := range c.results {
-			s.runners[fmt.Sprintf("t%d", i)].record(res(r))
+			runner := s.runners[fmt.Sprintf("t%d", i)]
+			if i < len(c.withSecrets) && c.withSecrets[i] {
+				runner.keychain.Store(&keychainBox{staticKeychain{}})
+			}
+			runner.record(res(r))
 		}
 		if got := s.RegistryCause("registry.example.com"); got != c.want {
-			t.Errorf("results %v: RegistryCause = %q, want %q", c.results, got, c.want)
+			t.Errorf("results %v (pull secrets %v): RegistryCause = %q, want %q", c.results, c.withSecrets, got, c.want)
 		}
 	}
+}
+
+// staticKeychain stands for a pod's pull secrets: RegistryCause only asks
+// whether a target has a keychain, never what it resolves to.
+type staticKeychain struct{}
+
+func (staticKeychain) Resolve(probe.Reference) ([]probe.Credential, error) {
+	return []probe.Credential{{Username: "pod", Password: "not-a-real-password", Source: "secret test/pull"}}, nil
 }
