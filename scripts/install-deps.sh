@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
 # install-deps.sh installs everything the test suite runs against, on a fresh
-# Debian 12 machine that has Go, gcc, the Go module proxy and apt, but no
-# Docker engine and no GitHub downloads:
+# Debian 12 machine that has Go, the Go module proxy and apt, but no Docker
+# engine and no GitHub downloads:
 #
 #   apt:  docker-registry, htpasswd, etcd, prometheus + promtool,
-#         alertmanager + amtool, openssl, make
+#         alertmanager + amtool, openssl, make, git, gcc
 #   bin/: crane, jsonnet, jsonnetfmt, jsonnet-lint, staticcheck  (tools/go.mod)
 #         helm                                                  (tools/helm/go.mod)
 #         kube-apiserver, kubectl                               (tools/kube/go.mod)
 #         crds/prometheus-operator/*.yaml  (from the Go module, version below)
 #
 # It is idempotent and a fast no-op when everything is present: apt runs only
-# when a package is missing (and apt-get update only then), and a Go tool is
-# rebuilt only when bin/<tool> is missing or its stamp in bin/.versions (a hash
-# of the tool module's go.mod/go.sum and build flags) changed. Versions are
-# pinned in the tools modules' go.mod files, nowhere else.
+# when a package is missing (and apt-get update only then; the daemons Debian
+# starts for what it installs are stopped again, see quiet_services), and a Go
+# tool is rebuilt only when bin/<tool> is missing or its stamp in
+# bin/.versions (a hash of the tool module's go.mod/go.sum and build flags)
+# changed. Versions are pinned in the tools modules' go.mod files, nowhere
+# else.
 #
 # Usage: scripts/install-deps.sh [--no-apt]
 #   --no-apt   skip the apt step (machines where the packages come another way)
@@ -51,7 +53,22 @@ apt_packages=(
 	prometheus-alertmanager # /usr/bin/prometheus-alertmanager + amtool
 	openssl                # keys and certificates in shell recipes
 	make                   # .ci/run runs `make test`
+	git                    # go build stamps a checkout's VCS state into the exporter the tests build, and fails without git; the Makefile's version
+	gcc                    # go test -race needs cgo, and Go turns cgo off without a C compiler
+	libc6-dev              # the C headers and crt files cgo links with
 	ca-certificates        # the Go module proxy over HTTPS
+)
+
+# Debian starts a daemon for some of these packages as it installs them
+# (etcd on :2379, docker-registry on :5000, prometheus on :9090, alertmanager
+# on :9093), and on every boot after. The tests need none of them: they start
+# their own on free loopback ports (internal/testenv), so these would only
+# take memory and CPU from the machine the tests run on.
+declare -A package_services=(
+	[docker-registry]=docker-registry.service
+	[etcd-server]=etcd.service
+	[prometheus]=prometheus.service
+	[prometheus-alertmanager]=prometheus-alertmanager.service
 )
 
 apt_install() {
@@ -67,6 +84,10 @@ apt_install() {
 	fi
 	local sudo=()
 	if [ "$(id -u)" -ne 0 ]; then
+		if ! command -v sudo >/dev/null; then
+			log "apt: ${missing[*]} missing; run this script as root, or install sudo"
+			exit 1
+		fi
 		sudo=(sudo)
 	fi
 	log "apt: installing ${missing[*]}"
@@ -74,6 +95,30 @@ apt_install() {
 	"${sudo[@]}" apt-get update -q
 	# No recommends: prometheus would otherwise pull in node-exporter and more.
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	quiet_services "${sudo[@]}" -- "${missing[@]}"
+}
+
+# quiet_services [sudo] -- PACKAGE...: stop and disable the daemons of the
+# packages this run just installed. A daemon of a package that was already
+# there is someone's, and left alone. Without systemd (a container) nothing
+# was started.
+quiet_services() {
+	local sudo=() units=() p
+	while [ "$1" != "--" ]; do
+		sudo+=("$1")
+		shift
+	done
+	shift
+	[ -d /run/systemd/system ] || return 0
+	for p in "$@"; do
+		if [ -n "${package_services[$p]:-}" ]; then
+			units+=("${package_services[$p]}")
+		fi
+	done
+	[ ${#units[@]} -gt 0 ] || return 0
+	log "stopping and disabling ${units[*]}: the tests start their own"
+	"${sudo[@]}" systemctl disable --now "${units[@]}" ||
+		log "could not stop ${units[*]}; the tests do not depend on it"
 }
 
 # --- Go tools --------------------------------------------------------------
