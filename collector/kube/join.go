@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"slices"
 	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -163,32 +164,20 @@ func (c *Cluster) join() *joinResult {
 				continue
 			}
 			ref := img.Ref
+			pp := ct.PullPolicy
+			if pp == "" {
+				pp = defaultPullPolicy(img.Kind)
+			}
 			if img.Kind != KindDigest {
-				pp := ct.PullPolicy
-				if pp == "" {
-					pp = defaultPullPolicy(img.Kind)
-				}
 				res.mutable[mutableKey{p.Namespace, ref.Registry, pp, img.Kind}]++
 				if ct.Digest != noDigest {
 					k := tagKey{ref.Registry, ref.Repository, ref.Tag}
-					ds := running[k]
-					found := false
-					for _, d := range ds {
-						if d == ct.Digest {
-							found = true
-							break
-						}
-					}
-					if !found {
+					if ds := running[k]; !slices.Contains(ds, ct.Digest) {
 						running[k] = append(ds, ct.Digest)
 					}
 				}
 			}
 			if cause := rescheduleCause(sc, ref); cause != "" {
-				pp := ct.PullPolicy
-				if pp == "" {
-					pp = defaultPullPolicy(img.Kind)
-				}
 				risks = append(risks, risky{namespace: p.Namespace, registry: ref.Registry, cause: cause,
 					node: p.Node, key: img.nodeKey(), always: pp == "Always"})
 			}
@@ -300,7 +289,12 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 	if !c.pods.synced() {
 		return
 	}
-	res := c.join()
+	c.join().collect(ch)
+}
+
+// collect sends the join's series; the reschedule risk only once the nodes
+// have synced, since an image a node not yet listed holds would count.
+func (res *joinResult) collect(ch chan<- prometheus.Metric) {
 	for k, v := range res.waiting {
 		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
 	}
