@@ -203,19 +203,15 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		return false
 	}
 	modName := collector.DefaultModuleName
-	var cfgFn func() *collector.Config
 	if d.Config != nil {
 		modName = d.Config.Discovery.ModuleFor(ref.Registry)
-		cfg := d.Config
-		cfgFn = func() *collector.Config { return cfg }
 	}
 	mod := moduleOf(d.Config, modName)
 	var secretCreds []probe.Credential
 	if kr != nil {
 		secretCreds, _ = kr.Resolve(ref)
 	}
-	kc := &fixedKeyringKeychain{kr: kr, moduleName: modName, config: cfgFn}
-	creds, err := kc.Resolve(ref)
+	creds, err := withModuleCredentials(slices.Clip(secretCreds), mod, modName, ref)
 	if err != nil {
 		fmt.Fprintf(d.Out, "  CANNOT PULL: credentials: %v\n", err)
 		return false
@@ -318,43 +314,6 @@ func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.
 		return fmt.Sprintf("%s answered in a way the registry API does not allow; is this address a registry?", host)
 	}
 	return fmt.Sprintf("%s: %s", host, res.Reason)
-}
-
-// fixedKeyringKeychain is pullSecretKeychain over an already-built keyring.
-type fixedKeyringKeychain struct {
-	kr         *probe.DockerKeyring
-	moduleName string
-	config     func() *collector.Config
-}
-
-func (k *fixedKeyringKeychain) Resolve(ref probe.Reference) ([]probe.Credential, error) {
-	var creds []probe.Credential
-	if k.kr != nil {
-		creds, _ = k.kr.Resolve(ref)
-	}
-	mk, err := probe.ModuleKeychain(moduleOf(configOrNil(k.config), k.moduleName))
-	if err != nil {
-		return nil, fmt.Errorf("module %q credentials: %w", k.moduleName, err)
-	}
-	more, err := mk.Resolve(ref)
-	if err != nil {
-		return nil, fmt.Errorf("module %q credentials: %w", k.moduleName, err)
-	}
-	for _, m := range more {
-		if !slices.ContainsFunc(creds, func(c probe.Credential) bool {
-			return c.Username == m.Username && c.Password == m.Password && c.IdentityToken == m.IdentityToken
-		}) {
-			creds = append(creds, m)
-		}
-	}
-	return creds, nil
-}
-
-func configOrNil(f func() *collector.Config) *collector.Config {
-	if f == nil {
-		return nil
-	}
-	return f()
 }
 
 // maxTags bounds the tags read from one repository.

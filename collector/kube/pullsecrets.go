@@ -204,21 +204,30 @@ func (k *pullSecretKeychain) Resolve(ref probe.Reference) ([]probe.Credential, e
 		return nil, err
 	}
 	creds, _ := kr.Resolve(ref)
-	if k.config != nil {
-		mk, err := probe.ModuleKeychain(moduleOf(k.config(), k.moduleName))
-		if err != nil {
-			return nil, fmt.Errorf("module %q credentials: %w", k.moduleName, err)
-		}
-		more, err := mk.Resolve(ref)
-		if err != nil {
-			return nil, fmt.Errorf("module %q credentials: %w", k.moduleName, err)
-		}
-		for _, m := range more {
-			if !slices.ContainsFunc(creds, func(c probe.Credential) bool {
-				return c.Username == m.Username && c.Password == m.Password && c.IdentityToken == m.IdentityToken
-			}) {
-				creds = append(creds, m)
-			}
+	if k.config == nil {
+		return creds, nil
+	}
+	return withModuleCredentials(creds, moduleOf(k.config(), k.moduleName), k.moduleName, ref)
+}
+
+// withModuleCredentials appends to creds the module's credentials for ref,
+// which stand in for the node's own (its config.json or credential
+// provider): the kubelet tries those after the pod's pull secrets. One the
+// secrets already hold is not tried twice.
+func withModuleCredentials(creds []probe.Credential, mod probe.Module, moduleName string, ref probe.Reference) ([]probe.Credential, error) {
+	mk, err := probe.ModuleKeychain(mod)
+	if err != nil {
+		return nil, fmt.Errorf("module %q credentials: %w", moduleName, err)
+	}
+	more, err := mk.Resolve(ref)
+	if err != nil {
+		return nil, fmt.Errorf("module %q credentials: %w", moduleName, err)
+	}
+	for _, m := range more {
+		if !slices.ContainsFunc(creds, func(c probe.Credential) bool {
+			return c.Username == m.Username && c.Password == m.Password && c.IdentityToken == m.IdentityToken
+		}) {
+			creds = append(creds, m)
 		}
 	}
 	return creds, nil
