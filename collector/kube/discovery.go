@@ -63,7 +63,6 @@ type Discovery struct {
 	mu         sync.Mutex
 	last       []collector.DiscoveredTarget
 	lastCapped int
-	passes     int
 }
 
 // NewDiscovery returns a Discovery over c's caches.
@@ -240,7 +239,6 @@ func (d *Discovery) Pass(ctx context.Context) []collector.DiscoveredTarget {
 		}
 		out = append(out, c.t)
 	}
-	d.passes++
 	if !sameTargets(d.last, out) {
 		d.last = out
 		d.opts.SetTargets(slices.Clone(out))
