@@ -97,14 +97,16 @@ func (a *authChecker) update(uses []imageUse, cfg *collector.Config) {
 			default:
 				continue // unreadable: unknown, no series
 			}
+			// Thousands of containers share a few (secret, registry) pairs:
+			// skip the keyring unless this image would be the one checked.
+			if w, ok := desired[k]; ok && (w.ref == u.img.Ref || w.ref.String() < u.img.Ref.String()) {
+				continue
+			}
 			kr := &probe.DockerKeyring{}
 			kr.Add("secret "+u.namespace+"/"+s, e.cfg)
 			creds, _ := kr.Resolve(u.img.Ref)
 			if len(creds) == 0 {
-				continue // the secret has nothing for this registry (it is for another one)
-			}
-			if w, ok := desired[k]; ok && w.ref.String() <= u.img.Ref.String() {
-				continue
+				continue // the secret has nothing for this image (its entries are for other hosts or paths)
 			}
 			desired[k] = &want{ref: u.img.Ref, creds: creds, version: e.version}
 		}
@@ -185,7 +187,7 @@ func (a *authChecker) run(ctx context.Context) {
 			}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				a.check(ctx, job.key, job.target)
+				a.check(ctx, job)
 			})
 		}
 	}
@@ -193,6 +195,7 @@ func (a *authChecker) run(ctx context.Context) {
 
 type authJob struct {
 	key    authCheckKey
+	check  *authCheck // the state it was started for; update replaces it on rotation
 	target probe.Target
 }
 
@@ -209,14 +212,15 @@ func (a *authChecker) due() []authJob {
 		m := moduleOf(a.cfg, ch.module)
 		ch.running = true
 		ch.next = now.Add(m.AuthCheckInterval)
-		jobs = append(jobs, authJob{key: k, target: probe.Target{Ref: ch.ref, ModuleName: ch.module, Module: m,
+		jobs = append(jobs, authJob{key: k, check: ch, target: probe.Target{Ref: ch.ref, ModuleName: ch.module, Module: m,
 			Keychain: staticKeychain(ch.creds)}})
 	}
 	sort.Slice(jobs, func(i, j int) bool { return jobs[i].target.Ref.String() < jobs[j].target.Ref.String() })
 	return jobs
 }
 
-func (a *authChecker) check(ctx context.Context, k authCheckKey, t probe.Target) {
+func (a *authChecker) check(ctx context.Context, job authJob) {
+	k, t := job.key, job.target
 	defer func() {
 		a.mu.Lock()
 		if ch := a.checks[k]; ch != nil {
@@ -249,8 +253,11 @@ func (a *authChecker) check(ctx context.Context, k authCheckKey, t probe.Target)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if ch := a.checks[k]; ch != nil && ch.ref == t.Ref {
-		ch.known, ch.value = true, value
+	// A secret rotated (or moved to another image) while this check ran
+	// has a new state, checked at once with the new credential: this
+	// verdict, about the old one, must not land on it.
+	if a.checks[k] == job.check {
+		job.check.known, job.check.value = true, value
 	}
 }
 
