@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -62,10 +63,18 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 	cfg := configYAML("") + "discovery:\n  modules:\n    - {registry: \"" + r.Addr + "\", module: local}\n"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// Every explanation printed, to check at the end that none holds a
+	// credential.
+	var outputs []*strings.Builder
+	newDiagnoser := func(t *testing.T) (*Diagnoser, *strings.Builder) {
+		d, out := diagnoser(t, k.Client, cfg)
+		outputs = append(outputs, out)
+		return d, out
+	}
 
 	t.Run("pullable with the service account's secret", func(t *testing.T) {
 		kl.pod(podSpec{ns: ns, name: "good", node: "n1", sa: "deployer", ctrs: []ctr{{image: r.Ref("acme/api", "v1.2.3"), running: true}}})
-		d, out := diagnoser(t, k.Client, cfg)
+		d, out := newDiagnoser(t)
 		ok, err := d.DiagnosePod(ctx, ns, "good")
 		if err != nil || !ok {
 			t.Fatalf("DiagnosePod = %t, %v; want pullable\n%s", ok, err, out)
@@ -80,7 +89,7 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 	t.Run("wrong secret on the pod", func(t *testing.T) {
 		kl.pod(podSpec{ns: ns, name: "bad-secret", node: "n1", secrets: []string{"wrong"},
 			ctrs: []ctr{{image: r.Ref("acme/api", "v1.2.3"), waiting: "ErrImagePull"}}})
-		d, out := diagnoser(t, k.Client, cfg)
+		d, out := newDiagnoser(t)
 		ok, err := d.DiagnosePod(ctx, ns, "bad-secret")
 		if err != nil || ok {
 			t.Fatalf("DiagnosePod = %t, %v; want not pullable\n%s", ok, err, out)
@@ -92,7 +101,7 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 	})
 
 	t.Run("missing tag, closest suggested", func(t *testing.T) {
-		d, out := diagnoser(t, k.Client, cfg)
+		d, out := newDiagnoser(t)
 		ok, err := d.DiagnoseImage(ctx, r.Ref("acme/api", "v1.2.4"), ns, "deployer")
 		if err != nil || ok {
 			t.Fatalf("DiagnoseImage = %t, %v; want not pullable\n%s", ok, err, out)
@@ -113,7 +122,7 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 	})
 
 	t.Run("no credentials for a private registry", func(t *testing.T) {
-		d, out := diagnoser(t, k.Client, cfg)
+		d, out := newDiagnoser(t)
 		ok, err := d.DiagnoseImage(ctx, r.Ref("acme/api", "v1.2.3"), ns, "nobody")
 		if err != nil || ok {
 			t.Fatalf("DiagnoseImage = %t, %v; want not pullable\n%s", ok, err, out)
@@ -125,7 +134,7 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 	})
 
 	t.Run("invalid reference", func(t *testing.T) {
-		d, out := diagnoser(t, k.Client, cfg)
+		d, out := newDiagnoser(t)
 		ok, err := d.DiagnoseImage(ctx, "Ghcr.io/ACME/Api:v1", "", "")
 		if err != nil || ok {
 			t.Fatalf("DiagnoseImage = %t, %v; want not pullable", ok, err)
@@ -133,8 +142,19 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 		wantLines(t, out.String(), "repository name must be lowercase", "(the kubelet reports InvalidImageName)")
 	})
 
-	if out := logsOf(t); strings.Contains(out, "right-pw-d1a9") || strings.Contains(out, "wrong-pw-44f0") {
-		t.Error("a password reached the logs")
+	// Diagnose names secrets, their registry keys and users, never a
+	// password, in clear or as the secrets hold it (base64 of user:password).
+	if len(outputs) != 5 {
+		t.Fatalf("%d diagnose outputs collected, want one per case", len(outputs))
+	}
+	for _, out := range outputs {
+		for _, pw := range []string{"right-pw-d1a9", "wrong-pw-44f0",
+			base64.StdEncoding.EncodeToString([]byte("puller:right-pw-d1a9")),
+			base64.StdEncoding.EncodeToString([]byte("puller:wrong-pw-44f0"))} {
+			if strings.Contains(out.String(), pw) {
+				t.Errorf("diagnose printed %q:\n%s", pw, out)
+			}
+		}
 	}
 }
 
