@@ -25,7 +25,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -97,78 +96,66 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 	c.pods = newRW(ResourcePods)
 	for _, ns := range namespaces {
 		api := client.CoreV1().Pods(ns)
-		c.pods.addInformer(&corev1.Pod{}, shardPods(opts.Sharding),
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
+		c.pods.addInformer(&corev1.Pod{}, shardPods(opts.Sharding), listOf(api.List), api.Watch)
 	}
 	c.nodes = newRW(ResourceNodes)
-	{
-		api := client.CoreV1().Nodes()
-		c.nodes.addInformer(&corev1.Node{}, shardNodes(opts.Sharding),
-			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
-			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
-	}
+	nodes := client.CoreV1().Nodes()
+	c.nodes.addInformer(&corev1.Node{}, shardNodes(opts.Sharding), listOf(nodes.List), nodes.Watch)
 	if opts.WatchServiceAccounts {
 		c.serviceAccounts = newRW(ResourceServiceAccounts)
 		for _, ns := range namespaces {
 			api := client.CoreV1().ServiceAccounts(ns)
-			c.serviceAccounts.addInformer(&corev1.ServiceAccount{}, transformServiceAccount,
-				func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) { return api.List(ctx, o) },
-				func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) { return api.Watch(ctx, o) })
+			c.serviceAccounts.addInformer(&corev1.ServiceAccount{}, transformServiceAccount, listOf(api.List), api.Watch)
 		}
 	}
 	if opts.WatchWorkloads {
-		type lw struct {
+		for _, w := range []struct {
 			name    string
 			example runtime.Object
-			list    func(ns string) listFunc
-			watch   func(ns string) watchFunc
-		}
-		for _, w := range []lw{
-			{ResourceDeployments, &appsv1.Deployment{},
-				func(ns string) listFunc {
-					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return client.AppsV1().Deployments(ns).List(ctx, o)
-					}
-				},
-				func(ns string) watchFunc { return client.AppsV1().Deployments(ns).Watch }},
-			{ResourceStatefulSets, &appsv1.StatefulSet{},
-				func(ns string) listFunc {
-					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return client.AppsV1().StatefulSets(ns).List(ctx, o)
-					}
-				},
-				func(ns string) watchFunc { return client.AppsV1().StatefulSets(ns).Watch }},
-			{ResourceDaemonSets, &appsv1.DaemonSet{},
-				func(ns string) listFunc {
-					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return client.AppsV1().DaemonSets(ns).List(ctx, o)
-					}
-				},
-				func(ns string) watchFunc { return client.AppsV1().DaemonSets(ns).Watch }},
-			{ResourceJobs, &batchv1.Job{},
-				func(ns string) listFunc {
-					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return client.BatchV1().Jobs(ns).List(ctx, o)
-					}
-				},
-				func(ns string) watchFunc { return client.BatchV1().Jobs(ns).Watch }},
-			{ResourceCronJobs, &batchv1.CronJob{},
-				func(ns string) listFunc {
-					return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-						return client.BatchV1().CronJobs(ns).List(ctx, o)
-					}
-				},
-				func(ns string) watchFunc { return client.BatchV1().CronJobs(ns).Watch }},
+			api     func(ns string) (listFunc, watchFunc)
+		}{
+			{ResourceDeployments, &appsv1.Deployment{}, func(ns string) (listFunc, watchFunc) {
+				api := client.AppsV1().Deployments(ns)
+				return listOf(api.List), api.Watch
+			}},
+			{ResourceStatefulSets, &appsv1.StatefulSet{}, func(ns string) (listFunc, watchFunc) {
+				api := client.AppsV1().StatefulSets(ns)
+				return listOf(api.List), api.Watch
+			}},
+			{ResourceDaemonSets, &appsv1.DaemonSet{}, func(ns string) (listFunc, watchFunc) {
+				api := client.AppsV1().DaemonSets(ns)
+				return listOf(api.List), api.Watch
+			}},
+			{ResourceJobs, &batchv1.Job{}, func(ns string) (listFunc, watchFunc) {
+				api := client.BatchV1().Jobs(ns)
+				return listOf(api.List), api.Watch
+			}},
+			{ResourceCronJobs, &batchv1.CronJob{}, func(ns string) (listFunc, watchFunc) {
+				api := client.BatchV1().CronJobs(ns)
+				return listOf(api.List), api.Watch
+			}},
 		} {
 			rw := newRW(w.name)
 			for _, ns := range namespaces {
-				rw.addInformer(w.example, shardWorkloads(opts.Sharding), w.list(ns), w.watch(ns))
+				list, watch := w.api(ns)
+				rw.addInformer(w.example, shardWorkloads(opts.Sharding), list, watch)
 			}
 			c.workloads = append(c.workloads, rw)
 		}
 	}
 	return c, nil
+}
+
+// listOf adapts a typed client's List method (*v1.PodList, ...) to the
+// informers' listFunc; Watch methods fit watchFunc as they are.
+func listOf[L runtime.Object](list func(context.Context, metav1.ListOptions) (L, error)) listFunc {
+	return func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		l, err := list(ctx, o)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
 }
 
 // watches returns every resource watched, in a stable order.
