@@ -24,58 +24,46 @@ import (
 
 // shardPods wraps the pods transform with the shard filter.
 func shardPods(s collector.Sharding) cache.TransformFunc {
-	if !s.Enabled() {
-		return transformPod
-	}
-	return func(obj any) (any, error) {
-		o, err := transformPod(obj)
-		if err != nil {
-			return nil, err
-		}
-		if p, ok := o.(*podInfo); ok {
-			p.Containers = slices.DeleteFunc(p.Containers, func(c containerInfo) bool {
-				return !s.Owns(c.Img.Value().Registry())
-			})
-		}
-		return o, nil
-	}
+	return sharded(s, transformPod, func(p *podInfo) {
+		p.Containers = slices.DeleteFunc(p.Containers, func(c containerInfo) bool {
+			return !s.Owns(c.Img.Value().Registry())
+		})
+	})
 }
 
 // shardWorkloads wraps the workloads transform with the shard filter: the
 // templates feed discovery, which must only find this shard's images.
 func shardWorkloads(s collector.Sharding) cache.TransformFunc {
-	if !s.Enabled() {
-		return transformWorkload
-	}
-	return func(obj any) (any, error) {
-		o, err := transformWorkload(obj)
-		if err != nil {
-			return nil, err
-		}
-		if w, ok := o.(*templateInfo); ok {
-			w.Images = slices.DeleteFunc(w.Images, func(h unique.Handle[imageInfo]) bool {
-				return !s.Owns(h.Value().Registry())
-			})
-		}
-		return o, nil
-	}
+	return sharded(s, transformWorkload, func(w *templateInfo) {
+		w.Images = slices.DeleteFunc(w.Images, func(h unique.Handle[imageInfo]) bool {
+			return !s.Owns(h.Value().Registry())
+		})
+	})
 }
 
 // shardNodes wraps the nodes transform with the shard filter: the join
 // looks node images up only for this shard's images.
 func shardNodes(s collector.Sharding) cache.TransformFunc {
+	return sharded(s, transformNode, func(n *nodeInfo) {
+		n.Images = slices.DeleteFunc(n.Images, func(h unique.Handle[string]) bool {
+			return !s.Owns(registryOfImageKey(h.Value()))
+		})
+	})
+}
+
+// sharded runs keepOwned on what transform makes of an object, unless
+// sharding is off. keepOwned must be idempotent, as transforms must be.
+func sharded[T any](s collector.Sharding, transform cache.TransformFunc, keepOwned func(T)) cache.TransformFunc {
 	if !s.Enabled() {
-		return transformNode
+		return transform
 	}
 	return func(obj any) (any, error) {
-		o, err := transformNode(obj)
+		o, err := transform(obj)
 		if err != nil {
 			return nil, err
 		}
-		if n, ok := o.(*nodeInfo); ok {
-			n.Images = slices.DeleteFunc(n.Images, func(h unique.Handle[string]) bool {
-				return !s.Owns(registryOfImageKey(h.Value()))
-			})
+		if x, ok := o.(T); ok {
+			keepOwned(x)
 		}
 		return o, nil
 	}
