@@ -17,7 +17,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"sort"
 	"strings"
 	"time"
@@ -293,25 +292,4 @@ func ParsePlatform(s string) (osName, arch, variant string, err error) {
 		variant = parts[2]
 	}
 	return parts[0], parts[1], variant, nil
-}
-
-// FileNames lists the paths in a layer, for tests and humans.
-func FileNames(l v1.Layer) ([]string, error) {
-	rc, err := l.Uncompressed()
-	if err != nil {
-		return nil, fmt.Errorf("open layer: %w", err)
-	}
-	defer rc.Close()
-	tr := tar.NewReader(rc)
-	var names []string
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return names, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("read layer: %w", err)
-		}
-		names = append(names, path.Clean("/"+h.Name))
-	}
 }
