@@ -587,6 +587,11 @@ func TestHelmValues(t *testing.T) {
 	if len(dt.OfKind(objs, "ServiceMonitor"))+len(dt.OfKind(objs, "PrometheusRule")) != 0 {
 		t.Error("serviceMonitor/prometheusRule.enabled=false still render them")
 	}
+	// Without discovery no informer watches workloads: the role drops them.
+	if got, want := rules(t, dt.Find(t, objs, "ClusterRole", "imagepull-exporter")),
+		[]rule{{[]string{""}, []string{"pods", "nodes"}, []string{"list", "watch"}}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("kube.discoverTargets=false: ClusterRole rules %v, want %v", got, want)
+	}
 	other := dt.HelmTemplate(t, "fullnameOverride=probe", "serviceMonitor.additionalLabels.release=kps")
 	sm := dt.Find(t, other, "ServiceMonitor", "probe")
 	if dt.Get(sm, "metadata", "labels", "release") != "kps" || dt.Get(sm, "spec", "endpoints", "0", "relabelings", "0", "replacement") != "imagepull-exporter" {
