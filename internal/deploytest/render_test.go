@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -251,8 +252,8 @@ func TestBaseRBAC(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("base ClusterRole rules\n got %v\nwant %v", got, want)
 	}
-	if len(OfKindNames(objs, "ClusterRole")) != 1 || len(OfKindNames(objs, "Role")) != 0 {
-		t.Errorf("the base must have one ClusterRole and no Role: %v %v", OfKindNames(objs, "ClusterRole"), OfKindNames(objs, "Role"))
+	if len(ofKindNames(objs, "ClusterRole")) != 1 || len(ofKindNames(objs, "Role")) != 0 {
+		t.Errorf("the base must have one ClusterRole and no Role: %v %v", ofKindNames(objs, "ClusterRole"), ofKindNames(objs, "Role"))
 	}
 	crb := dt.Find(t, objs, "ClusterRoleBinding", "imagepull-exporter")
 	if dt.Get(crb, "roleRef", "name") != "imagepull-exporter" ||
@@ -265,8 +266,8 @@ func TestBaseRBAC(t *testing.T) {
 	}
 }
 
-// OfKindNames lists the names of the objects of kind.
-func OfKindNames(objs []dt.Object, kind string) []string {
+// ofKindNames lists the names of the objects of kind.
+func ofKindNames(objs []dt.Object, kind string) []string {
 	var out []string
 	for _, o := range dt.OfKind(objs, kind) {
 		out = append(out, o.Name())
@@ -300,13 +301,13 @@ func TestPullSecretsRBAC(t *testing.T) {
 		t.Errorf("binding %v", crb)
 	}
 	for _, o := range base {
-		if o.Kind() == "ClusterRole" && strings.Contains(mustJSON(t, o), "secrets") {
+		if o.Kind() == "ClusterRole" && strings.Contains(mustYAML(t, o), "secrets") {
 			t.Errorf("the base grants something on secrets: %v", o)
 		}
 	}
 }
 
-func mustJSON(t *testing.T, v any) string {
+func mustYAML(t *testing.T, v any) string {
 	t.Helper()
 	b, err := yaml.Marshal(v)
 	if err != nil {
@@ -334,7 +335,7 @@ func TestSharded(t *testing.T) {
 	depTpl := normalize(t, dt.Object(dt.Get(dep, "spec", "template").(map[string]any)))
 	stsArgs := strs(dt.Get(stsTpl, "spec", "containers", "0", "args"))
 	depArgs := strs(dt.Get(depTpl, "spec", "containers", "0", "args"))
-	wantArgs := append(slices.Clone(depArgs), "--shard.from-hostname", "--total-shards="+itoa(int(replicas)))
+	wantArgs := append(slices.Clone(depArgs), "--shard.from-hostname", "--total-shards="+strconv.Itoa(int(replicas)))
 	if !reflect.DeepEqual(stsArgs, wantArgs) {
 		t.Errorf("StatefulSet args %q, want %q", stsArgs, wantArgs)
 	}
@@ -361,11 +362,6 @@ func TestSharded(t *testing.T) {
 	if dt.Get(hs, "spec", "replicas") != float64(5) || !slices.Contains(strs(dt.Get(hs, "spec", "template", "spec", "containers", "0", "args")), "--total-shards=5") {
 		t.Errorf("helm sharding.replicas=5: replicas %v, args %v", dt.Get(hs, "spec", "replicas"), dt.Get(hs, "spec", "template", "spec", "containers", "0", "args"))
 	}
-}
-
-func itoa(i int) string {
-	b, _ := yaml.Marshal(i)
-	return strings.TrimSpace(string(b))
 }
 
 // The node probes: one pod per node with its node name from the downward
@@ -418,7 +414,7 @@ func TestNodeProbe(t *testing.T) {
 		t.Errorf("the node probe must not get an API token: %v %v", spec["automountServiceAccountToken"], spec["serviceAccountName"])
 	}
 	for _, b := range dt.OfKind(objs, "ClusterRoleBinding") {
-		if strings.Contains(mustJSON(t, b["subjects"]), "imagepull-exporter-node") {
+		if strings.Contains(mustYAML(t, b["subjects"]), "imagepull-exporter-node") {
 			t.Errorf("%s binds the node probe's service account", b.Key())
 		}
 	}
