@@ -3,14 +3,12 @@ package collector
 import (
 	"context"
 	"fmt"
-	"sort"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -66,7 +64,8 @@ func probed(s *Scheduler, name string, n uint64) func() bool {
 	}
 }
 
-// gather returns every sample of the collector as "name{labels} value".
+// gather returns every sample of the collector, keyed as testenv.Samples
+// keys them.
 func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
@@ -75,47 +74,14 @@ func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, lp := range m.GetLabel() {
-				ls = append(ls, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
-			}
-			key := mf.GetName() + "{" + strings.Join(ls, ",") + "}"
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				out[key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[key] = m.GetGauge().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out
+	return testenv.Samples(mfs)
 }
 
-// series returns the keys of samples whose name is metric and whose labels
-// contain every one of labels (`k="v"` strings).
+// series returns the keys of samples whose name is metric (or, for a prefix
+// ending in '_', starts with it) and whose labels include every one of
+// labels (`k="v"` strings).
 func series(samples map[string]float64, metric string, labels ...string) []string {
-	var out []string
-	for k := range samples {
-		if !strings.HasPrefix(k, metric+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(k, l) {
-				ok = false
-			}
-		}
-		if ok {
-			out = append(out, k)
-		}
-	}
-	sort.Strings(out)
-	return out
+	return testenv.Series(samples, metric, labels...)
 }
 
 func value(t *testing.T, samples map[string]float64, metric string, labels ...string) float64 {

@@ -9,12 +9,11 @@ package e2e_test
 import (
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
 
 // exporterBin is the exporter binary, built once by TestMain from this
@@ -22,28 +21,16 @@ import (
 var exporterBin string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "imagepull-e2e-")
-	if err != nil {
+	// The exporter's own goroutines (scheduler, informers, reload) run
+	// under the race detector when the tests do.
+	var remove func()
+	var err error
+	if exporterBin, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	exporterBin = filepath.Join(dir, "imagepull_exporter")
-	args := []string{"build", "-o", exporterBin}
-	if raceEnabled {
-		// The exporter's own goroutines (scheduler, informers, reload)
-		// run under the race detector too.
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, "./cmd/imagepull_exporter")...)
-	build.Dir = repoRoot()
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the exporter: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	if code == 0 {
 		if err := goleak.Find(
 			// client-go (the test's kubelet role) and net/http clients
@@ -60,11 +47,4 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// repoRoot is the directory holding go.mod (testenv.RepoRoot needs a
-// testing.TB, which TestMain does not have).
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), ".."))
 }

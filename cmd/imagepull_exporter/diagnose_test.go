@@ -105,11 +105,11 @@ discovery:
 			"--kube.namespaces", ns, "--kube.discover-targets", "--kube.use-pull-secrets")
 		e.waitFor("the join, discovery and the pull secret checks", func() bool {
 			s := e.scrape()
-			up, _ := lookup(s, "imagepull_kube_watch_up", "resource", "pods")
-			waiting, _ := lookup(s, "imagepull_pod_containers_waiting", "namespace", ns, "reason", "ImagePullBackOff")
-			discovered, _ := lookup(s, "imagepull_exporter_targets", "source", "discovered")
-			right, okR := lookup(s, "imagepull_pull_secret_auth_success", "secret", "right")
-			wrong, okW := lookup(s, "imagepull_pull_secret_auth_success", "secret", "wrong")
+			up, _ := lookup(s, "imagepull_kube_watch_up", `resource="pods"`)
+			waiting, _ := lookup(s, "imagepull_pod_containers_waiting", `namespace="`+ns+`"`, `reason="ImagePullBackOff"`)
+			discovered, _ := lookup(s, "imagepull_exporter_targets", `source="discovered"`)
+			right, okR := lookup(s, "imagepull_pull_secret_auth_success", `secret="right"`)
+			wrong, okW := lookup(s, "imagepull_pull_secret_auth_success", `secret="wrong"`)
 			return up == 1 && waiting == 1 && discovered == 2 && okR && right == 1 && okW && wrong == 0
 		})
 		_, body := e.get("/metrics")

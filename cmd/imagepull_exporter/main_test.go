@@ -13,15 +13,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"go.uber.org/goleak"
 
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
@@ -32,27 +28,16 @@ import (
 var binPath string
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "imagepull_exporter-e2e-")
-	if err != nil {
+	// The binary's own goroutines (reload, handlers, scheduler) get the
+	// race detector when the tests do.
+	var remove func()
+	var err error
+	if binPath, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binPath = filepath.Join(dir, "imagepull_exporter")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled {
-		// The binary's own goroutines (reload, handlers, scheduler)
-		// get the race detector too.
-		args = append(args, "-race")
-	}
-	build := exec.Command("go", append(args, ".")...)
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the exporter: %v\n", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
 	code := m.Run()
-	os.RemoveAll(dir)
+	remove()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
@@ -207,53 +192,17 @@ func (e *exporter) scrape() map[string]float64 {
 
 func parseMetrics(t *testing.T, text string) map[string]float64 {
 	t.Helper()
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mfs, err := p.TextToMetricFamilies(strings.NewReader(text))
+	samples, err := testenv.ParseSamples(text)
 	if err != nil {
-		t.Fatalf("parsing metrics: %v", err)
+		t.Fatal(err)
 	}
-	out := map[string]float64{}
-	for name, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, lp := range m.GetLabel() {
-				ls = append(ls, fmt.Sprintf("%s=%q", lp.GetName(), lp.GetValue()))
-			}
-			sort.Strings(ls)
-			key := name + "{" + strings.Join(ls, ",") + "}"
-			switch mf.GetType() {
-			case dto.MetricType_COUNTER:
-				out[key] = m.GetCounter().GetValue()
-			case dto.MetricType_GAUGE:
-				out[key] = m.GetGauge().GetValue()
-			case dto.MetricType_UNTYPED:
-				out[key] = m.GetUntyped().GetValue()
-			case dto.MetricType_HISTOGRAM:
-				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out
+	return samples
 }
 
 // lookup returns the value of the one series of metric whose labels include
 // every `k="v"` in labels.
 func lookup(samples map[string]float64, metric string, labels ...string) (float64, bool) {
-	var found []string
-	for k := range samples {
-		if !strings.HasPrefix(k, metric+"{") {
-			continue
-		}
-		ok := true
-		for _, l := range labels {
-			if !strings.Contains(k, l) {
-				ok = false
-			}
-		}
-		if ok {
-			found = append(found, k)
-		}
-	}
+	found := testenv.Series(samples, metric, labels...)
 	if len(found) != 1 {
 		return 0, false
 	}

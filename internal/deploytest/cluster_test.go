@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -30,17 +29,15 @@ import (
 )
 
 var (
-	exporterOnce sync.Once
-	exporterPath string
-	exporterErr  error
-	exporterDir  string
+	exporterOnce   sync.Once
+	exporterPath   string
+	exporterErr    error
+	exporterRemove = func() {}
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if exporterDir != "" {
-		os.RemoveAll(exporterDir)
-	}
+	exporterRemove()
 	if code == 0 {
 		if err := goleak.Find(
 			// client-go caches TLS transports process-wide; their idle
@@ -58,19 +55,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// exporterBinary builds the exporter once per test binary.
+// exporterBinary builds the exporter once per test binary, without -race:
+// the footprint benchmark measures the binary as deployed.
 func exporterBinary(t testing.TB) string {
 	t.Helper()
 	exporterOnce.Do(func() {
-		exporterDir, exporterErr = os.MkdirTemp("", "deploytest-")
-		if exporterErr != nil {
-			return
-		}
-		exporterPath = filepath.Join(exporterDir, "imagepull_exporter")
-		cmd := exec.Command("go", "build", "-o", exporterPath, "./cmd/imagepull_exporter")
-		cmd.Dir = testenv.RepoRoot(t)
-		if out, err := cmd.CombinedOutput(); err != nil {
-			exporterErr = fmt.Errorf("go build ./cmd/imagepull_exporter: %w\n%s", err, out)
+		var remove func()
+		if exporterPath, remove, exporterErr = testenv.BuildExporter(false); exporterErr == nil {
+			exporterRemove = remove
 		}
 	})
 	if exporterErr != nil {
