@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -46,11 +44,7 @@ type Alertmanager struct {
 func AlertmanagerBin(t testing.TB) string {
 	t.Helper()
 	for _, name := range []string{"alertmanager", "prometheus-alertmanager"} {
-		local := filepath.Join(RepoRoot(t), "bin", name)
-		if _, err := os.Stat(local); err == nil {
-			return local
-		}
-		if p, err := exec.LookPath(name); err == nil {
+		if p, ok := findBin(t, name); ok {
 			return p
 		}
 	}

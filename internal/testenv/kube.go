@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -109,7 +108,7 @@ func StartKube(t testing.TB, opts KubeOptions) *Kube {
 	}, nil, dir)
 	etcd.WaitHTTP("http://"+clientAddr+"/health", http.StatusOK, 30*time.Second, nil)
 
-	admin := randomToken(t)
+	admin := randomHex(16)
 	var tokens strings.Builder
 	// Format: token,user,uid,"group1,group2".
 	fmt.Fprintf(&tokens, "%s,admin,admin,\"system:masters\"\n", admin)
@@ -325,12 +324,6 @@ func (k *Kube) ClusterRoleToken(t testing.TB, clusterRole string) string {
 	return token
 }
 
-// KubectlPath returns bin/kubectl (built by make deps from tools/kube).
-func KubectlPath(t testing.TB) string {
-	t.Helper()
-	return Bin(t, "kubectl")
-}
-
 // Kubectl runs kubectl against the apiserver as the holder of token (the
 // admin when token is empty), with stdin when it is not nil, and returns
 // its combined output. It fails the test only when kubectl cannot run or
@@ -342,7 +335,7 @@ func (k *Kube) Kubectl(t testing.TB, token string, stdin io.Reader, args ...stri
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, KubectlPath(t), append([]string{"--kubeconfig", k.WriteKubeconfig(token)}, args...)...)
+	cmd := exec.CommandContext(ctx, Bin(t, "kubectl"), append([]string{"--kubeconfig", k.WriteKubeconfig(token)}, args...)...)
 	cmd.Stdin = stdin
 	out, err := cmd.CombinedOutput()
 	if ctx.Err() != nil {
@@ -382,15 +375,6 @@ func fnv32(s string) uint32 {
 		h *= 16777619
 	}
 	return h
-}
-
-func randomToken(t testing.TB) string {
-	t.Helper()
-	b := make([]byte, 16)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("testenv: random token: %v", err)
-	}
-	return hex.EncodeToString(b)
 }
 
 // rsaKeyPEM returns a fresh 2048-bit RSA key, PKCS#1 PEM: kube-apiserver

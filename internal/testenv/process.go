@@ -33,8 +33,7 @@ type Process struct {
 }
 
 // StartProcess starts bin with args in dir (a temp dir when empty) and
-// registers its cleanup. It does not wait for readiness: use WaitHTTP or
-// WaitTCP.
+// registers its cleanup. It does not wait for readiness: use WaitHTTP.
 func StartProcess(t testing.TB, name, bin string, args []string, env []string, dir string) *Process {
 	t.Helper()
 	if dir == "" {

@@ -31,15 +31,23 @@ func RepoRoot(t testing.TB) string {
 // install it.
 func Bin(t testing.TB, name string) string {
 	t.Helper()
-	local := filepath.Join(RepoRoot(t), "bin", name)
-	if _, err := os.Stat(local); err == nil {
-		return local
-	}
-	if p, err := exec.LookPath(name); err == nil {
+	if p, ok := findBin(t, name); ok {
 		return p
 	}
 	t.Fatalf("testenv: %s not found in bin/ or PATH; run `make deps` (scripts/install-deps.sh) to install it", name)
 	return ""
+}
+
+// findBin looks name up in bin/, then on PATH.
+func findBin(t testing.TB, name string) (string, bool) {
+	local := filepath.Join(RepoRoot(t), "bin", name)
+	if _, err := os.Stat(local); err == nil {
+		return local, true
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, true
+	}
+	return "", false
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
