@@ -108,16 +108,23 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 		}
 		wantLines(t, out.String(),
 			"CANNOT PULL: tag v1.2.4 not found in "+r.Addr+"/acme/api (the tag exists as v1.2.3)")
-		// Listing tags is a tags/list GET: no manifest GET ever.
+		// Listing tags is a tags/list GET: no manifest GET ever. The
+		// registry logs a request after replying to it: wait for the
+		// listing, the last request diagnose sent, before counting.
+		tagsList := func(l []testenv.AccessLogEntry) bool {
+			for _, e := range l {
+				if strings.HasPrefix(e.UserAgent, "imagepull-diagnose-test") &&
+					strings.HasSuffix(strings.SplitN(e.Path, "?", 2)[0], "/tags/list") {
+					return true
+				}
+			}
+			return false
+		}
+		if !tagsList(r.WaitAccessLogFor(tagsList)) {
+			t.Error("no GET /v2/acme/api/tags/list in the registry's access log")
+		}
 		if gets, _ := r.ManifestRequests(); gets != 0 {
 			t.Errorf("the registry saw %d manifest GETs", gets)
-		}
-		var sawList bool
-		for _, e := range r.AccessLogBy("imagepull-diagnose-test") {
-			sawList = sawList || strings.HasSuffix(strings.SplitN(e.Path, "?", 2)[0], "/tags/list")
-		}
-		if !sawList {
-			t.Error("no GET /v2/acme/api/tags/list in the registry's access log")
 		}
 	})
 

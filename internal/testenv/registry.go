@@ -403,10 +403,19 @@ func (r *Registry) ManifestRequests() (gets, heads int) {
 // registry writes its log line after the reply, so a client can be faster.
 func (r *Registry) WaitAccessLog(n int) []AccessLogEntry {
 	r.t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	return r.WaitAccessLogFor(func(l []AccessLogEntry) bool { return len(l) >= n })
+}
+
+// WaitAccessLogFor waits until ok accepts the access log and returns it.
+// Waiting for the entry a test looks for, not for a count, is what holds
+// when other requests (readiness checks, pushes) are logged too. After 10 s
+// it returns the log as it is, for the caller's assertion to fail on.
+func (r *Registry) WaitAccessLogFor(ok func([]AccessLogEntry) bool) []AccessLogEntry {
+	r.t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		l := r.AccessLog()
-		if len(l) >= n || time.Now().After(deadline) {
+		if ok(l) || time.Now().After(deadline) {
 			return l
 		}
 		time.Sleep(20 * time.Millisecond)

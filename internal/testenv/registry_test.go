@@ -23,12 +23,18 @@ func TestRegistryModes(t *testing.T) {
 			if !strings.HasPrefix(d, "sha256:") || len(d) != 71 {
 				t.Fatalf("digest %q", d)
 			}
-			var puts int
-			for _, e := range r.WaitAccessLog(1) {
-				if e.Method == "PUT" && strings.HasSuffix(e.Path, "/v2/demo/app/manifests/v1") && e.Status == 201 {
-					puts++
+			manifestPuts := func(l []AccessLogEntry) int {
+				n := 0
+				for _, e := range l {
+					if e.Method == "PUT" && strings.HasSuffix(e.Path, "/v2/demo/app/manifests/v1") && e.Status == 201 {
+						n++
+					}
 				}
+				return n
 			}
+			// The readiness check is logged first: wait for the push's
+			// line, which may trail the reply.
+			puts := manifestPuts(r.WaitAccessLogFor(func(l []AccessLogEntry) bool { return manifestPuts(l) > 0 }))
 			if puts != 1 {
 				t.Fatalf("access log has %d manifest PUTs, want 1:\n%v", puts, r.AccessLog())
 			}
