@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -174,12 +173,12 @@ func (j joinOnly) Collect(ch chan<- prometheus.Metric) {
 func BenchmarkKube10kPods(b *testing.B) {
 	k := testenv.StartKube(b, testenv.KubeOptions{})
 	dir := b.TempDir()
-	bin := filepath.Join(dir, "imagepull_exporter")
-	build := exec.Command("go", "build", "-o", bin, "github.com/imagepull/imagepull_exporter/cmd/imagepull_exporter")
-	build.Dir = testenv.RepoRoot(b)
-	if out, err := build.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
+	// Without -race: the figures are the binary's as deployed.
+	bin, remove, err := testenv.BuildExporter(false)
+	if err != nil {
+		b.Fatal(err)
 	}
+	b.Cleanup(remove)
 
 	start := time.Now()
 	createBenchObjects(b, k.Client)
