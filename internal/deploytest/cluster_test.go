@@ -255,35 +255,9 @@ func runExporter(t *testing.T, k *testenv.Kube, bin, token string, rendered []by
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cm := dt.Find(t, objs, "ConfigMap", "imagepull-exporter")
-	// The shipped configuration (modules, discovery) without its public
-	// canary targets: tests send nothing to the internet.
-	var config map[string]any
-	if err := yaml.Unmarshal([]byte(dt.Get(cm, "data", "config.yml").(string)), &config); err != nil {
-		t.Fatal(err)
-	}
-	delete(config, "targets")
-	b, err := yaml.Marshal(config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	addr := testenv.FreeAddr(t)
-	var args []string
 	dep := dt.Find(t, objs, "Deployment", "imagepull-exporter")
-	for _, a := range strs(dt.Get(dep, "spec", "template", "spec", "containers", "0", "args")) {
-		switch {
-		case strings.HasPrefix(a, "--config.file="):
-			a = "--config.file=" + cfg
-		case strings.HasPrefix(a, "--web.listen-address="):
-			a = "--web.listen-address=" + addr
-		}
-		args = append(args, a)
-	}
-	args = append(args, "--kubeconfig="+k.WriteKubeconfig(token))
+	args := deployedArgs(t, k, objs, dep, dir, addr, token, nil)
 	p := testenv.StartProcess(t, "imagepull_exporter", bin, args, []string{"KUBECONFIG=", goMemLimit(t, dep)}, dir)
 	p.WaitHTTP("http://"+addr+"/-/ready", http.StatusOK, time.Minute, nil)
 
@@ -322,6 +296,43 @@ func runExporter(t *testing.T, k *testenv.Kube, bin, token string, rendered []by
 	if out := strings.ToLower(p.Output()); strings.Contains(out, "forbidden") {
 		t.Errorf("the exporter met a forbidden request with this role:\n%s", grepLines(p.Output(), "orbidden"))
 	}
+}
+
+// deployedArgs returns the command line the workload's container runs,
+// pointed at this machine: the rendering's ConfigMap config.yml, written to
+// dir without its public canary targets (tests send nothing to the
+// internet; edit, when not nil, changes more), the listen address addr, and
+// a kubeconfig for token in place of the in-cluster service account.
+func deployedArgs(t testing.TB, k *testenv.Kube, objs []dt.Object, workload dt.Object, dir, addr, token string, edit func(config map[string]any)) []string {
+	t.Helper()
+	cm := dt.Find(t, objs, "ConfigMap", "imagepull-exporter")
+	var config map[string]any
+	if err := yaml.Unmarshal([]byte(dt.Get(cm, "data", "config.yml").(string)), &config); err != nil {
+		t.Fatal(err)
+	}
+	delete(config, "targets")
+	if edit != nil {
+		edit(config)
+	}
+	b, err := yaml.Marshal(config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var args []string
+	for _, a := range strs(dt.Get(workload, "spec", "template", "spec", "containers", "0", "args")) {
+		switch {
+		case strings.HasPrefix(a, "--config.file="):
+			a = "--config.file=" + cfg
+		case strings.HasPrefix(a, "--web.listen-address="):
+			a = "--web.listen-address=" + addr
+		}
+		args = append(args, a)
+	}
+	return append(args, "--kubeconfig="+k.WriteKubeconfig(token))
 }
 
 func grepLines(s, sub string) string {

@@ -1,8 +1,8 @@
 // Package deploytest renders what deploy/ ships — the kustomize base and
-// overlays, the Helm chart — into Kubernetes objects, and fetches the
-// prometheus-operator CRDs they need, for the tests in this directory:
-// rendering and Helm/kustomize parity without a cluster, and against a real
-// kube-apiserver the server-side dry runs and the RBAC proofs. The tools are
+// overlays, the Helm chart — into Kubernetes objects, for the tests in this
+// directory: rendering and Helm/kustomize parity without a cluster, and
+// against a real kube-apiserver the server-side dry runs and the RBAC
+// proofs. The tools are
 // the project's: bin/kubectl (kustomize is built in) and bin/helm, and the
 // prometheus-operator CRDs in bin/crds (testenv.PrometheusOperatorCRDs), all
 // from `make deps`.

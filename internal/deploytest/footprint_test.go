@@ -21,7 +21,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
-	"sigs.k8s.io/yaml"
 
 	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
@@ -77,35 +76,17 @@ func BenchmarkFootprint(b *testing.B) {
 		b.Fatal(err)
 	}
 	dir := b.TempDir()
-	var config map[string]any
-	if err := yaml.Unmarshal([]byte(dt.Get(dt.Find(b, objs, "ConfigMap", "imagepull-exporter"), "data", "config.yml").(string)), &config); err != nil {
-		b.Fatal(err)
-	}
-	delete(config, "targets")
-	// The local registry speaks plain HTTP.
-	config["modules"].(map[string]any)["discovered"].(map[string]any)["plain_http"] = true
-	cb, _ := yaml.Marshal(config)
-	cfg := filepath.Join(dir, "config.yml")
-	if err := os.WriteFile(cfg, cb, 0o600); err != nil {
-		b.Fatal(err)
-	}
 	addr := testenv.FreeAddr(b)
-	var args []string
-	for _, a := range strs(dt.Get(dt.Find(b, objs, "Deployment", "imagepull-exporter"), "spec", "template", "spec", "containers", "0", "args")) {
-		switch {
-		case strings.HasPrefix(a, "--config.file="):
-			a = "--config.file=" + cfg
-		case strings.HasPrefix(a, "--web.listen-address="):
-			a = "--web.listen-address=" + addr
-		}
-		args = append(args, a)
-	}
-	args = append(args, "--kubeconfig="+k.WriteKubeconfig(token))
+	dep := dt.Find(b, objs, "Deployment", "imagepull-exporter")
+	args := deployedArgs(b, k, objs, dep, dir, addr, token, func(config map[string]any) {
+		// The local registry speaks plain HTTP.
+		config["modules"].(map[string]any)["discovered"].(map[string]any)["plain_http"] = true
+	})
 	bin := exporterBinary(b)
 
 	b.ResetTimer()
 	started := time.Now()
-	p := testenv.StartProcess(b, "imagepull_exporter", bin, args, []string{"KUBECONFIG=", goMemLimit(b, dt.Find(b, objs, "Deployment", "imagepull-exporter"))}, dir)
+	p := testenv.StartProcess(b, "imagepull_exporter", bin, args, []string{"KUBECONFIG=", goMemLimit(b, dep)}, dir)
 	p.WaitHTTP("http://"+addr+"/-/ready", http.StatusOK, 5*time.Minute, nil)
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
