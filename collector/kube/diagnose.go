@@ -409,7 +409,7 @@ func suggestTag(missing string, tags []string) string {
 	}
 	cs := make([]cand, 0, len(tags))
 	for _, t := range tags {
-		cs = append(cs, cand{t, editDistance(strings.ToLower(missing), strings.ToLower(t)), commonPrefix(missing, t)})
+		cs = append(cs, cand{t, collector.EditDistance(strings.ToLower(missing), strings.ToLower(t)), commonPrefix(missing, t)})
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if cs[i].dist != cs[j].dist {
@@ -437,26 +437,6 @@ func commonPrefix(a, b string) int {
 		n++
 	}
 	return n
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func rateLimitText(rl *probe.RateLimit) string {
