@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -100,17 +99,15 @@ func (r *probeRun) credentialRef() Reference {
 // any request the mirror saw.
 func (r *probeRun) endpointTransport(rt http.RoundTripper) http.RoundTripper {
 	if e := r.t.Endpoint; e != nil && e.HTTPFallback && !r.m.PlainHTTP {
-		return &httpFallback{base: rt, host: e.Host}
+		return &httpFallback{base: rt, host: e.Host, p: r.p}
 	}
 	return rt
 }
 
-// plainHTTPHosts remembers mirrors found to speak plain HTTP, so that warm
-// probes go straight to http:// instead of failing a TLS handshake first
-// every time. An entry is trusted for plainHTTPMemory, then https is tried
-// again (a mirror may gain a certificate).
-var plainHTTPHosts sync.Map // host -> time.Time
-
+// plainHTTPMemory is how long a mirror found to speak plain HTTP is sent
+// straight to http://, so that warm probes do not fail a TLS handshake
+// first every time; then https is tried again (a mirror may gain a
+// certificate). The Prober remembers such hosts (Prober.plainHTTP).
 const plainHTTPMemory = 10 * time.Minute
 
 // httpFallback is containerd's docker.NewHTTPFallback in spirit: send over
@@ -119,13 +116,14 @@ const plainHTTPMemory = 10 * time.Minute
 type httpFallback struct {
 	base http.RoundTripper
 	host string
+	p    *Prober
 }
 
 func (f *httpFallback) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.URL.Scheme != "https" || !strings.EqualFold(req.URL.Host, f.host) {
 		return f.base.RoundTrip(req)
 	}
-	if t, ok := plainHTTPHosts.Load(f.host); ok && time.Since(t.(time.Time)) < plainHTTPMemory {
+	if f.p.knownPlainHTTP(f.host) {
 		return f.base.RoundTrip(plainHTTP(req))
 	}
 	resp, err := f.base.RoundTrip(req)
@@ -135,8 +133,19 @@ func (f *httpFallback) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.GetBody == nil {
 		return nil, err // the body is spent and cannot be sent again
 	}
-	plainHTTPHosts.Store(f.host, time.Now())
+	f.p.mu.Lock()
+	f.p.plainHTTP[f.host] = time.Now()
+	f.p.mu.Unlock()
 	return f.base.RoundTrip(plainHTTP(req))
+}
+
+// knownPlainHTTP reports whether host was found to speak plain HTTP within
+// plainHTTPMemory.
+func (p *Prober) knownPlainHTTP(host string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.plainHTTP[host]
+	return ok && time.Since(t) < plainHTTPMemory
 }
 
 // plainHTTP clones req with the http scheme and a fresh body.

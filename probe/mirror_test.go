@@ -90,6 +90,13 @@ func TestMirrorEndpoint(t *testing.T) {
 		if !strings.HasPrefix(res.Requests[0].URL, "http://") {
 			t.Errorf("warm probe sent %s, want straight to http:// (the mirror is known to speak plain HTTP)", res.Requests[0].URL)
 		}
+		// The Prober remembers it, and Close forgets it with the rest.
+		p.Close()
+		res = probe(t, p, tg)
+		wantSuccess(t, res, digest)
+		if got := kinds(res); got != "ping ping manifest_head" || !strings.HasPrefix(res.Requests[0].URL, "https://") {
+			t.Errorf("first probe after Close:\n%s\nwant https tried again first", requestsLine(res))
+		}
 	})
 }
 

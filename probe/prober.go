@@ -46,6 +46,7 @@ type Prober struct {
 	mu         sync.Mutex
 	transports map[transportKey]*transportEntry
 	auths      map[authKey]authState
+	plainHTTP  map[string]time.Time // mirror hosts found to speak plain HTTP, and when (mirror.go)
 	lastSweep  time.Time
 }
 
@@ -92,6 +93,7 @@ func NewProber(opts ProberOptions) *Prober {
 		opts:       opts,
 		transports: make(map[transportKey]*transportEntry),
 		auths:      make(map[authKey]authState),
+		plainHTTP:  make(map[string]time.Time),
 	}
 }
 
@@ -105,6 +107,7 @@ func (p *Prober) Close() {
 		delete(p.transports, k)
 	}
 	clear(p.auths)
+	clear(p.plainHTTP)
 }
 
 // sweep drops cache entries nobody used for a long time (targets removed by
@@ -125,6 +128,11 @@ func (p *Prober) sweep(now time.Time) {
 	for k, s := range p.auths {
 		if now.Sub(s.staleAt) > unusedTTL {
 			delete(p.auths, k)
+		}
+	}
+	for host, t := range p.plainHTTP {
+		if time.Since(t) >= plainHTTPMemory {
+			delete(p.plainHTTP, host)
 		}
 	}
 }
