@@ -3,7 +3,6 @@ package collector
 import (
 	"fmt"
 	"io"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
@@ -12,9 +11,9 @@ import (
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
-// WriteResult prints a probe result for humans: what /probe?debug=true and
+// writeResult prints a probe result for humans: what /probe?debug=true and
 // the `probe` command show.
-func WriteResult(w io.Writer, res probe.Result) {
+func writeResult(w io.Writer, res probe.Result) {
 	p := func(k, format string, args ...any) {
 		fmt.Fprintf(w, "%-12s %s\n", k+":", fmt.Sprintf(format, args...))
 	}
@@ -74,9 +73,9 @@ func WriteResult(w io.Writer, res probe.Result) {
 	p("requests", "%d (%s)", len(res.Requests), strings.Join(kinds, ", "))
 }
 
-// WriteRequestLog prints every request of a probe with its (already
+// writeRequestLog prints every request of a probe with its (already
 // redacted) headers.
-func WriteRequestLog(w io.Writer, res probe.Result) {
+func writeRequestLog(w io.Writer, res probe.Result) {
 	for i, rq := range res.Requests {
 		status := statusCode(rq.Status)
 		fmt.Fprintf(w, "%d. %s %s %s -> %s in %s\n", i+1, rq.Kind, rq.Method, rq.URL, status, rq.Duration.Round(10*time.Microsecond))
@@ -115,20 +114,19 @@ var credentialRE = regexp.MustCompile(`(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9\-._
 
 const redacted = "<redacted>"
 
-// newRedactor collects the secrets of module m and of the credentials its
-// keychain resolves for ref.
-func newRedactor(m probe.Module, kc probe.Keychain, ref probe.Reference) *redactor {
+// newRedactor collects the secrets of module m: its password and the
+// credentials its keychain resolves for ref (the password file's, the docker
+// config's), read as the probe read them.
+func newRedactor(m probe.Module, ref probe.Reference) *redactor {
 	r := &redactor{}
 	r.add(string(m.Auth.Password))
-	if m.Auth.PasswordFile != "" {
-		if b, err := os.ReadFile(m.Auth.PasswordFile); err == nil {
-			r.add(strings.TrimSpace(string(b)))
-		}
-	}
-	if kc != nil {
+	if kc, err := probe.ModuleKeychain(m); err == nil {
 		if creds, err := kc.Resolve(ref); err == nil {
 			for _, c := range creds {
+				// Also without surrounding white space: a password file
+				// may end in more than the one newline the keychain trims.
 				r.add(string(c.Password))
+				r.add(strings.TrimSpace(string(c.Password)))
 				r.add(string(c.IdentityToken))
 			}
 		}
@@ -169,11 +167,10 @@ func (r *redactor) Redact(s string) string {
 // `probe` command prints.
 func WriteRedacted(w io.Writer, res probe.Result, m probe.Module, withRequests bool) {
 	var b strings.Builder
-	WriteResult(&b, res)
+	writeResult(&b, res)
 	if withRequests {
 		b.WriteString("\nrequests:\n")
-		WriteRequestLog(&b, res)
+		writeRequestLog(&b, res)
 	}
-	kc, _ := probe.ModuleKeychain(m)
-	_, _ = io.WriteString(w, newRedactor(m, kc, res.Ref).Redact(b.String()))
+	_, _ = io.WriteString(w, newRedactor(m, res.Ref).Redact(b.String()))
 }

@@ -123,14 +123,13 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	kc, _ := probe.ModuleKeychain(m)
-	red := newRedactor(m, kc, ref)
+	red := newRedactor(m, ref)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Probe of %s with module %q, timeout %s\n\n", ref, modName, timeout)
 	fmt.Fprintln(&b, "Requests:")
-	WriteRequestLog(&b, res)
+	writeRequestLog(&b, res)
 	fmt.Fprintln(&b, "\nResult:")
-	WriteResult(&b, res)
+	writeResult(&b, res)
 	fmt.Fprintln(&b, "\nMetrics:")
 	if mfs, err := reg.Gather(); err == nil {
 		for _, mf := range mfs {

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -165,7 +167,7 @@ func TestProbeTimeout(t *testing.T) {
 }
 
 func TestRedactor(t *testing.T) {
-	r := newRedactor(probe.Module{Auth: probe.AuthConfig{Username: "alice", Password: "hunter22"}}, nil, probe.Reference{})
+	r := newRedactor(probe.Module{Auth: probe.AuthConfig{Username: "alice", Password: "hunter22"}}, probe.Reference{})
 	for in, want := range map[string]string{
 		"password hunter22 here":                                                        "password <redacted> here",
 		"> Authorization: Bearer eyJhbGciOiJFUzI1NiJ9":                                  "> Authorization: Bearer <redacted>",
@@ -178,6 +180,19 @@ func TestRedactor(t *testing.T) {
 		if got := r.Redact(in); got != want {
 			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The secrets of a password_file module come from its keychain, which trims
+// one trailing newline: a file with more still has its password redacted.
+func TestRedactorPasswordFile(t *testing.T) {
+	pwFile := filepath.Join(t.TempDir(), "pw")
+	if err := os.WriteFile(pwFile, []byte("file-pass-1234\n\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r := newRedactor(probe.Module{Auth: probe.AuthConfig{Username: "bob", PasswordFile: pwFile}}, probe.Reference{})
+	if got, want := r.Redact("said file-pass-1234 twice: file-pass-1234."), "said <redacted> twice: <redacted>."; got != want {
+		t.Errorf("Redact = %q, want %q", got, want)
 	}
 }
 
