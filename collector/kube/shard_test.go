@@ -180,12 +180,7 @@ func seriesOf(t *testing.T, g prometheus.Gatherer) (map[string]int, map[string]b
 func closedPortOwnedBy(t *testing.T, s collector.Sharding, avoid map[string]bool) string {
 	t.Helper()
 	for i := 0; i < 1000; i++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
+		addr := testenv.FreeAddr(t)
 		if s.Owns(addr) && !avoid[addr] {
 			avoid[addr] = true
 			return addr
