@@ -21,6 +21,7 @@ type RequestBudget struct {
 	mu        sync.Mutex
 	buckets   map[string]*bucket
 	exhausted map[string]uint64 // probes skipped, per registry
+	lastSweep time.Time
 }
 
 type bucket struct {
@@ -38,10 +39,24 @@ func NewRequestBudget(perMinute float64, now func() time.Time) *RequestBudget {
 		buckets: map[string]*bucket{}, exhausted: map[string]uint64{}}
 }
 
+// bucketIdle is how long a bucket must go untouched to be dropped: by then
+// it has refilled from its deepest debt (one minute's worth) to full, so a
+// new bucket is the same. Dropping them keeps the map to the registries
+// probed lately: /probe takes any registry a caller names.
+const bucketIdle = 2 * time.Minute
+
 func (b *RequestBudget) refill(registry string) *bucket {
 	now := b.now()
 	bk, ok := b.buckets[registry]
 	if !ok {
+		if now.Sub(b.lastSweep) >= bucketIdle {
+			b.lastSweep = now
+			for reg, old := range b.buckets {
+				if now.Sub(old.last) >= bucketIdle {
+					delete(b.buckets, reg)
+				}
+			}
+		}
 		bk = &bucket{tokens: b.perMinute, last: now}
 		b.buckets[registry] = bk
 		return bk
