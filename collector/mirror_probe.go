@@ -144,9 +144,6 @@ func (s *Scheduler) probeMirrors(ctx context.Context, r *runner) {
 		cancel()
 		s.budget.Charge(host, len(res.Requests))
 		s.regMu.Lock()
-		if s.mirrorRequests == nil {
-			s.mirrorRequests = map[mirrorRequestKey]uint64{}
-		}
 		for _, rq := range res.Requests {
 			s.mirrorRequests[mirrorRequestKey{host, upstream, rq.Kind, statusCode(rq.Status)}]++
 		}

@@ -197,6 +197,8 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		certExpiry: map[string]time.Time{},
 		requests:   map[requestKey]uint64{},
 		malformed:  map[malformedKey]uint64{},
+
+		mirrorRequests: map[mirrorRequestKey]uint64{},
 	}
 }
 
@@ -352,20 +354,54 @@ func (s *Scheduler) reconcile() {
 	for _, r := range added {
 		s.start(r)
 	}
+	s.pruneRegistrySeries()
+}
 
-	// Registry-wide series of registries nothing probes any more go too.
+// pruneRegistrySeries drops the registry-wide state of registries nothing
+// probes any more, and the request counters of mirrors no target uses any
+// more: like the per-target series, they go with what they were about, so
+// that registries discovered from pods that came and went do not pile up.
+// s.mu is held.
+func (s *Scheduler) pruneRegistrySeries() {
+	mirrors := map[mirrorKey]bool{}
+	for _, r := range s.runners {
+		r.mu.Lock()
+		for _, m := range r.mirrors {
+			mirrors[mirrorKey{m.plan.host.Host, r.spec.ref.Registry}] = true
+		}
+		r.mu.Unlock()
+	}
+	probed := func(registry string) bool {
+		_, ok := s.byRegistry[registry]
+		return ok
+	}
 	s.regMu.Lock()
+	defer s.regMu.Unlock()
 	for k := range s.rateLimits {
-		if _, ok := s.byRegistry[k.registry]; !ok {
+		if !probed(k.registry) {
 			delete(s.rateLimits, k)
 		}
 	}
 	for reg := range s.certExpiry {
-		if _, ok := s.byRegistry[reg]; !ok {
+		if !probed(reg) {
 			delete(s.certExpiry, reg)
 		}
 	}
-	s.regMu.Unlock()
+	for k := range s.requests {
+		if !probed(k.registry) {
+			delete(s.requests, k)
+		}
+	}
+	for k := range s.malformed {
+		if !probed(k.registry) {
+			delete(s.malformed, k)
+		}
+	}
+	for k := range s.mirrorRequests {
+		if !mirrors[mirrorKey{k.mirror, k.upstream}] {
+			delete(s.mirrorRequests, k)
+		}
+	}
 }
 
 func (s *Scheduler) sortedRunners() []*runner {

@@ -463,3 +463,58 @@ type staticKeychain struct{}
 func (staticKeychain) Resolve(probe.Reference) ([]probe.Credential, error) {
 	return []probe.Credential{{Username: "pod", Password: "not-a-real-password", Source: "secret test/pull"}}, nil
 }
+
+// A reload that removes the last target of a registry removes every series
+// about that registry (request and malformed-header counters, rate limit,
+// certificate expiry), and one that drops a mirror drops its request
+// counter; the registry that stays keeps its counts.
+func TestReloadDropsRegistrySeries(t *testing.T) {
+	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0 }})
+	quay := tc(t, "quay", "quay.io/prometheus/busybox:latest", time.Minute)
+	ghcr := tc(t, "ghcr", "ghcr.io/acme/app:v1", time.Minute)
+	withMirror := testConfig(quay, ghcr)
+	withMirror.mirrorChains = map[string][]MirrorHost{"quay.io": {
+		{Host: "mirror.example", Path: "/v2", ForTags: true, ForDigests: true, key: "https://mirror.example/v2"},
+		{Host: "quay.io", Upstream: true, ForTags: true, ForDigests: true, key: "upstream"},
+	}}
+	s.ApplyConfig(withMirror)
+	res := func(ref probe.Reference) probe.Result {
+		return probe.Result{Ref: ref, Start: t0, Success: true, Digest: "sha256:1", Phases: phases(time.Millisecond, time.Millisecond),
+			RateLimit: &probe.RateLimit{Limit: 10, Remaining: 9}, TLSCertExpiry: t0.Add(time.Hour),
+			MalformedHeaderNames: []string{probe.HeaderRetryAfter},
+			Requests:             []probe.Request{{Kind: probe.KindManifestHead, Method: "HEAD", Status: 200}}}
+	}
+	feed(s, "quay", res(quay.Ref))
+	feed(s, "ghcr", res(ghcr.Ref))
+	s.regMu.Lock()
+	s.mirrorRequests[mirrorRequestKey{"mirror.example", "quay.io", probe.KindManifestHead, "200"}]++
+	s.regMu.Unlock()
+
+	registryWide := []string{"imagepull_registry_requests_total", "imagepull_malformed_headers_total",
+		"imagepull_ratelimit_remaining", "imagepull_tls_cert_expiry_timestamp_seconds"}
+	m := gather(t, s)
+	for _, metric := range registryWide {
+		for _, reg := range []string{"quay.io", "ghcr.io"} {
+			if ks := series(m, metric, `registry="`+reg+`"`); len(ks) != 1 {
+				t.Fatalf("before the reload, %s for %s: %v", metric, reg, ks)
+			}
+		}
+	}
+	if ks := series(m, "imagepull_mirror_requests_total", `mirror="mirror.example"`); len(ks) != 1 {
+		t.Fatalf("before the reload, mirror requests: %v", ks)
+	}
+
+	s.ApplyConfig(testConfig(quay)) // ghcr.io's only target and quay.io's mirror go
+	m = gather(t, s)
+	for _, metric := range registryWide {
+		if ks := series(m, metric, `registry="ghcr.io"`); len(ks) != 0 {
+			t.Errorf("after the reload, ghcr.io is probed no more but has %v", ks)
+		}
+		if ks := series(m, metric, `registry="quay.io"`); len(ks) != 1 {
+			t.Errorf("after the reload, quay.io's %s: %v, want it kept", metric, ks)
+		}
+	}
+	if ks := series(m, "imagepull_mirror_requests_total"); len(ks) != 0 {
+		t.Errorf("after the reload, the dropped mirror's requests are still counted: %v", ks)
+	}
+}
