@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"sort"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -102,8 +101,6 @@ func (h *histogram) observe(v float64) {
 	h.count++
 	h.sum += v
 }
-
-func (h histogram) clone() histogram { return h }
 
 func (h histogram) buckets() map[float64]uint64 {
 	m := make(map[float64]uint64, len(manifestBuckets))
@@ -248,12 +245,7 @@ func resultSnapshot(name string, res probe.Result) Snapshot {
 	if !res.TLSCertExpiry.IsZero() {
 		snap.CertExpiry[reg] = res.TLSCertExpiry
 	}
-	for _, rq := range res.Requests {
-		snap.requests[requestKey{reg, rq.Kind, statusCode(rq.Status)}]++
-	}
-	for _, h := range malformedHeaders(&res) {
-		snap.malformed[malformedKey{reg, h}]++
-	}
+	countRequests(snap.requests, snap.malformed, reg, &res)
 	return snap
 }
 
@@ -266,12 +258,16 @@ func (c snapshotCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) { collectSnapshot(ch, &c.snap) }
 
-// malformedHeaders lists the names of the malformed headers of a result, one
-// per malformed value, sorted.
-func malformedHeaders(res *probe.Result) []string {
-	names := append([]string(nil), res.MalformedHeaderNames...)
-	sort.Strings(names)
-	return names
+// countRequests adds the requests of res, and its malformed header values,
+// to the per-registry counters of reg: the scheduler's running totals, or
+// /probe's counts of one probe.
+func countRequests(requests map[requestKey]uint64, malformed map[malformedKey]uint64, reg string, res *probe.Result) {
+	for _, rq := range res.Requests {
+		requests[requestKey{reg, rq.Kind, statusCode(rq.Status)}]++
+	}
+	for _, h := range res.MalformedHeaderNames {
+		malformed[malformedKey{reg, h}]++
+	}
 }
 
 // reachedManifest reports whether the probe sent its manifest HEAD: only

@@ -139,9 +139,7 @@ func (s *Scheduler) probeMirrors(ctx context.Context, r *runner) {
 			s.logger.Debug("mirror probe skipped: the mirror's request budget is spent", "target", r.spec.name, "mirror", host)
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, t.Module.Timeout)
-		res := s.prober.Probe(pctx, t)
-		cancel()
+		res := s.prober.Probe(ctx, t) // bounded by the module's timeout
 		s.budget.Charge(host, len(res.Requests))
 		s.regMu.Lock()
 		for _, rq := range res.Requests {

@@ -459,9 +459,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 	}
 	t := probe.Target{Ref: r.spec.ref, ModuleName: r.spec.moduleName, Module: r.spec.module,
 		Keychain: r.keychain.Load().kc}
-	pctx, cancel := context.WithTimeout(ctx, r.spec.module.Timeout)
-	res := s.prober.Probe(pctx, t)
-	cancel()
+	res := s.prober.Probe(ctx, t) // bounded by the module's timeout
 	s.budget.Charge(reg, len(res.Requests))
 	s.recordRegistry(reg, &res)
 	if ctx.Err() != nil {
@@ -505,12 +503,7 @@ func (r *runner) record(res probe.Result) {
 func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	for _, rq := range res.Requests {
-		s.requests[requestKey{reg, rq.Kind, statusCode(rq.Status)}]++
-	}
-	for _, h := range malformedHeaders(res) {
-		s.malformed[malformedKey{reg, h}]++
-	}
+	countRequests(s.requests, s.malformed, reg, res)
 	if res.RateLimit != nil {
 		s.rateLimits[rateLimitKey{reg, res.RateLimit.Source}] = rateLimitEntry{*res.RateLimit, s.now()}
 	}
@@ -595,7 +588,7 @@ func (s *Scheduler) Snapshot() Snapshot {
 			Module: r.spec.moduleName, Interval: r.spec.interval,
 			Last: st.last, LastSuccess: st.lastSuccess, Digest: st.digest, MediaType: st.mediaType,
 			Successes: st.successes, Failures: st.failures, DigestChanges: st.digestChanges,
-			AuthChecked: st.authChecked, AuthOK: st.authOK, hist: st.hist.clone(),
+			AuthChecked: st.authChecked, AuthOK: st.authOK, hist: st.hist,
 		})
 	}
 
