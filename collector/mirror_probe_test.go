@@ -39,30 +39,19 @@ func copyImage(t *testing.T, from, to *testenv.Registry, repo, tag string) {
 	to.PushImage(t, repo, tag, img)
 }
 
-// gatherSeries returns the exposition of g as "name{labels} value" lines
-// for the named metric families.
+// gatherSeries returns the samples of g (keyed as testenv.Samples keys
+// them) of the named metric families only.
 func gatherSeries(t *testing.T, g prometheus.Gatherer, names ...string) map[string]float64 {
 	t.Helper()
 	mfs, err := g.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{}
-	for _, n := range names {
-		want[n] = true
-	}
+	all := testenv.Samples(mfs)
 	out := map[string]float64{}
-	for _, mf := range mfs {
-		if !want[mf.GetName()] {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var ls []string
-			for _, l := range m.GetLabel() {
-				ls = append(ls, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
-			}
-			v := m.GetGauge().GetValue() + m.GetCounter().GetValue()
-			out[mf.GetName()+"{"+strings.Join(ls, ",")+"}"] = v
+	for _, name := range names {
+		for _, k := range testenv.Series(all, name) {
+			out[k] = all[k]
 		}
 	}
 	return out
