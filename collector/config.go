@@ -34,10 +34,6 @@ const DefaultConfigName = "default.yml (embedded)"
 //go:embed default.yml
 var defaultConfigYAML []byte
 
-// DefaultConfigYAML returns the embedded default configuration, used when no
-// --config.file is given.
-func DefaultConfigYAML() []byte { return bytes.Clone(defaultConfigYAML) }
-
 // Config is the configuration file: modules say how to probe, targets say what.
 // Its YAML schema is a contract: extend it, never rename a key.
 type Config struct {
@@ -264,6 +260,7 @@ var (
 	unknownFieldRE = regexp.MustCompile(`^line (\d+): field (.*) not found in type (.*)$`)
 	cannotRE       = regexp.MustCompile("(?s)^line (\\d+): cannot unmarshal (!!\\w+)(?: `(.*)`)? into (.*)$")
 	dupKeyRE       = regexp.MustCompile(`^line (\d+): mapping key "(.*)" already defined at line (\d+)$`)
+	otherLineRE    = regexp.MustCompile(`^line (\d+): (.*)$`)
 )
 
 // rewordDecodeError turns one of yaml.v3's decode errors into one that names
@@ -337,7 +334,7 @@ func (p *parser) rewordDecodeError(e string) {
 		p.addf(line, "key %q is already set at line %s; remove one of them", m[2], m[3])
 		return
 	}
-	if m := regexp.MustCompile(`^line (\d+): (.*)$`).FindStringSubmatch(e); m != nil {
+	if m := otherLineRE.FindStringSubmatch(e); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		p.addf(line, "%s", m[2])
 		return

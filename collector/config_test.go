@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -292,7 +293,7 @@ func FuzzLoadConfig(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	f.Add(DefaultConfigYAML())
+	f.Add(bytes.Clone(defaultConfigYAML))
 	f.Add([]byte("modules: {a: {timeout: 1s, interval: 1s}}\ntargets: [{image: nginx, module: a}, {image: nginx}]"))
 	f.Add([]byte("&a [*a]"))
 	f.Add([]byte("modules: &m {default: *m}"))

@@ -20,8 +20,10 @@ type ProbeStatus interface {
 	// CauseUnprobed when no target covers the registry. The registry is the
 	// normalised host ("docker.io" for Docker Hub). When targets of one
 	// registry disagree, a failure that is about the registry itself (dns,
-	// connect, tls, timeout, server_error, rate_limited, unauthorized) wins
-	// over per-image results (not_found, forbidden).
+	// connect, tls, timeout, server_error, rate_limited, unauthorized,
+	// protocol) wins over per-image results (not_found, forbidden); an
+	// unauthorized answer to pull secrets is per credential, not the
+	// registry's (Scheduler.RegistryCause has the full precedence).
 	RegistryCause(registry string) string
 	// TagResult returns the latest probe result of registry/repository:tag:
 	// the digest the registry serves now, or the failure reason; ok is false
