@@ -56,6 +56,12 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	if cmd != d.pod.FullCommand() && cmd != d.image.FullCommand() {
 		return 0, false
 	}
+	// A usage error is said before any file is read or cluster asked.
+	ns, name, found := strings.Cut(d.podName, "/")
+	if cmd == d.pod.FullCommand() && (!found || ns == "" || name == "") {
+		fmt.Fprintf(stderr, "%s: diagnose pod wants NAMESPACE/NAME, got %q\n", programName, d.podName)
+		return exitUsage, true
+	}
 	cfg, err := loadConfig(*d.configFile)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -85,11 +91,6 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	var pullable bool
 	switch cmd {
 	case d.pod.FullCommand():
-		ns, name, found := strings.Cut(d.podName, "/")
-		if !found || ns == "" || name == "" {
-			fmt.Fprintf(stderr, "%s: diagnose pod wants NAMESPACE/NAME, got %q\n", programName, d.podName)
-			return exitUsage, true
-		}
 		pullable, err = dg.DiagnosePod(ctx, ns, name)
 	default:
 		sa := d.serviceAccount

@@ -89,6 +89,11 @@ discovery:
 			!strings.Contains(errOut, "diagnose pod wants NAMESPACE/NAME") {
 			t.Errorf("diagnose pod no-slash: exit %d, want %d\n%s", code, exitUsage, errOut)
 		}
+		// The usage error comes first, before the configuration is read.
+		if _, errOut, code := runBinary(t, "--config.file", filepath.Join(dir, "nonexistent.yml"), "diagnose", "pod", "no-slash"); code != exitUsage ||
+			!strings.Contains(errOut, "diagnose pod wants NAMESPACE/NAME") {
+			t.Errorf("diagnose pod no-slash with a missing config file: exit %d, want %d\n%s", code, exitUsage, errOut)
+		}
 	})
 
 	t.Run("diagnose image", func(t *testing.T) {
