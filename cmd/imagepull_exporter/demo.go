@@ -31,8 +31,8 @@ type demoRegistry struct {
 	Overlay *collector.Config
 }
 
-// demoImage is what --demo pushes: one layer holding one small file, built
-// the same way every time so its digest is stable across runs.
+// demoLayer is the one layer of the image --demo pushes: one small file,
+// built the same way every time so that the digest is stable across runs.
 func demoLayer() ([]byte, error) {
 	var tarBuf bytes.Buffer
 	tw := tar.NewWriter(&tarBuf)

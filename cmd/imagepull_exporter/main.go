@@ -148,11 +148,7 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
-	name := path
-	if name == "" {
-		name = collector.DefaultConfigName
-	}
-	fmt.Fprintf(stdout, "%s: OK: %d modules, %d targets\n", name, len(cfg.Modules), len(cfg.Targets))
+	fmt.Fprintf(stdout, "%s: OK: %d modules, %d targets\n", configName(path), len(cfg.Modules), len(cfg.Targets))
 	return exitOK
 }
 
