@@ -83,54 +83,50 @@ func parseCountValue(v string) (float64, time.Duration, bool) {
 		return 0, 0, false
 	}
 	elems := strings.Split(v, ",")
-	first := strings.Split(elems[0], ";")
-	n, ok := parseBoundedUint(strings.TrimSpace(first[0]), maxRateLimitCount)
+	n, win, ok := parseQuotaElement(elems[0])
 	if !ok {
 		return 0, 0, false
 	}
-	var win time.Duration
-	winFound := false
-	for _, p := range first[1:] {
-		k, val, found := strings.Cut(strings.TrimSpace(p), "=")
-		if !found || strings.TrimSpace(k) == "" {
-			return 0, 0, false
-		}
-		if strings.ToLower(strings.TrimSpace(k)) != "w" {
-			continue // other parameters (e.g. "comment") are allowed and ignored
-		}
-		s, ok := parseBoundedUint(strings.Trim(strings.TrimSpace(val), `"`), maxRateLimitWindow)
-		if !ok || s == 0 || winFound {
-			return 0, 0, false
-		}
-		win, winFound = time.Duration(s)*time.Second, true
-	}
 	// Later list elements are quota policies ("100;w=21600"); each must be
-	// well formed, and the one matching the count lends its window when the
-	// first element has none.
+	// well formed, and the first one matching the count lends its window
+	// when the first element has none.
 	for _, e := range elems[1:] {
-		ps := strings.Split(e, ";")
-		pn, ok := parseBoundedUint(strings.TrimSpace(ps[0]), maxRateLimitCount)
+		pn, pw, ok := parseQuotaElement(e)
 		if !ok {
 			return 0, 0, false
 		}
-		for _, p := range ps[1:] {
-			k, val, found := strings.Cut(strings.TrimSpace(p), "=")
-			if !found {
-				return 0, 0, false
-			}
-			if strings.ToLower(strings.TrimSpace(k)) != "w" {
-				continue
-			}
-			s, ok := parseBoundedUint(strings.Trim(strings.TrimSpace(val), `"`), maxRateLimitWindow)
-			if !ok || s == 0 {
-				return 0, 0, false
-			}
-			if !winFound && pn == n {
-				win, winFound = time.Duration(s)*time.Second, true
-			}
+		if win == 0 && pn == n {
+			win = pw
 		}
 	}
 	return float64(n), win, true
+}
+
+// parseQuotaElement parses one list element, "N" with optional parameters
+// ";w=SECONDS" (at most once, positive) and others ("comment"), ignored.
+// win is 0 when the element gives no window.
+func parseQuotaElement(e string) (n uint64, win time.Duration, ok bool) {
+	params := strings.Split(e, ";")
+	n, ok = parseBoundedUint(strings.TrimSpace(params[0]), maxRateLimitCount)
+	if !ok {
+		return 0, 0, false
+	}
+	for _, p := range params[1:] {
+		k, val, found := strings.Cut(strings.TrimSpace(p), "=")
+		k = strings.TrimSpace(k)
+		if !found || k == "" {
+			return 0, 0, false
+		}
+		if !strings.EqualFold(k, "w") {
+			continue
+		}
+		s, ok := parseBoundedUint(strings.Trim(strings.TrimSpace(val), `"`), maxRateLimitWindow)
+		if !ok || s == 0 || win != 0 {
+			return 0, 0, false
+		}
+		win = time.Duration(s) * time.Second
+	}
+	return n, win, true
 }
 
 // parseBoundedUint accepts only decimal digits: strconv.ParseFloat would

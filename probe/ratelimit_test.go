@@ -30,6 +30,13 @@ var rateLimitCases = []struct {
 		want: &RateLimit{Limit: 100, Remaining: 5, Window: 6 * time.Hour},
 	},
 	{
+		name:  "IETF draft list form, window from the policy of the same count",
+		limit: []string{"100, 50;w=60, 100;w=21600"}, remain: []string{"5"},
+		want: &RateLimit{Limit: 100, Remaining: 5, Window: 6 * time.Hour},
+	},
+	{name: "list policy with two windows", limit: []string{"100, 100;w=60;w=120"}, remain: []string{"5"}, malformed: []string{HeaderRateLimitLimit}},
+	{name: "list policy with a nameless parameter", limit: []string{"100, 100;=60"}, remain: []string{"5"}, malformed: []string{HeaderRateLimitLimit}},
+	{
 		name:  "window only on remaining, unknown parameters ignored",
 		limit: []string{"100;comment=\"x\""}, remain: []string{"7;w=60"},
 		want: &RateLimit{Limit: 100, Remaining: 7, Window: time.Minute},
