@@ -332,7 +332,10 @@ func serve(f *flags, stderr io.Writer) int {
 	})
 	mux.Handle("/", collector.NewStatusPage(collector.StatusPageOptions{Scheduler: sched, Version: version.Info()}))
 
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// IdleTimeout closes kept-alive connections nobody uses: longer than
+	// any usual scrape interval, so Prometheus keeps reusing its one. No
+	// WriteTimeout: /probe legitimately takes up to a module's timeout.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(srv, f.web, logger) }()
 
