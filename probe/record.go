@@ -15,7 +15,8 @@ import (
 
 // Headers kept in Result.Requests. Only these are copied, so a header the
 // prober does not know (a cookie, a vendor's session header) never reaches
-// the debug page. Authorization is kept with its value replaced.
+// the debug page. Those that can carry a credential are kept with their
+// values passed through recordedHeaderRedactions.
 var (
 	recordedRequestHeaders  = []string{"Accept", "Authorization", "Content-Type", "User-Agent"}
 	recordedResponseHeaders = []string{
@@ -23,7 +24,32 @@ var (
 		"Www-Authenticate", "Location", "Retry-After",
 		"Ratelimit-Limit", "Ratelimit-Remaining", "Docker-Ratelimit-Source",
 	}
+	recordedHeaderRedactions = map[string]func(string) string{
+		"Authorization": redactAuthorization,
+		// Redirects to blob stores carry signatures in the query.
+		"Location": redactLocation,
+	}
 )
+
+// recordHeaders copies the values of the headers names from h into dst,
+// keyed prefix+name, redacted where recordedHeaderRedactions says so.
+func recordHeaders(dst map[string][]string, prefix string, h http.Header, names []string) {
+	for _, name := range names {
+		vs := h.Values(name)
+		if len(vs) == 0 {
+			continue
+		}
+		out := make([]string, len(vs))
+		redact := recordedHeaderRedactions[name]
+		for i, v := range vs {
+			if redact != nil {
+				v = redact(v)
+			}
+			out[i] = v
+		}
+		dst[prefix+name] = out
+	}
+}
 
 // Query parameters whose values are replaced in recorded URLs (token
 // endpoints and redirects to blob stores carry secrets in the query).
@@ -69,6 +95,15 @@ func redactAuthorization(v string) string {
 	return scheme + " <redacted>"
 }
 
+// redactLocation is redactURL for a Location value.
+func redactLocation(v string) string {
+	u, err := url.Parse(v)
+	if err != nil {
+		return "<unparseable>"
+	}
+	return redactURL(u)
+}
+
 // errManifestGet refuses a manifest request that is not a HEAD.
 var errManifestGet = errors.New("probe: refusing to send a manifest request other than HEAD (a GET counts as a pull)")
 
@@ -101,20 +136,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errManifestGet
 	}
 	rec := Request{Kind: kind, Method: req.Method, URL: redactURL(req.URL), Header: map[string][]string{}}
-	for _, h := range recordedRequestHeaders {
-		vs := req.Header.Values(h)
-		if len(vs) == 0 {
-			continue
-		}
-		if h == "Authorization" {
-			red := make([]string, len(vs))
-			for i, v := range vs {
-				red[i] = redactAuthorization(v)
-			}
-			vs = red
-		}
-		rec.Header["> "+h] = append([]string(nil), vs...)
-	}
+	recordHeaders(rec.Header, "> ", req.Header, recordedRequestHeaders)
 	start := time.Now()
 	resp, err := r.base.RoundTrip(req)
 	rec.Duration = time.Since(start)
@@ -124,24 +146,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	rec.Status = resp.StatusCode
-	for _, h := range recordedResponseHeaders {
-		vs := resp.Header.Values(h)
-		if len(vs) == 0 {
-			continue
-		}
-		if h == "Location" {
-			red := make([]string, len(vs))
-			for i, v := range vs {
-				if u, perr := url.Parse(v); perr == nil {
-					red[i] = redactURL(u)
-				} else {
-					red[i] = "<unparseable>"
-				}
-			}
-			vs = red
-		}
-		rec.Header["< "+h] = append([]string(nil), vs...)
-	}
+	recordHeaders(rec.Header, "< ", resp.Header, recordedResponseHeaders)
 	r.run.res.Requests = append(r.run.res.Requests, rec)
 	r.run.rate.observe(resp.Header)
 	if resp.StatusCode == http.StatusTooManyRequests {

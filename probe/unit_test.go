@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -108,6 +109,36 @@ func TestRedaction(t *testing.T) {
 		if got := redactAuthorization(in); got != want {
 			t.Errorf("redactAuthorization(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Only the listed headers are recorded, credentials redacted: a bearer
+// token sent, a signed redirect received (both in a Location that parses
+// and one that does not), and never a cookie.
+func TestRecordHeaders(t *testing.T) {
+	sent := http.Header{"Authorization": {"Bearer eyJabc.def.ghi"}, "Accept": {"a", "b"}, "Cookie": {"session=1"}}
+	received := http.Header{
+		"Location":    {"https://s3.example/blob?X-Amz-Signature=abc", "%zz?sig=abc"},
+		"Set-Cookie":  {"session=2"},
+		"Retry-After": {"30"},
+	}
+	got := map[string][]string{}
+	recordHeaders(got, "> ", sent, recordedRequestHeaders)
+	recordHeaders(got, "< ", received, recordedResponseHeaders)
+	want := map[string][]string{
+		"> Authorization": {"Bearer <redacted>"},
+		"> Accept":        {"a", "b"},
+		"< Location":      {"https://s3.example/blob?X-Amz-Signature=%3Credacted%3E", "<unparseable>"},
+		"< Retry-After":   {"30"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("recorded %q, want %q", got, want)
+	}
+	// The recording is a copy: changing the request afterwards changes
+	// nothing recorded.
+	sent["Accept"][0] = "changed"
+	if got["> Accept"][0] != "a" {
+		t.Error("recorded values share the request's slice")
 	}
 }
 
