@@ -34,6 +34,9 @@ var (
 	descProbeTimestamp = prometheus.NewDesc("imagepull_probe_timestamp_seconds",
 		"When the last probe of the target started.",
 		targetLabels, nil)
+	descProbeInterval = prometheus.NewDesc("imagepull_probe_interval_seconds",
+		"How often the target is probed (its interval, or its module's): staleness is judged against it, since targets of one exporter probe at different intervals.",
+		targetLabels, nil)
 	descLastSuccess = prometheus.NewDesc("imagepull_probe_last_success_timestamp_seconds",
 		"When the last successful probe of the target started; absent until the first success.",
 		targetLabels, nil)
@@ -116,7 +119,7 @@ func (h histogram) buckets() map[float64]uint64 {
 func (s *Scheduler) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		descProbeSuccess, descFailureReason, descProbeDuration, descManifestHead,
-		descProbeTimestamp, descLastSuccess, descProbesTotal, descAuthSuccess,
+		descProbeTimestamp, descProbeInterval, descLastSuccess, descProbesTotal, descAuthSuccess,
 		descRateLimitLimit, descRateLimitRemaining, descRateLimitWindow, descRetryAfter,
 		descManifestInfo, descDigestChanges, descTLSCertExpiry, descRegistryRequests,
 		descMalformedHeaders, descBudgetExhausted, descTargets,
@@ -188,6 +191,9 @@ func collectTarget(ch chan<- prometheus.Metric, t *TargetStatus) {
 		ch <- prometheus.MustNewConstHistogram(descManifestHead, t.hist.count, t.hist.sum, t.hist.buckets(), lv...)
 	}
 	gauge(descProbeTimestamp, unixSeconds(res.Start))
+	if t.Interval > 0 { // /probe's one-shot results have no schedule
+		gauge(descProbeInterval, t.Interval.Seconds())
+	}
 	if !t.LastSuccess.IsZero() {
 		gauge(descLastSuccess, unixSeconds(t.LastSuccess))
 	}

@@ -46,7 +46,7 @@ func TestMetricsExposition(t *testing.T) {
 	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0.Add(time.Minute) }})
 	quay := tc(t, "quay", "quay.io/prometheus/busybox:latest", time.Minute)
 	missing := tc(t, "missing", "quay.io/prometheus/nothing@sha256:"+strings.Repeat("ab", 32), time.Minute)
-	hub := tc(t, "hub", "docker.io/ratelimitpreview/test:latest", time.Minute)
+	hub := tc(t, "hub", "docker.io/ratelimitpreview/test:latest", 5*time.Minute)
 	s.ApplyConfig(testConfig(quay, missing, hub))
 
 	head := func(code int) probe.Request {
@@ -182,6 +182,11 @@ imagepull_registry_requests_total{code="401",kind="ping",registry="quay.io"} 2
 imagepull_registry_requests_total{code="404",kind="manifest_head",registry="quay.io"} 1
 imagepull_registry_requests_total{code="429",kind="manifest_head",registry="docker.io"} 1
 imagepull_registry_requests_total{code="error",kind="manifest_head",registry="quay.io"} 1
+# HELP imagepull_probe_interval_seconds How often the target is probed (its interval, or its module's): staleness is judged against it, since targets of one exporter probe at different intervals.
+# TYPE imagepull_probe_interval_seconds gauge
+imagepull_probe_interval_seconds{reference="latest",registry="docker.io",repository="ratelimitpreview/test",target="hub"} 300
+imagepull_probe_interval_seconds{reference="latest",registry="quay.io",repository="prometheus/busybox",target="quay"} 60
+imagepull_probe_interval_seconds{reference="sha256:abababababababababababababababababababababababababababababababab",registry="quay.io",repository="prometheus/nothing",target="missing"} 60
 # HELP imagepull_tls_cert_expiry_timestamp_seconds When the registry's TLS leaf certificate expires.
 # TYPE imagepull_tls_cert_expiry_timestamp_seconds gauge
 imagepull_tls_cert_expiry_timestamp_seconds{registry="quay.io"} 1.757776e+09
@@ -190,7 +195,7 @@ imagepull_tls_cert_expiry_timestamp_seconds{registry="quay.io"} 1.757776e+09
 		"imagepull_auth_success", "imagepull_exporter_targets", "imagepull_malformed_headers_total",
 		"imagepull_manifest_digest_changes_total", "imagepull_manifest_head_duration_seconds",
 		"imagepull_manifest_info", "imagepull_probe_last_success_timestamp_seconds", "imagepull_probe_success",
-		"imagepull_probe_timestamp_seconds", "imagepull_probes_total", "imagepull_ratelimit_limit",
+		"imagepull_probe_timestamp_seconds", "imagepull_probe_interval_seconds", "imagepull_probes_total", "imagepull_ratelimit_limit",
 		"imagepull_ratelimit_remaining", "imagepull_ratelimit_retry_after_seconds", "imagepull_ratelimit_window_seconds",
 		"imagepull_registry_requests_total", "imagepull_tls_cert_expiry_timestamp_seconds",
 		"imagepull_probe_budget_exhausted_total",

@@ -60,9 +60,7 @@
     tlsCertExpiryThresholdSeconds: 14 * 24 * 3600,
     // ImagePullKubeletPullErrorsHigh fires when one kubelet fails more image pulls per minute than this.
     kubeletPullErrorsPerMinuteThreshold: 1,
-    // The exporter's probe interval (the module default); ImagePullProbesStale derives its threshold from it.
-    probeIntervalSeconds: 60,
-    // ImagePullProbesStale fires when a registry's oldest probe is older than this many intervals.
+    // ImagePullProbesStale fires when a registry's oldest probe is older than this many of its own intervals.
     probesStaleIntervals: 5,
 
     // `for:` durations ----------------------------------------------------

@@ -5,7 +5,6 @@ local utils = import '../lib/utils.libsonnet';
   prometheusAlerts+:: {
     local c = $._config,
     local cl = utils.clusterArg(c),
-    local staleSeconds = c.probeIntervalSeconds * c.probesStaleIntervals,
 
     groups+: [
       {
@@ -27,21 +26,28 @@ local utils = import '../lib/utils.libsonnet';
           },
           {
             alert: 'ImagePullProbesStale',
+            // Age in intervals of each target's own schedule: one exporter
+            // probes canaries every minute and discovered images every few
+            // minutes, so a single interval in the config would either
+            // false-fire for the slow targets or miss the fast ones.
             expr: |||
-              max by (%(by)s) (time() - imagepull_probe_timestamp_seconds{%(sel)s}) > %(t)s
-            ||| % { by: utils.by(c, ['registry']), sel: c.imagepullSelector, t: staleSeconds },
+              max by (%(by)s) (
+                (time() - imagepull_probe_timestamp_seconds{%(sel)s})
+                / imagepull_probe_interval_seconds{%(sel)s}
+              ) > %(n)d
+            ||| % { by: utils.by(c, ['registry']), sel: c.imagepullSelector, n: c.probesStaleIntervals },
             'for': c.probesStaleFor,
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Probes of {{ $labels.registry }} have stopped.',
-              description: 'The oldest probe result for {{ $labels.registry }} is {{ $value | humanizeDuration }} old, more than %d probe intervals of %ds: the exporter serves stale results for it, and alerts about it describe the past.' % [c.probesStaleIntervals, c.probeIntervalSeconds] +
+              description: 'The oldest probe result for {{ $labels.registry }} is {{ $value | printf "%%.1f" }} probe intervals old, more than %d: the exporter serves stale results for it, and alerts about it describe the past.' % c.probesStaleIntervals +
                            utils.firstValue(
                              utils.query('sum(increase(imagepull_probe_budget_exhausted_total{%s, %s=%%q, registry=%%q}[15m])) > 0' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
                              ' ',
                              'printf "%.0f"',
                              " probes were skipped in the last 15m because the registry's request budget was spent."
                            ) +
-                           " Check the exporter's log and --probe.concurrency; if targets of this registry probe less often than every %ds, raise probeIntervalSeconds in the mixin config." % c.probeIntervalSeconds,
+                           " Check the exporter's log, --probe.concurrency and --probe.registry-budget.",
             },
           },
         ],
