@@ -68,9 +68,20 @@ func (b *RequestBudget) refill(registry string) *bucket {
 	return bk
 }
 
-// Take reports whether a probe of registry may start now. A refusal is
-// counted in imagepull_probe_budget_exhausted_total{registry}.
+// Take reports whether a scheduled probe of registry may start now. A
+// refusal is counted in imagepull_probe_budget_exhausted_total{registry}.
 func (b *RequestBudget) Take(registry string) bool {
+	return b.take(registry, true)
+}
+
+// Allow is Take for /probe: a refusal is answered 429 to the caller and not
+// counted, so that callers naming arbitrary registries cannot create
+// counter series (the scheduler's registries bound the counter's labels).
+func (b *RequestBudget) Allow(registry string) bool {
+	return b.take(registry, false)
+}
+
+func (b *RequestBudget) take(registry string, count bool) bool {
 	if b == nil || b.perMinute <= 0 {
 		return true
 	}
@@ -79,7 +90,9 @@ func (b *RequestBudget) Take(registry string) bool {
 	if b.refill(registry).tokens >= 1 {
 		return true
 	}
-	b.exhausted[registry]++
+	if count {
+		b.exhausted[registry]++
+	}
 	return false
 }
 

@@ -74,7 +74,7 @@ var (
 		"Rate-limit and Retry-After header values that could not be parsed and were ignored.",
 		[]string{"registry", "header"}, nil)
 	descBudgetExhausted = prometheus.NewDesc("imagepull_probe_budget_exhausted_total",
-		"Probes skipped because the registry's request budget (--probe.registry-budget) was spent.",
+		"Scheduled probes skipped because the registry's request budget (--probe.registry-budget) was spent (a /probe refused for the same reason is answered 429, not counted).",
 		[]string{"registry"}, nil)
 	descTargets = prometheus.NewDesc("imagepull_exporter_targets",
 		"Targets being probed, by where they come from.",

@@ -100,7 +100,7 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many probes in flight (%d); retry later", cap(h.sem)), http.StatusServiceUnavailable)
 		return
 	}
-	if !h.opts.Budget.Take(ref.Registry) {
+	if !h.opts.Budget.Allow(ref.Registry) {
 		http.Error(w, fmt.Sprintf("the request budget of registry %s is spent (--probe.registry-budget); retry later", ref.Registry), http.StatusTooManyRequests)
 		return
 	}

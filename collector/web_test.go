@@ -138,8 +138,17 @@ func TestProbeHandlerBudget(t *testing.T) {
 	if code != http.StatusTooManyRequests || !strings.Contains(body, "request budget of registry "+reg.Host+" is spent") {
 		t.Errorf("second probe: %d %q, want 429", code, body)
 	}
-	if ex := budget.Exhausted(); len(ex) != 1 || ex[0].Count != 1 {
-		t.Errorf("exhausted = %+v", ex)
+	// /probe callers may name any registry: their refusals are answered,
+	// not counted, so they cannot create counter series.
+	if ex := budget.Exhausted(); len(ex) != 0 {
+		t.Errorf("exhausted after a /probe refusal = %+v, want none", ex)
+	}
+	// The scheduler's refusals of the same registry are counted.
+	if budget.Take(reg.Host) {
+		t.Fatal("Take after the budget was spent = true")
+	}
+	if ex := budget.Exhausted(); len(ex) != 1 || ex[0].Count != 1 || ex[0].Registry != reg.Host {
+		t.Errorf("exhausted after a scheduled refusal = %+v", ex)
 	}
 }
 
