@@ -41,7 +41,16 @@ func TestMirrorEndpoint(t *testing.T) {
 			t.Errorf("requests:\n%s\nwant:\n%s", got, want)
 		}
 		var heads []string
-		for _, e := range r.WaitAccessLog(0) {
+		// The registry logs after it replies: wait for the probe's HEAD.
+		logged := r.WaitAccessLogFor(func(l []testenv.AccessLogEntry) bool {
+			for _, e := range l {
+				if e.UserAgent == testUA && e.Method == "HEAD" {
+					return true
+				}
+			}
+			return false
+		})
+		for _, e := range logged {
 			if e.UserAgent == testUA && e.Method == "HEAD" {
 				heads = append(heads, e.Path)
 			}
