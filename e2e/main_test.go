@@ -32,16 +32,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	remove()
 	if code == 0 {
-		if err := goleak.Find(
-			// client-go (the test's kubelet role) and net/http clients
-			// keep idle keep-alive connections in process-wide
-			// transports; they belong to no test.
-			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-			// klog's flush daemon starts with the package.
-			goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-		); err != nil {
+		if err := goleak.Find(testenv.KubeLeakOptions()...); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
 			code = 1
 		}

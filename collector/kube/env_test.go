@@ -18,19 +18,12 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
-		// client-go caches TLS transports process-wide; their idle
-		// keep-alive connections outlive any one client.
-		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-		// klog's flush daemon starts with the package.
-		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-	)
+	goleak.VerifyTestMain(m, testenv.KubeLeakOptions()...)
 }
 
 // exporter is the Kubernetes side of the exporter as cmd wires it, running

@@ -39,15 +39,7 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	exporterRemove()
 	if code == 0 {
-		if err := goleak.Find(
-			// client-go caches TLS transports process-wide; their idle
-			// keep-alive connections outlive any one client.
-			goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
-			goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
-			goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-			// klog's flush daemon starts with the package.
-			goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
-		); err != nil {
+		if err := goleak.Find(testenv.KubeLeakOptions()...); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
 			code = 1
 		}

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -424,5 +425,18 @@ func (k *Kube) InstallCRDs(t testing.TB, files ...string) {
 	}
 	if out, err := k.Kubectl(t, "", nil, "wait", "--for=condition=Established", "--timeout=60s", "crd", "--all"); err != nil {
 		t.Fatalf("testenv: CRDs not established: %v\n%s", err, out)
+	}
+}
+
+// KubeLeakOptions are the goleak options of a test binary that talks to the
+// apiserver: client-go caches TLS transports process-wide, so their idle
+// keep-alive connections outlive any one client, and klog's flush daemon
+// starts with the package. None of them belongs to a test.
+func KubeLeakOptions() []goleak.Option {
+	return []goleak.Option{
+		goleak.IgnoreTopFunction("net/http.(*persistConn).readLoop"),
+		goleak.IgnoreTopFunction("net/http.(*persistConn).writeLoop"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+		goleak.IgnoreTopFunction("k8s.io/klog/v2.(*flushDaemon).run.func1"),
 	}
 }
