@@ -42,6 +42,7 @@ const (
 	forDuration = 8 * time.Second
 	mixinConfig = `{
   registryUnreachableFor: '8s',
+  registryUnreachableKeepFiringFor: '4s',
   registryAuthFailingFor: '8s',
   podsBlockedFor: '8s',
 }`

@@ -68,6 +68,8 @@
 
     // How long probes must fail with an unreachable reason before ImagePullRegistryUnreachable fires.
     registryUnreachableFor: '5m',
+    // How long the critical ImagePullRegistryUnreachable keeps firing after recovery, so the warning it inhibits resolves first.
+    registryUnreachableKeepFiringFor: '1m',
     // How long probes must fail with unauthorized/forbidden before ImagePullRegistryAuthFailing fires.
     registryAuthFailingFor: '10m',
     // How long a pull secret must fail to log in before ImagePullPullSecretInvalid fires (auth checks run every 15m by default).

@@ -41,7 +41,11 @@ local utils = import '../lib/utils.libsonnet';
             // alert's labels are its identity, so a severity that changed with
             // the join would restart `for:`. The warning keeps firing while
             // the critical one pends, and the Alertmanager example inhibits
-            // the warning once the critical one fires.
+            // the warning once the critical one fires. keep_firing_for
+            // holds the critical one a little past recovery: both resolve in
+            // one evaluation, and without it a group flush falling between
+            // the two resolutions Prometheus sends would notify the
+            // un-inhibited warning once, just as the outage ends.
             alert: 'ImagePullRegistryUnreachable',
             expr: |||
               %s
@@ -49,6 +53,7 @@ local utils = import '../lib/utils.libsonnet';
               (%s)
             ||| % [std.rstripChars(failingTargets(c.unreachableReasons), '\n'), utils.by(c, ['registry']), blockedRegistries],
             'for': c.registryUnreachableFor,
+            keep_firing_for: c.registryUnreachableKeepFiringFor,
             labels: { severity: c.severityCritical },
             annotations: {
               summary: 'Registry {{ $labels.registry }} is unreachable ({{ $labels.cause }}) and containers wait on it.',
