@@ -22,6 +22,7 @@ import (
 
 	"go.uber.org/goleak"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -310,7 +311,61 @@ func (k *Kube) BindClusterRole(t testing.TB, clusterRole string, subject rbacv1.
 	if err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatalf("testenv: bind clusterrole %s to %s %s: %v", clusterRole, subject.Kind, subject.Name, err)
 	}
+	k.waitBound(ctx, t, clusterRole, subject)
 	return name
+}
+
+// waitBound waits until the apiserver authorizes subject for the first rule
+// of clusterRole. RBAC authorizes from an informer cache, so a new binding
+// takes effect a moment after it is created; without the wait the caller's
+// next request can be forbidden (seen as a rare flake).
+func (k *Kube) waitBound(ctx context.Context, t testing.TB, clusterRole string, subject rbacv1.Subject) {
+	t.Helper()
+	role, err := k.Client.RbacV1().ClusterRoles().Get(ctx, clusterRole, metav1.GetOptions{})
+	if err != nil || len(role.Rules) == 0 || len(role.Rules[0].Verbs) == 0 {
+		return // nothing to check against (the role may come later)
+	}
+	rule := role.Rules[0]
+	first := func(l []string) string {
+		if len(l) == 0 {
+			return ""
+		}
+		return l[0]
+	}
+	verb := first(rule.Verbs)
+	if verb == rbacv1.VerbAll {
+		verb = "get"
+	}
+	spec := authorizationv1.SubjectAccessReviewSpec{}
+	if len(rule.NonResourceURLs) > 0 {
+		spec.NonResourceAttributes = &authorizationv1.NonResourceAttributes{Path: first(rule.NonResourceURLs), Verb: verb}
+	} else {
+		spec.ResourceAttributes = &authorizationv1.ResourceAttributes{Verb: verb,
+			Group: first(rule.APIGroups), Resource: first(rule.Resources), Name: first(rule.ResourceNames)}
+	}
+	switch subject.Kind {
+	case rbacv1.ServiceAccountKind:
+		spec.User = "system:serviceaccount:" + subject.Namespace + ":" + subject.Name
+		spec.Groups = []string{"system:serviceaccounts", "system:serviceaccounts:" + subject.Namespace}
+	case rbacv1.GroupKind:
+		spec.User, spec.Groups = "testenv-member", []string{subject.Name}
+	default:
+		spec.User = subject.Name
+	}
+	var last string
+	for ctx.Err() == nil {
+		sar, err := k.Client.AuthorizationV1().SubjectAccessReviews().Create(ctx,
+			&authorizationv1.SubjectAccessReview{Spec: spec}, metav1.CreateOptions{})
+		if err == nil && sar.Status.Allowed {
+			return
+		}
+		last = fmt.Sprint(err)
+		if err == nil {
+			last = "denied: " + sar.Status.Reason
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("testenv: binding of clusterrole %s to %s %s never took effect: %s", clusterRole, subject.Kind, subject.Name, last)
 }
 
 // ClusterRoleToken returns a TokenRequest token for a ServiceAccount in
