@@ -195,6 +195,24 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 			}
 		}
 	}
+	// RBAC authorizes from an informer cache: a binding just applied takes
+	// effect a moment later. Wait for one permission the step grants before
+	// judging them all (the check itself stays exact).
+	waitAllowed := func(t *testing.T, a access) {
+		t.Helper()
+		for ctx.Err() == nil {
+			r, err := sa.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authorizationv1.SelfSubjectAccessReview{
+				Spec: authorizationv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authorizationv1.ResourceAttributes{
+					Verb: a.verb, Group: a.group, Resource: a.resource, Namespace: a.namespace,
+				}},
+			}, metav1.CreateOptions{})
+			if err == nil && r.Status.Allowed {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		t.Fatalf("%s %s/%s in %q never became allowed", a.verb, a.group, a.resource, a.namespace)
+	}
 	baseAccess := []access{
 		{"list", "", "pods", "", true}, {"watch", "", "pods", "", true},
 		{"list", "", "nodes", "", true}, {"watch", "", "nodes", "", true},
@@ -206,6 +224,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 	}
 
 	t.Run("base", func(t *testing.T) {
+		waitAllowed(t, access{"list", "", "pods", "", true})
 		check(t, append(slices.Clone(baseAccess),
 			access{"get", "", "secrets", "team-a", false}, access{"list", "", "secrets", "", false},
 			access{"list", "", "serviceaccounts", "", false}))
@@ -219,6 +238,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 	t.Run("pull-secrets", func(t *testing.T) {
 		overlay := dt.KustomizeYAML(t, "deploy/overlays/pull-secrets")
 		kubectl(t, k, "", overlay, "apply", "-f", "-")
+		waitAllowed(t, access{"get", "", "secrets", "team-a", true})
 		check(t, append(slices.Clone(baseAccess),
 			access{"get", "", "secrets", "team-a", true}, access{"get", "", "secrets", "kube-system", true},
 			// By name only: never the whole cluster's secrets.
