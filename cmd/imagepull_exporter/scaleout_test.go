@@ -145,21 +145,6 @@ func playKubelet(t *testing.T, c kubernetes.Interface, ns string, pods []podSpec
 	}
 }
 
-// closedPortOwnedBy returns a loopback host:port nothing listens on whose
-// registry key shard s owns.
-func closedPortOwnedBy(t *testing.T, s collector.Sharding, avoid map[string]bool) string {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		addr := testenv.FreeAddr(t)
-		if s.Owns(addr) && !avoid[addr] {
-			avoid[addr] = true
-			return addr
-		}
-	}
-	t.Fatalf("no free port hashes to shard %d", s.Ordinal)
-	return ""
-}
-
 // Three exporter processes with --total-shards=3 against one apiserver and
 // real registries expose, together, exactly the series one unsharded
 // exporter exposes: probe series, registry-level series, mirror series and
@@ -204,11 +189,11 @@ func TestShardedExportersUnionEqualsUnsharded(t *testing.T) {
 	// (and so reports an auth check) would differ between processes.
 	mirror := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	mirror.Push(t, "app-v1", "v1")
-	avoid := map[string]bool{}
-	var closed []string
-	for ord := 0; ord < 3; ord++ {
-		closed = append(closed, closedPortOwnedBy(t, collector.Sharding{Ordinal: ord, Total: 3}, avoid))
-	}
+	// One closed port per shard (probes fail with connect), hashed to it,
+	// so that every shard is sure to own at least one registry.
+	closed := testenv.FreeAddrsWhere(t, 3, func(ord int, addr string) bool {
+		return collector.Sharding{Ordinal: ord, Total: 3}.Owns(addr)
+	})
 
 	var b strings.Builder
 	fmt.Fprintf(&b, `modules:

@@ -174,22 +174,6 @@ func seriesOf(t *testing.T, g prometheus.Gatherer) (map[string]int, map[string]b
 	return out, regs
 }
 
-// closedPortOwnedBy returns a loopback address nothing listens on (a
-// registry probes fail against with connect) whose registry key the given
-// shard owns, so that every shard is sure to own at least one registry.
-func closedPortOwnedBy(t *testing.T, s collector.Sharding, avoid map[string]bool) string {
-	t.Helper()
-	for i := 0; i < 1000; i++ {
-		addr := testenv.FreeAddr(t)
-		if s.Owns(addr) && !avoid[addr] {
-			avoid[addr] = true
-			return addr
-		}
-	}
-	t.Fatalf("no free port hashes to shard %d", s.Ordinal)
-	return ""
-}
-
 // Three shards against one apiserver expose, together, exactly the series
 // of one unsharded exporter: probe series, registry-level series and every
 // Kubernetes-side series, each from one shard only.
@@ -226,11 +210,11 @@ func TestShardsUnionEqualsUnsharded(t *testing.T) {
 			digests[key] = [2]string{old, cur}
 		}
 	}
-	avoid := map[string]bool{}
-	var closed []string
-	for ord := 0; ord < 3; ord++ {
-		closed = append(closed, closedPortOwnedBy(t, collector.Sharding{Ordinal: ord, Total: 3}, avoid))
-	}
+	// One closed port per shard (probes fail with connect), hashed to it,
+	// so that every shard is sure to own at least one registry.
+	closed := testenv.FreeAddrsWhere(t, 3, func(ord int, addr string) bool {
+		return collector.Sharding{Ordinal: ord, Total: 3}.Owns(addr)
+	})
 
 	var targets []string
 	for _, key := range keys {

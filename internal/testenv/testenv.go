@@ -61,6 +61,29 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
+// FreeAddrsWhere returns n distinct loopback addresses that were free a
+// moment ago (so nothing listens on them), the i-th one accepted by
+// keep(i, addr): e.g. one closed "registry" per shard, hashed to that shard.
+func FreeAddrsWhere(t testing.TB, n int, keep func(i int, addr string) bool) []string {
+	t.Helper()
+	seen := map[string]bool{}
+	out := make([]string, 0, n)
+	for i := 0; i < n; i++ {
+		found := false
+		for try := 0; try < 1000 && !found; try++ {
+			addr := FreeAddr(t)
+			if !seen[addr] && keep(i, addr) {
+				seen[addr], found = true, true
+				out = append(out, addr)
+			}
+		}
+		if !found {
+			t.Fatalf("testenv: no free loopback port accepted for #%d", i)
+		}
+	}
+	return out
+}
+
 // FreeAddr returns "127.0.0.1:PORT" for a port that was free a moment ago.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
