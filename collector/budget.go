@@ -128,3 +128,18 @@ type RegistryCount struct {
 	Registry string
 	Count    uint64
 }
+
+// pruneExhausted drops the skipped-probe counts of registries nothing
+// probes any more, as a reload drops their other series.
+func (b *RequestBudget) pruneExhausted(probed func(registry string) bool) {
+	if b == nil {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for reg := range b.exhausted {
+		if !probed(reg) {
+			delete(b.exhausted, reg)
+		}
+	}
+}

@@ -255,6 +255,12 @@ func resultSnapshot(name string, res probe.Result) Snapshot {
 	return snap
 }
 
+// ResultCollector exposes one probe result of target name with the
+// scheduler's metric names: what /probe answers.
+func ResultCollector(name string, res probe.Result) prometheus.Collector {
+	return snapshotCollector{resultSnapshot(name, res)}
+}
+
 // snapshotCollector exposes a fixed snapshot, for /probe's fresh registry.
 type snapshotCollector struct{ snap Snapshot }
 
@@ -269,7 +275,7 @@ func (c snapshotCollector) Collect(ch chan<- prometheus.Metric) { collectSnapsho
 // /probe's counts of one probe.
 func countRequests(requests map[requestKey]uint64, malformed map[malformedKey]uint64, reg string, res *probe.Result) {
 	for _, rq := range res.Requests {
-		requests[requestKey{reg, rq.Kind, statusCode(rq.Status)}]++
+		requests[requestKey{reg, rq.Kind, StatusLabel(rq.Status)}]++
 	}
 	for _, h := range res.MalformedHeaderNames {
 		malformed[malformedKey{reg, h}]++
@@ -286,4 +292,10 @@ func reachedManifest(res *probe.Result) bool {
 		}
 	}
 	return false
+}
+
+// NodeRegisterer wraps reg so that every series registered through it gets
+// the node label: the probe and mirror series of a node-local exporter.
+func NodeRegisterer(reg prometheus.Registerer, node string) prometheus.Registerer {
+	return prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, reg)
 }

@@ -33,6 +33,7 @@ func feed(s *Scheduler, name string, results ...probe.Result) {
 	r := s.runners[name]
 	s.mu.Unlock()
 	for _, res := range results {
+		s.sender.count(Send{Purpose: PurposeScheduled, Registry: r.spec.ref.Registry}, &res)
 		s.recordRegistry(r.spec.ref.Registry, &res)
 		r.record(res)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imagepull/imagepull_exporter/collector/mirror"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -31,7 +32,7 @@ import (
 // mirrorRunner is one mirror of one target: what to probe and its latest
 // result. Its fields are guarded by the owning runner's mu.
 type mirrorRunner struct {
-	plan    mirrorPlan
+	plan    mirror.Step
 	target  probe.Target
 	last    *probe.Result
 	skipped uint64
@@ -46,7 +47,7 @@ func (noCredentials) Resolve(probe.Reference) ([]probe.Credential, error) { retu
 // SetNodeMirrors sets the node's runtime mirror configuration (node-local
 // mode; see NodeMirrors). For the images it configures, it replaces the
 // configuration's `mirrors:`; nil or an empty set leaves those in charge.
-func (s *Scheduler) SetNodeMirrors(m *MirrorSet) {
+func (s *Scheduler) SetNodeMirrors(m *mirror.Set) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.nodeMirrors = m
@@ -55,31 +56,31 @@ func (s *Scheduler) SetNodeMirrors(m *MirrorSet) {
 
 // mirrorHostsFor returns the chain of hosts for ref: the node runtime's
 // when it configures ref, else the configuration's. s.mu is held.
-func (s *Scheduler) mirrorHostsFor(ref probe.Reference) []MirrorHost {
-	if hosts, ok := s.nodeMirrors.hostsFor(ref); ok {
+func (s *Scheduler) mirrorHostsFor(ref probe.Reference) []mirror.Host {
+	if hosts, ok := s.nodeMirrors.HostsFor(ref); ok {
 		return hosts
 	}
-	return s.cfg.mirrorChains[ref.Registry]
+	return s.cfg.MirrorChain(ref.Registry)
 }
 
 // planMirrorsLocked recomputes the mirrors of every runner, keeping the
 // state of mirrors that stay. s.mu is held.
 func (s *Scheduler) planMirrorsLocked() {
 	for _, r := range s.runners {
-		plans := planMirrors(s.mirrorHostsFor(r.spec.ref), r.spec.ref)
+		plans := mirror.Plan(s.mirrorHostsFor(r.spec.ref), r.spec.ref)
 		r.mu.Lock()
 		old := map[string]*mirrorRunner{}
 		for _, m := range r.mirrors {
-			old[m.plan.host.key] = m
+			old[m.plan.Host.Key] = m
 		}
 		var next []*mirrorRunner
 		for _, p := range plans {
-			m := old[p.host.key]
+			m := old[p.Host.Key]
 			if m == nil {
 				m = &mirrorRunner{}
 			}
 			m.plan = p
-			m.target = s.mirrorTarget(r.spec, p.host)
+			m.target = s.mirrorTarget(r.spec, p.Host)
 			next = append(next, m)
 		}
 		r.mirrors = next
@@ -88,7 +89,7 @@ func (s *Scheduler) planMirrorsLocked() {
 }
 
 // mirrorTarget builds the probe of host for a target.
-func (s *Scheduler) mirrorTarget(spec targetSpec, h MirrorHost) probe.Target {
+func (s *Scheduler) mirrorTarget(spec targetSpec, h mirror.Host) probe.Target {
 	m, name := spec.module, spec.moduleName
 	var kc probe.Keychain = noCredentials{}
 	if h.Module != "" {
@@ -113,7 +114,7 @@ func (s *Scheduler) mirrorTarget(spec targetSpec, h MirrorHost) probe.Target {
 		// Transports and tokens are cached per module name and origin:
 		// a mirror's TLS settings must not flip-flop a transport that
 		// another chain uses for the same host.
-		ModuleName: fmt.Sprintf("%s mirror %s tls=%t,%s", name, h.key, h.SkipVerify, h.CAFile)}
+		ModuleName: fmt.Sprintf("%s mirror %s tls=%t,%s", name, h.Key, h.SkipVerify, h.CAFile)}
 }
 
 // probeMirrors probes the mirrors of r after its own probe.
@@ -132,20 +133,16 @@ func (s *Scheduler) probeMirrors(ctx context.Context, r *runner) {
 		}
 		t := targets[i]
 		host := t.Endpoint.Host
-		if !s.budget.available(host) {
+		res, ok := s.sender.Do(ctx, Send{Purpose: PurposeMirror, Registry: upstream, Mirror: host}, func(ctx context.Context) probe.Result {
+			return s.prober.Probe(ctx, t) // bounded by the module's timeout
+		})
+		if !ok {
 			r.mu.Lock()
 			m.skipped++
 			r.mu.Unlock()
 			s.logger.Debug("mirror probe skipped: the mirror's request budget is spent", "target", r.spec.name, "mirror", host)
 			continue
 		}
-		res := s.prober.Probe(ctx, t) // bounded by the module's timeout
-		s.budget.Charge(host, len(res.Requests))
-		s.regMu.Lock()
-		for _, rq := range res.Requests {
-			s.mirrorRequests[mirrorRequestKey{host, upstream, rq.Kind, statusCode(rq.Status)}]++
-		}
-		s.regMu.Unlock()
 		if ctx.Err() != nil {
 			return
 		}
@@ -157,24 +154,6 @@ func (s *Scheduler) probeMirrors(ctx context.Context, r *runner) {
 				"reason", string(res.Reason), "err", res.Error)
 		}
 	}
-}
-
-// available reports whether registry's budget holds a token, without
-// counting a refusal in imagepull_probe_budget_exhausted_total (mirror
-// probes count theirs per upstream).
-func (b *RequestBudget) available(registry string) bool {
-	if b == nil || b.perMinute <= 0 {
-		return true
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.refill(registry).tokens >= 1
-}
-
-type mirrorRequestKey struct {
-	mirror, upstream string
-	kind             probe.RequestKind
-	code             string
 }
 
 var (
@@ -218,7 +197,7 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 		r.mu.Lock()
 		up := r.st.last
 		for _, m := range r.mirrors {
-			k := mirrorKey{m.plan.host.Host, r.spec.ref.Registry}
+			k := mirrorKey{m.plan.Host.Host, r.spec.ref.Registry}
 			a := aggs[k]
 			if a == nil {
 				a = &mirrorAgg{fallback: true}
@@ -226,7 +205,7 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 			}
 			// One host without a fallback for some image is enough:
 			// that image's pulls fail with the mirror.
-			a.fallback = a.fallback && m.plan.fallback
+			a.fallback = a.fallback && m.plan.Fallback
 			a.skipped += m.skipped
 			if m.last == nil {
 				continue
@@ -261,18 +240,10 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 	for k, v := range stale {
 		ch <- prometheus.MustNewConstMetric(descMirrorSt, prometheus.GaugeValue, v, k.mirror, k.upstream, k.repository, k.tag)
 	}
-	s.regMu.Lock()
-	keys := make([]mirrorRequestKey, 0, len(s.mirrorRequests))
-	for k := range s.mirrorRequests {
-		keys = append(keys, k)
-	}
-	counts := make([]uint64, len(keys))
-	for i, k := range keys {
-		counts[i] = s.mirrorRequests[k]
-	}
-	s.regMu.Unlock()
-	for i, k := range keys {
-		ch <- prometheus.MustNewConstMetric(descMirrorReq, prometheus.CounterValue, float64(counts[i]), k.mirror, k.upstream, string(k.kind), k.code)
+	_, _, counts := s.sender.snapshot()
+	for _, c := range counts {
+		k := c.key
+		ch <- prometheus.MustNewConstMetric(descMirrorReq, prometheus.CounterValue, float64(c.n), k.mirror, k.upstream, string(k.kind), k.code)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
@@ -70,7 +71,7 @@ func TestMirrorChainRealRegistries(t *testing.T) {
 	copied := testenv.StartRegistry(t, testenv.RegistryOptions{})
 	copyImage(t, upstream, copied, "team/app", "v1")
 
-	cfg, err := ParseConfig("mirrors.yml", []byte(fmt.Sprintf(`
+	cfg, err := config.Parse("mirrors.yml", []byte(fmt.Sprintf(`
 modules:
   local: {timeout: 5s, interval: 1h, plain_http: true}
 mirrors:

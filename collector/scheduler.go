@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/imagepull/imagepull_exporter/collector/config"
+	"github.com/imagepull/imagepull_exporter/collector/mirror"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -84,7 +86,7 @@ type Scheduler struct {
 	shard  Sharding
 
 	mu         sync.Mutex
-	cfg        *Config
+	cfg        *config.Config
 	discovered []DiscoveredTarget
 	runners    map[string]*runner   // by target name
 	byRegistry map[string][]*runner // by normalised registry
@@ -93,17 +95,16 @@ type Scheduler struct {
 	stopped    bool
 	wg         sync.WaitGroup
 
+	// sender is the door every probe's requests go through (sender.go).
+	sender *Sender
+
 	regMu      sync.Mutex
 	rateLimits map[rateLimitKey]rateLimitEntry
 	certExpiry map[string]time.Time
-	requests   map[requestKey]uint64
-	malformed  map[malformedKey]uint64
 
 	// nodeMirrors is the node runtime's mirror configuration (node-local
-	// mode), guarded by mu; mirrorRequests counts mirror requests, guarded
-	// by regMu (mirror_probe.go).
-	nodeMirrors    *MirrorSet
-	mirrorRequests map[mirrorRequestKey]uint64
+	// mode), guarded by mu (mirror_probe.go).
+	nodeMirrors *mirror.Set
 
 	// waiting counts probes blocked on the concurrency bound (for tests).
 	waiting atomic.Int64
@@ -115,14 +116,6 @@ type rateLimitEntry struct {
 	rl      probe.RateLimit
 	updated time.Time
 }
-
-type requestKey struct {
-	registry string
-	kind     probe.RequestKind
-	code     string
-}
-
-type malformedKey struct{ registry, header string }
 
 // targetSpec is everything that, when changed, restarts a target.
 type targetSpec struct {
@@ -181,7 +174,7 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Scheduler{
+	s := &Scheduler{
 		prober:     opts.Prober,
 		sem:        make(chan struct{}, opts.Concurrency),
 		budget:     opts.Budget,
@@ -189,22 +182,31 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		logger:     opts.Logger,
 		now:        opts.Now,
 		shard:      opts.Sharding,
-		cfg:        &Config{Modules: map[string]probe.Module{}},
+		cfg:        &config.Config{Modules: map[string]probe.Module{}},
 		runners:    map[string]*runner{},
 		byRegistry: map[string][]*runner{},
 		sources:    map[string]int{},
 		rateLimits: map[rateLimitKey]rateLimitEntry{},
 		certExpiry: map[string]time.Time{},
-		requests:   map[requestKey]uint64{},
-		malformed:  map[malformedKey]uint64{},
-
-		mirrorRequests: map[mirrorRequestKey]uint64{},
+		sender:     NewSender(opts.Budget),
 	}
+	s.sender.known = s.probesRegistry
+	return s
 }
 
-// Budget returns the scheduler's request budget (nil when unlimited), for
-// /probe to share.
-func (s *Scheduler) Budget() *RequestBudget { return s.budget }
+// Sender returns the door through which the scheduler sends its requests,
+// for every other caller that sends requests to registries (/probe, the
+// pull-secret auth checks): they share its budget and its counters.
+func (s *Scheduler) Sender() *Sender { return s.sender }
+
+// probesRegistry reports whether some target of the scheduler probes
+// registry.
+func (s *Scheduler) probesRegistry(registry string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.byRegistry[registry]
+	return ok
+}
 
 // Run starts probing and blocks until ctx is done; then it stops every
 // target and returns once all of its goroutines have exited.
@@ -232,7 +234,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 // stop and lose their series, changed ones restart, unchanged ones keep
 // their state and schedule. Discovered targets are re-resolved against
 // cfg's modules.
-func (s *Scheduler) ApplyConfig(cfg *Config) {
+func (s *Scheduler) ApplyConfig(cfg *config.Config) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.cfg = cfg
@@ -289,11 +291,11 @@ func (s *Scheduler) reconcile() {
 		}
 		modName := d.Module
 		if modName == "" {
-			modName = DefaultModuleName
+			modName = config.DefaultModuleName
 		}
 		m, ok := s.cfg.Modules[modName]
 		if !ok {
-			if modName != DefaultModuleName {
+			if modName != config.DefaultModuleName {
 				s.logger.Warn("ignoring discovered target: its module is not defined", "target", d.Name, "module", modName)
 				continue
 			}
@@ -367,7 +369,7 @@ func (s *Scheduler) pruneRegistrySeries() {
 	for _, r := range s.runners {
 		r.mu.Lock()
 		for _, m := range r.mirrors {
-			mirrors[mirrorKey{m.plan.host.Host, r.spec.ref.Registry}] = true
+			mirrors[mirrorKey{m.plan.Host.Host, r.spec.ref.Registry}] = true
 		}
 		r.mu.Unlock()
 	}
@@ -375,6 +377,8 @@ func (s *Scheduler) pruneRegistrySeries() {
 		_, ok := s.byRegistry[registry]
 		return ok
 	}
+	s.sender.prune(probed, func(mirror, upstream string) bool { return mirrors[mirrorKey{mirror, upstream}] })
+	s.budget.pruneExhausted(probed)
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	for k := range s.rateLimits {
@@ -385,21 +389,6 @@ func (s *Scheduler) pruneRegistrySeries() {
 	for reg := range s.certExpiry {
 		if !probed(reg) {
 			delete(s.certExpiry, reg)
-		}
-	}
-	for k := range s.requests {
-		if !probed(k.registry) {
-			delete(s.requests, k)
-		}
-	}
-	for k := range s.malformed {
-		if !probed(k.registry) {
-			delete(s.malformed, k)
-		}
-	}
-	for k := range s.mirrorRequests {
-		if !mirrors[mirrorKey{k.mirror, k.upstream}] {
-			delete(s.mirrorRequests, k)
 		}
 	}
 }
@@ -453,14 +442,15 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 	defer func() { <-s.sem }()
 
 	reg := r.spec.ref.Registry
-	if !s.budget.Take(reg) {
+	t := probe.Target{Ref: r.spec.ref, ModuleName: r.spec.moduleName, Module: r.spec.module,
+		Keychain: r.keychain.Load().kc}
+	res, ok := s.sender.Do(ctx, Send{Purpose: PurposeScheduled, Registry: reg}, func(ctx context.Context) probe.Result {
+		return s.prober.Probe(ctx, t) // bounded by the module's timeout
+	})
+	if !ok {
 		s.logger.Debug("probe skipped: registry request budget spent", "target", r.spec.name, "registry", reg)
 		return
 	}
-	t := probe.Target{Ref: r.spec.ref, ModuleName: r.spec.moduleName, Module: r.spec.module,
-		Keychain: r.keychain.Load().kc}
-	res := s.prober.Probe(ctx, t) // bounded by the module's timeout
-	s.budget.Charge(reg, len(res.Requests))
 	s.recordRegistry(reg, &res)
 	if ctx.Err() != nil {
 		// The target was removed or the exporter stops: a cancelled
@@ -503,7 +493,6 @@ func (r *runner) record(res probe.Result) {
 func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
-	countRequests(s.requests, s.malformed, reg, res)
 	if res.RateLimit != nil {
 		s.rateLimits[rateLimitKey{reg, res.RateLimit.Source}] = rateLimitEntry{*res.RateLimit, s.now()}
 	}
@@ -512,7 +501,9 @@ func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
 	}
 }
 
-func statusCode(status int) string {
+// StatusLabel is the `code` label of a request: its HTTP status, or
+// "error" when no response arrived.
+func StatusLabel(status int) string {
 	if status == 0 {
 		return "error"
 	}
@@ -605,15 +596,8 @@ func (s *Scheduler) Snapshot() Snapshot {
 	for k, v := range s.certExpiry {
 		snap.CertExpiry[k] = v
 	}
-	snap.requests = make(map[requestKey]uint64, len(s.requests))
-	for k, v := range s.requests {
-		snap.requests[k] = v
-	}
-	snap.malformed = make(map[malformedKey]uint64, len(s.malformed))
-	for k, v := range s.malformed {
-		snap.malformed[k] = v
-	}
 	s.regMu.Unlock()
+	snap.requests, snap.malformed, _ = s.sender.snapshot()
 	sort.Slice(snap.RateLimits, func(i, j int) bool {
 		a, b := snap.RateLimits[i], snap.RateLimits[j]
 		return a.Registry < b.Registry || (a.Registry == b.Registry && a.Source < b.Source)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
@@ -16,19 +17,19 @@ import (
 var localModule = probe.Module{Timeout: 10 * time.Second, Interval: time.Hour,
 	AuthCheckInterval: time.Hour, PlainHTTP: true}
 
-func tc(t *testing.T, name, image string, interval time.Duration) TargetConfig {
+func tc(t *testing.T, name, image string, interval time.Duration) config.TargetConfig {
 	t.Helper()
 	ref, err := probe.ParseReference(image)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return TargetConfig{Name: name, Image: image, Module: "local", Interval: interval, Ref: ref}
+	return config.TargetConfig{Name: name, Image: image, Module: "local", Interval: interval, Ref: ref}
 }
 
 // testConfig builds a configuration directly (not through the loader) so
 // that intervals can be shorter than the loader allows and tests stay fast.
-func testConfig(targets ...TargetConfig) *Config {
-	return &Config{Modules: map[string]probe.Module{"local": localModule, DefaultModuleName: probe.DefaultModule},
+func testConfig(targets ...config.TargetConfig) *config.Config {
+	return &config.Config{Modules: map[string]probe.Module{"local": localModule, config.DefaultModuleName: probe.DefaultModule},
 		Targets: targets}
 }
 
@@ -94,8 +95,8 @@ func value(t *testing.T, samples map[string]float64, metric string, labels ...st
 }
 
 func TestSchedulerProbesSuccessAndNotFound(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	digest := push(t, reg.Host, "demo/app:v1")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	digest := testenv.PushRandom(t, reg.Host, "demo/app:v1")
 
 	s := NewScheduler(SchedulerOptions{})
 	s.ApplyConfig(testConfig(
@@ -105,7 +106,7 @@ func TestSchedulerProbesSuccessAndNotFound(t *testing.T) {
 	))
 	runScheduler(t, s)
 	for _, name := range []string{"ok", "missing-tag", "missing-repo"} {
-		waitFor(t, name+" probed twice", probed(s, name, 2))
+		testenv.WaitFor(t, name+" probed twice", probed(s, name, 2))
 	}
 
 	ok, _ := status(s, "ok")
@@ -118,7 +119,7 @@ func TestSchedulerProbesSuccessAndNotFound(t *testing.T) {
 			t.Errorf("%s: success=%v reason=%q, want not_found", name, st.Last.Success, st.Last.Reason)
 		}
 	}
-	if n := reg.count("GET", "/manifests/"); n != 0 {
+	if n := reg.Count("GET", "/manifests/"); n != 0 {
 		t.Errorf("%d manifest GETs reached the registry; a probe must only HEAD", n)
 	}
 
@@ -169,10 +170,10 @@ func TestSchedulerProbesSuccessAndNotFound(t *testing.T) {
 }
 
 func TestSchedulerReloadRemovesAndRestartsTargets(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	push(t, reg.Host, "demo/keep:v1")
-	push(t, reg.Host, "demo/gone:v1")
-	push(t, reg.Host, "demo/change:v1")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, reg.Host, "demo/keep:v1")
+	testenv.PushRandom(t, reg.Host, "demo/gone:v1")
+	testenv.PushRandom(t, reg.Host, "demo/change:v1")
 
 	s := NewScheduler(SchedulerOptions{})
 	keep := tc(t, "keep", reg.Host+"/demo/keep:v1", 100*time.Millisecond)
@@ -180,7 +181,7 @@ func TestSchedulerReloadRemovesAndRestartsTargets(t *testing.T) {
 	s.ApplyConfig(testConfig(keep, tc(t, "gone", reg.Host+"/demo/gone:v1", 100*time.Millisecond), change))
 	runScheduler(t, s)
 	for _, name := range []string{"keep", "gone", "change"} {
-		waitFor(t, name+" probed", probed(s, name, 2))
+		testenv.WaitFor(t, name+" probed", probed(s, name, 2))
 	}
 	s.mu.Lock()
 	keepRunner, changeRunner := s.runners["keep"], s.runners["change"]
@@ -213,22 +214,22 @@ func TestSchedulerReloadRemovesAndRestartsTargets(t *testing.T) {
 	// The removed target is no longer probed: once any probe that was in
 	// flight during the reload has finished (two more probes of "keep"),
 	// its request count stays put while "keep" goes on.
-	waitFor(t, "two more probes of keep", probed(s, "keep", after.Successes+2))
-	gone := reg.count("HEAD", "/demo/gone/")
-	waitFor(t, "three more probes of keep", probed(s, "keep", after.Successes+5))
-	if n := reg.count("HEAD", "/demo/gone/"); n != gone {
+	testenv.WaitFor(t, "two more probes of keep", probed(s, "keep", after.Successes+2))
+	gone := reg.Count("HEAD", "/demo/gone/")
+	testenv.WaitFor(t, "three more probes of keep", probed(s, "keep", after.Successes+5))
+	if n := reg.Count("HEAD", "/demo/gone/"); n != gone {
 		t.Errorf("the removed target was probed after the reload: %d HEADs, then %d", gone, n)
 	}
 }
 
 func TestSchedulerBudget(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	push(t, reg.Host, "demo/app:v1")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, reg.Host, "demo/app:v1")
 
 	// A frozen clock: the bucket never refills, so what it allows is
 	// exactly its size. 3 requests: a cold probe (ping + HEAD = 2) and a
 	// warm one (HEAD = 1); every later probe is skipped and counted.
-	pushed := reg.count("GET", "/") + reg.count("HEAD", "/")
+	pushed := reg.Count("GET", "/") + reg.Count("HEAD", "/")
 	frozen := time.Now()
 	budget := NewRequestBudget(3, func() time.Time { return frozen })
 	s := NewScheduler(SchedulerOptions{Budget: budget})
@@ -243,13 +244,13 @@ func TestSchedulerBudget(t *testing.T) {
 		}
 		return 0
 	}
-	waitFor(t, "three skipped probes", func() bool { return exhausted() >= 3 })
+	testenv.WaitFor(t, "three skipped probes", func() bool { return exhausted() >= 3 })
 
 	st, _ := status(s, "app")
 	if st.Successes != 2 || st.Failures != 0 {
 		t.Errorf("%d successful and %d failed probes, want 2 and 0 within a budget of 3 requests", st.Successes, st.Failures)
 	}
-	if n := reg.count("GET", "/") + reg.count("HEAD", "/") - pushed; n != 3 {
+	if n := reg.Count("GET", "/") + reg.Count("HEAD", "/") - pushed; n != 3 {
 		t.Errorf("the registry saw %d requests, want the budget's 3", n)
 	}
 	m := gather(t, s)
@@ -261,17 +262,17 @@ func TestSchedulerBudget(t *testing.T) {
 func TestSchedulerConcurrencyBound(t *testing.T) {
 	// Six registries (one in-memory store behind six listeners), one
 	// target each, so that all six first probes are due at once.
-	h := newRegistryHandler()
-	counter := &inflightCounter{}
-	var regs []*testRegistry
+	h := testenv.NewMemRegistryHandler()
+	counter := &testenv.InflightCounter{}
+	var regs []*testenv.MemRegistry
 	for i := 0; i < 6; i++ {
-		regs = append(regs, startCountedRegistry(t, h, counter))
+		regs = append(regs, testenv.StartCountedMemRegistry(t, h, counter))
 	}
-	push(t, regs[0].Host, "demo/app:v1")
-	counter.maxInflight.Store(0) // the push's parallel uploads are not probes
+	testenv.PushRandom(t, regs[0].Host, "demo/app:v1")
+	counter.MaxInflight.Store(0) // the push's parallel uploads are not probes
 	var releases []func()
 	for _, r := range regs {
-		releases = append(releases, r.hold())
+		releases = append(releases, r.Hold())
 	}
 	releaseAll := func() {
 		for _, rel := range releases {
@@ -282,24 +283,24 @@ func TestSchedulerConcurrencyBound(t *testing.T) {
 
 	const bound = 2
 	s := NewScheduler(SchedulerOptions{Concurrency: bound})
-	var targets []TargetConfig
+	var targets []config.TargetConfig
 	for i, r := range regs {
 		targets = append(targets, tc(t, fmt.Sprintf("t%d", i), r.Host+"/demo/app:v1", time.Hour))
 	}
 	s.ApplyConfig(testConfig(targets...))
 	runScheduler(t, s)
 
-	inflight := counter.inflight.Load
+	inflight := counter.Inflight.Load
 	// Every probe is either holding a request at a gate or queued on the
 	// bound: exactly `bound` in flight, the other four waiting.
-	waitFor(t, "2 requests in flight and 4 probes queued", func() bool {
+	testenv.WaitFor(t, "2 requests in flight and 4 probes queued", func() bool {
 		return inflight() == bound && s.waiting.Load() == int64(len(regs)-bound)
 	})
 	releaseAll()
 	for i := range regs {
-		waitFor(t, "all targets probed", probed(s, fmt.Sprintf("t%d", i), 1))
+		testenv.WaitFor(t, "all targets probed", probed(s, fmt.Sprintf("t%d", i), 1))
 	}
-	if maxSeen := counter.maxInflight.Load(); maxSeen != bound {
+	if maxSeen := counter.MaxInflight.Load(); maxSeen != bound {
 		t.Errorf("at most %d requests were in flight at once, want the bound %d", maxSeen, bound)
 	}
 	for i := range regs {
@@ -310,8 +311,8 @@ func TestSchedulerConcurrencyBound(t *testing.T) {
 }
 
 func TestSchedulerDiscoveredTargets(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	digest := push(t, reg.Host, "team/app:v2")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	digest := testenv.PushRandom(t, reg.Host, "team/app:v2")
 	ref, _ := probe.ParseReference(reg.Host + "/team/app:v2")
 
 	s := NewScheduler(SchedulerOptions{})
@@ -322,7 +323,7 @@ func TestSchedulerDiscoveredTargets(t *testing.T) {
 		{Name: "configured", Ref: ref, Module: "local"},  // the file's name wins
 		{Name: "no-module", Ref: ref, Module: "missing"}, // ignored until defined
 	})
-	waitFor(t, "discovered target probed", probed(s, "pod-image", 1))
+	testenv.WaitFor(t, "discovered target probed", probed(s, "pod-image", 1))
 
 	st, _ := status(s, "pod-image")
 	if st.Source != SourceDiscovered || !st.Last.Success || st.Digest != digest.String() {
@@ -365,11 +366,11 @@ func TestSchedulerDiscoveredTargets(t *testing.T) {
 }
 
 func TestSchedulerProbeStatus(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	digest := push(t, reg.Host, "demo/app:v1")
-	down := startRegistry(t, newRegistryHandler())
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	digest := testenv.PushRandom(t, reg.Host, "demo/app:v1")
+	down := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
 	downHost := down.Host
-	down.srv.Close() // nothing listens there any more: connect fails
+	down.Close() // nothing listens there any more: connect fails
 
 	s := NewScheduler(SchedulerOptions{})
 	s.ApplyConfig(testConfig(
@@ -381,8 +382,8 @@ func TestSchedulerProbeStatus(t *testing.T) {
 		t.Errorf("before any probe: RegistryCause = %q, want %q", got, CauseUnprobed)
 	}
 	runScheduler(t, s)
-	waitFor(t, "a-ok probed", probed(s, "a-ok", 1))
-	waitFor(t, "down probed", probed(s, "down", 1))
+	testenv.WaitFor(t, "a-ok probed", probed(s, "a-ok", 1))
+	testenv.WaitFor(t, "down probed", probed(s, "down", 1))
 	// "b-missing" shares a-ok's registry, so its first probe is half an
 	// interval away; the registry is ok from the one result there is.
 	if got := s.RegistryCause(reg.Host); got != CauseRegistryOK {
@@ -438,7 +439,7 @@ func TestRegistryCausePrecedence(t *testing.T) {
 		{results: []probe.Reason{probe.ReasonTimeout, probe.ReasonDNS, probe.ReasonServerError}, want: string(probe.ReasonDNS)},
 	} {
 		s := NewScheduler(SchedulerOptions{})
-		var targets []TargetConfig
+		var targets []config.TargetConfig
 		for i := range c.results {
 			targets = append(targets, tc(t, fmt.Sprintf("t%d", i), fmt.Sprintf("registry.example.com/r%d:v1", i), time.Hour))
 		}
@@ -472,11 +473,18 @@ func TestReloadDropsRegistrySeries(t *testing.T) {
 	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0 }})
 	quay := tc(t, "quay", "quay.io/prometheus/busybox:latest", time.Minute)
 	ghcr := tc(t, "ghcr", "ghcr.io/acme/app:v1", time.Minute)
-	withMirror := testConfig(quay, ghcr)
-	withMirror.mirrorChains = map[string][]MirrorHost{"quay.io": {
-		{Host: "mirror.example", Path: "/v2", ForTags: true, ForDigests: true, key: "https://mirror.example/v2"},
-		{Host: "quay.io", Upstream: true, ForTags: true, ForDigests: true, key: "upstream"},
-	}}
+	withMirror, err := config.Parse("mirror.yml", []byte(`
+modules:
+  local: {timeout: 10s, interval: 1m}
+targets:
+  - {name: quay, image: "quay.io/prometheus/busybox:latest", module: local}
+  - {name: ghcr, image: "ghcr.io/acme/app:v1", module: local}
+mirrors:
+  quay.io: [https://mirror.example]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
 	s.ApplyConfig(withMirror)
 	res := func(ref probe.Reference) probe.Result {
 		return probe.Result{Ref: ref, Start: t0, Success: true, Digest: "sha256:1", Phases: phases(time.Millisecond, time.Millisecond),
@@ -486,9 +494,8 @@ func TestReloadDropsRegistrySeries(t *testing.T) {
 	}
 	feed(s, "quay", res(quay.Ref))
 	feed(s, "ghcr", res(ghcr.Ref))
-	s.regMu.Lock()
-	s.mirrorRequests[mirrorRequestKey{"mirror.example", "quay.io", probe.KindManifestHead, "200"}]++
-	s.regMu.Unlock()
+	s.sender.count(Send{Purpose: PurposeMirror, Registry: "quay.io", Mirror: "mirror.example"},
+		&probe.Result{Requests: []probe.Request{{Kind: probe.KindManifestHead, Method: "HEAD", Status: 200}}})
 
 	registryWide := []string{"imagepull_registry_requests_total", "imagepull_malformed_headers_total",
 		"imagepull_ratelimit_remaining", "imagepull_tls_cert_expiry_timestamp_seconds"}

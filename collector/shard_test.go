@@ -8,6 +8,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/imagepull/imagepull_exporter/collector/config"
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -117,7 +119,7 @@ func TestShardingPartitions(t *testing.T) {
 // Configured and discovered targets are split in one place, the scheduler:
 // the shards' target sets are disjoint and together are the unsharded set.
 func TestSchedulerSharding(t *testing.T) {
-	var cfgTargets []TargetConfig
+	var cfgTargets []config.TargetConfig
 	var discovered []DiscoveredTarget
 	for i := 0; i < 12; i++ {
 		host := fmt.Sprintf("registry-%d.example.com", i)
@@ -193,17 +195,9 @@ imagepull_exporter_shard_ordinal %s
 # HELP imagepull_exporter_total_shards %s
 # TYPE imagepull_exporter_total_shards gauge
 imagepull_exporter_total_shards %s
-`, helpOf(descShardOrdinal), tt.ordinal, helpOf(descTotalShards), tt.total)
+`, testenv.HelpOf(descShardOrdinal), tt.ordinal, testenv.HelpOf(descTotalShards), tt.total)
 		if err := testutil.CollectAndCompare(NewShardCollector(tt.s), strings.NewReader(want)); err != nil {
 			t.Errorf("%+v: %v", tt.s, err)
 		}
 	}
-}
-
-// helpOf extracts a Desc's help text (Desc has no accessor).
-func helpOf(d interface{ String() string }) string {
-	s := d.String()
-	_, rest, _ := strings.Cut(s, `help: "`)
-	help, _, _ := strings.Cut(rest, `", `)
-	return help
 }

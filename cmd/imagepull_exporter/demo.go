@@ -21,14 +21,14 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 
-	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 )
 
 // demoRegistry is the in-process registry of --demo.
 type demoRegistry struct {
 	srv     *http.Server
 	Host    string
-	Overlay *collector.Config
+	Overlay *config.Config
 }
 
 // demoLayer is the one layer of the image --demo pushes: one small file,
@@ -90,7 +90,7 @@ targets:
     image: %s/demo/hello:v1
     module: demo
 `, d.Host)
-	d.Overlay, err = collector.ParseConfig("--demo", []byte(overlay))
+	d.Overlay, err = config.Parse("--demo", []byte(overlay))
 	if err != nil {
 		d.Close()
 		return nil, fmt.Errorf("demo registry: %w", err)

@@ -27,11 +27,13 @@ import (
 	"github.com/prometheus/common/promslog"
 	promslogflag "github.com/prometheus/common/promslog/flag"
 	"github.com/prometheus/common/version"
-	"github.com/prometheus/exporter-toolkit/web"
+	toolkitweb "github.com/prometheus/exporter-toolkit/web"
 	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/collector/kube"
+	"github.com/imagepull/imagepull_exporter/collector/web"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -58,7 +60,7 @@ type flags struct {
 	concurrency    int
 	registryBudget float64
 	demo           bool
-	web            *web.FlagConfig
+	web            *toolkitweb.FlagConfig
 	log            *promslog.Config
 
 	probeImage   string
@@ -97,7 +99,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	probeCmd.Arg("image", "Image reference, e.g. nginx, quay.io/prometheus/busybox:latest, host:5000/app@sha256:...").
 		Required().StringVar(&f.probeImage)
 	probeCmd.Flag("module", "Module of the configuration file (or of the embedded default) to probe with.").
-		Default(collector.DefaultModuleName).StringVar(&f.probeModule)
+		Default(config.DefaultModuleName).StringVar(&f.probeModule)
 	probeCmd.Flag("verbose", "Also print every request with its headers (credentials redacted).").
 		Short('v').BoolVar(&f.probeVerbose)
 	runDiagnose := registerDiagnose(app, &f.configFile, f.kube) // diagnose.go
@@ -135,11 +137,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func loadConfig(path string) (*collector.Config, error) {
+func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
-		return collector.LoadDefaultConfig()
+		return config.LoadDefault()
 	}
-	return collector.LoadConfig(path)
+	return config.Load(path)
 }
 
 func checkConfig(path string, stdout, stderr io.Writer) int {
@@ -184,7 +186,7 @@ func probeOnce(f *flags, stdout, stderr io.Writer) int {
 	res := prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: f.probeModule, Module: m})
 
 	fmt.Fprintf(stdout, "%-12s %s\n", "module:", f.probeModule)
-	collector.WriteRedacted(stdout, res, m, f.probeVerbose)
+	web.WriteRedacted(stdout, res, m, f.probeVerbose)
 	if !res.Success {
 		return exitFailure
 	}
@@ -193,7 +195,7 @@ func probeOnce(f *flags, stdout, stderr io.Writer) int {
 
 func configName(path string) string {
 	if path == "" {
-		return collector.DefaultConfigName
+		return config.DefaultConfigName
 	}
 	return path
 }
@@ -213,7 +215,7 @@ func serve(f *flags, stderr io.Writer) int {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
-	sc := collector.NewSafeConfig(reg)
+	sc := config.NewSafeConfig(reg)
 
 	if f.demo {
 		demo, err := startDemo(logger)
@@ -250,7 +252,7 @@ func serve(f *flags, stderr io.Writer) int {
 	if f.scale.node.Name == "" {
 		var err error
 		kubeRT, err = kube.Start(ctx, f.kube, kube.Deps{Registerer: reg, Scheduler: sched, Prober: prober,
-			Budget: budget, Config: sc.Get, Logger: logger, UserAgent: userAgent(), Sharding: f.scale.sharding})
+			Config: sc.Get, Logger: logger, UserAgent: userAgent(), Sharding: f.scale.sharding})
 		if err != nil {
 			logger.Error("starting the Kubernetes join", "err", err)
 			return exitFailure
@@ -305,8 +307,8 @@ func serve(f *flags, stderr io.Writer) int {
 		Registry:          reg, // promhttp_metric_handler_* for the scrape itself
 		EnableOpenMetrics: true,
 	}))
-	mux.Handle("/probe", collector.NewProbeHandler(collector.ProbeHandlerOptions{
-		Config: sc.Get, Budget: budget, Concurrency: f.concurrency, UserAgent: userAgent(), Logger: logger,
+	mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
+		Config: sc.Get, Sender: sched.Sender(), Concurrency: f.concurrency, UserAgent: userAgent(), Logger: logger,
 	}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
@@ -330,14 +332,14 @@ func serve(f *flags, stderr io.Writer) int {
 		}
 		fmt.Fprintln(w, "configuration reloaded")
 	})
-	mux.Handle("/", collector.NewStatusPage(collector.StatusPageOptions{Scheduler: sched, Version: version.Info()}))
+	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Scheduler: sched, Version: version.Info()}))
 
 	// IdleTimeout closes kept-alive connections nobody uses: longer than
 	// any usual scrape interval, so Prometheus keeps reusing its one. No
 	// WriteTimeout: /probe legitimately takes up to a module's timeout.
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute}
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- web.ListenAndServe(srv, f.web, logger) }()
+	go func() { serveErr <- toolkitweb.ListenAndServe(srv, f.web, logger) }()
 
 	code := exitOK
 	select {

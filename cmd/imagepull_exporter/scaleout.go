@@ -13,6 +13,7 @@ import (
 
 	"github.com/imagepull/imagepull_exporter/collector"
 	"github.com/imagepull/imagepull_exporter/collector/kube"
+	"github.com/imagepull/imagepull_exporter/collector/mirror"
 )
 
 // scaleOutFlags are the flags of the two ways to scale out (the sharded
@@ -28,7 +29,7 @@ type scaleOutFlags struct {
 	totalShards  int
 	fromHostname bool
 	shardGiven   bool // --shard was on the command line
-	node         collector.NodeOptions
+	node         mirror.NodeOptions
 
 	// sharding is the result of resolve.
 	sharding collector.Sharding
@@ -45,11 +46,11 @@ func addScaleOutFlags(app *kingpin.Application) *scaleOutFlags {
 	app.Flag("node.name", "Node-local mode: the name of the node this exporter runs on (in a DaemonSet, from the downward API's spec.nodeName). Probe series get a node label, and mirrors are read from the node's container runtime configuration. The Kubernetes join stays with the central Deployment.").
 		PlaceHolder("NAME").StringVar(&s.node.Name)
 	app.Flag("node.containerd-certs-dir", "Node-local mode: containerd's registry hosts directory (certs.d/<registry>/hosts.toml) as mounted from the node; missing means containerd is not used.").
-		Default(collector.DefaultContainerdCertsDir).StringVar(&s.node.ContainerdCertsDir)
+		Default(mirror.DefaultContainerdCertsDir).StringVar(&s.node.ContainerdCertsDir)
 	app.Flag("node.containerd-config", "Node-local mode: containerd's config.toml as mounted from the node (its CRI registry.mirrors and config_path).").
-		Default(collector.DefaultContainerdConfig).StringVar(&s.node.ContainerdConfig)
+		Default(mirror.DefaultContainerdConfig).StringVar(&s.node.ContainerdConfig)
 	app.Flag("node.crio-registries-conf", "Node-local mode: CRI-O's registries.conf as mounted from the node (registries.conf.d/ next to it is read too); missing means CRI-O is not used.").
-		Default(collector.DefaultCRIORegistriesConf).StringVar(&s.node.CRIORegistriesConf)
+		Default(mirror.DefaultCRIORegistriesConf).StringVar(&s.node.CRIORegistriesConf)
 	return s
 }
 
@@ -90,7 +91,7 @@ func (s *scaleOutFlags) resolve(k *kube.Flags, hostname func() (string, error)) 
 
 // nodeLocal is node-local mode at run time.
 type nodeLocal struct {
-	mirrors *collector.NodeMirrors
+	mirrors *mirror.NodeReader
 	sched   *collector.Scheduler
 }
 
@@ -115,7 +116,7 @@ func (s *scaleOutFlags) startNodeLocal(ctx context.Context, wg *sync.WaitGroup, 
 		return nil
 	}
 	logger.Info("node-local mode: probing from this node; the Kubernetes join runs in the central Deployment", "node", s.node.Name)
-	n := &nodeLocal{mirrors: collector.NewNodeMirrors(s.node, logger), sched: sched}
+	n := &nodeLocal{mirrors: mirror.NewNodeReader(s.node, logger), sched: sched}
 	reg.MustRegister(n.mirrors)
 	n.refresh()
 	wg.Add(1)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -43,20 +44,23 @@ type authCheck struct {
 // authChecker checks that every referenced pull secret still logs in.
 type authChecker struct {
 	prober  *probe.Prober
-	budget  *collector.RequestBudget
+	sender  *collector.Sender
 	secrets *secretCache
 	logger  *slog.Logger
 	now     func() time.Time
 
 	mu     sync.Mutex
-	cfg    *collector.Config
+	cfg    *config.Config
 	checks map[authCheckKey]*authCheck
 	capped bool
 	wake   chan struct{}
 }
 
-func newAuthChecker(p *probe.Prober, b *collector.RequestBudget, s *secretCache, logger *slog.Logger, now func() time.Time) *authChecker {
-	return &authChecker{prober: p, budget: b, secrets: s, logger: logger, now: now,
+func newAuthChecker(p *probe.Prober, sender *collector.Sender, s *secretCache, logger *slog.Logger, now func() time.Time) *authChecker {
+	if sender == nil {
+		sender = collector.NewSender(nil)
+	}
+	return &authChecker{prober: p, sender: sender, secrets: s, logger: logger, now: now,
 		checks: map[authCheckKey]*authCheck{}, wake: make(chan struct{}, 1)}
 }
 
@@ -66,7 +70,7 @@ func (k staticKeychain) Resolve(probe.Reference) ([]probe.Credential, error) { r
 
 // update recomputes the pairs from the current image uses, keeping the
 // state of pairs that stay, and schedules a check for new or rotated ones.
-func (a *authChecker) update(uses []imageUse, cfg *collector.Config) {
+func (a *authChecker) update(uses []imageUse, cfg *config.Config) {
 	type want struct {
 		ref     probe.Reference
 		creds   []probe.Credential
@@ -228,16 +232,17 @@ func (a *authChecker) check(ctx context.Context, job authJob) {
 		}
 		a.mu.Unlock()
 	}()
-	if !a.budget.Take(k.registry) {
+	res, ok := a.sender.Do(ctx, collector.Send{Purpose: collector.PurposeAuthCheck, Registry: k.registry},
+		func(ctx context.Context) probe.Result { return a.prober.Probe(ctx, t) })
+	if !ok {
 		a.mu.Lock()
 		if ch := a.checks[k]; ch != nil {
 			ch.next = a.now().Add(time.Minute) // try again when the budget has refilled
 		}
 		a.mu.Unlock()
+		a.logger.Debug("pull secret auth check postponed: registry request budget spent", "secret", k.namespace+"/"+k.secret, "registry", k.registry)
 		return
 	}
-	res := a.prober.Probe(ctx, t)
-	a.budget.Charge(k.registry, len(res.Requests))
 	if ctx.Err() != nil {
 		return
 	}

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -46,11 +47,15 @@ type Diagnoser struct {
 	Client kubernetes.Interface
 	// Config chooses the module per registry (discovery.modules) and holds
 	// the modules.
-	Config *collector.Config
+	Config *config.Config
 	// Prober probes; its UserAgent is what registries see.
 	Prober *probe.Prober
 	// UserAgent for the tags listing.
 	UserAgent string
+	// Sender sends every probe and tag listing, and counts their
+	// requests (Sender.Total); nil means a Sender of its own without a
+	// budget, created on first use.
+	Sender *collector.Sender
 	// Out receives the explanation.
 	Out io.Writer
 }
@@ -202,7 +207,7 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		fmt.Fprintln(d.Out, "  CANNOT PULL: a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed")
 		return false
 	}
-	modName := collector.DefaultModuleName
+	modName := config.DefaultModuleName
 	if d.Config != nil {
 		modName = d.Config.Discovery.ModuleFor(ref.Registry)
 	}
@@ -230,7 +235,9 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		}
 	}
 
-	res := d.Prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: mod, Keychain: staticKeychain(creds)})
+	res := d.send(ctx, ref, func(ctx context.Context) probe.Result {
+		return d.Prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: mod, Keychain: staticKeychain(creds)})
+	})
 	host := ref.Registry
 	if res.Success {
 		fmt.Fprintf(d.Out, "  OK: %s serves %s as %s (%s) in %s\n", host, ref.Identifier(), res.Digest, res.MediaType, res.Phases[probe.PhaseTotal].Round(time.Millisecond))
@@ -244,6 +251,15 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, oneLine(res.Error))
 	}
 	return false
+}
+
+// send sends one exchange about ref through the Diagnoser's Sender.
+func (d *Diagnoser) send(ctx context.Context, ref probe.Reference, exchange func(context.Context) probe.Result) probe.Result {
+	if d.Sender == nil {
+		d.Sender = collector.NewSender(nil)
+	}
+	res, _ := d.Sender.Do(ctx, collector.Send{Purpose: collector.PurposeDiagnose, Registry: ref.Registry}, exchange)
+	return res // without a budget the Sender never refuses
 }
 
 // explain turns a failed probe into a sentence that says what to do.
@@ -409,7 +425,7 @@ func suggestTag(missing string, tags []string) string {
 	}
 	cs := make([]cand, 0, len(tags))
 	for _, t := range tags {
-		cs = append(cs, cand{t, collector.EditDistance(strings.ToLower(missing), strings.ToLower(t)), commonPrefix(missing, t)})
+		cs = append(cs, cand{t, config.EditDistance(strings.ToLower(missing), strings.ToLower(t)), commonPrefix(missing, t)})
 	}
 	sort.Slice(cs, func(i, j int) bool {
 		if cs[i].dist != cs[j].dist {

@@ -14,14 +14,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
 func diagnoser(t *testing.T, client kubernetes.Interface, cfgYAML string) (*Diagnoser, *strings.Builder) {
 	t.Helper()
-	cfg, err := collector.ParseConfig("test.yml", []byte(cfgYAML))
+	cfg, err := config.Parse("test.yml", []byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +192,7 @@ func TestDiagnoseRateLimited(t *testing.T) {
 	defer hub.Close()
 	host := strings.TrimPrefix(hub.URL, "http://")
 	d, out := diagnoser(t, nil, configYAML(""))
-	d.Config.Discovery.Modules = []collector.DiscoveryModule{{Registry: host, Module: "local"}}
+	d.Config.Discovery.Modules = []config.DiscoveryModule{{Registry: host, Module: "local"}}
 	ok, err := d.DiagnoseImage(context.Background(), host+"/library/nginx:1.27", "", "")
 	if err != nil || ok {
 		t.Fatalf("DiagnoseImage = %t, %v; want not pullable\n%s", ok, err, out)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -20,7 +21,7 @@ import (
 type DiscoveryOptions struct {
 	// Config returns the running configuration (modules and the
 	// discovery: section); it is read at every pass, so a reload applies.
-	Config func() *collector.Config
+	Config func() *config.Config
 	// DiscoverTargets feeds the discovered images to SetTargets
 	// (--kube.discover-targets).
 	DiscoverTargets bool
@@ -35,10 +36,10 @@ type DiscoveryOptions struct {
 	// still logs in (--kube.use-pull-secrets). The Cluster must watch
 	// service accounts.
 	UsePullSecrets bool
-	// Prober and Budget run the pull-secret auth checks: the scheduler's
-	// shared prober and per-registry request budget.
+	// Prober and Sender run the pull-secret auth checks: the scheduler's
+	// shared prober, and its Sender (budget and request counts).
 	Prober *probe.Prober
-	Budget *collector.RequestBudget
+	Sender *collector.Sender
 	// Interval is how often the set is recomputed; default 10s. A pass
 	// only reads caches; secrets are re-read after SecretTTL.
 	Interval time.Duration
@@ -94,7 +95,7 @@ func NewDiscovery(c *Cluster, opts DiscoveryOptions) (*Discovery, error) {
 	d := &Discovery{c: c, opts: opts, logger: opts.Logger, now: c.opts.Now}
 	if opts.UsePullSecrets {
 		d.secrets = newSecretCache(c.client, opts.SecretTTL, c.opts.Now)
-		d.auth = newAuthChecker(opts.Prober, opts.Budget, d.secrets, opts.Logger, c.opts.Now)
+		d.auth = newAuthChecker(opts.Prober, opts.Sender, d.secrets, opts.Logger, c.opts.Now)
 	}
 	return d, nil
 }
@@ -166,7 +167,7 @@ func targetName(ref probe.Reference, namespace string, secrets []string) string 
 func (d *Discovery) Pass(ctx context.Context) []collector.DiscoveredTarget {
 	cfg := d.opts.Config()
 	if cfg == nil {
-		cfg = &collector.Config{}
+		cfg = &config.Config{}
 	}
 	uses := d.uses()
 
@@ -246,7 +247,7 @@ func (d *Discovery) Pass(ctx context.Context) []collector.DiscoveredTarget {
 	return out
 }
 
-func moduleOf(cfg *collector.Config, name string) probe.Module {
+func moduleOf(cfg *config.Config, name string) probe.Module {
 	if cfg == nil {
 		return probe.DefaultModule
 	}

@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
@@ -35,7 +36,7 @@ type exporter struct {
 	discovery *Discovery
 	prober    *probe.Prober
 	reg       *prometheus.Registry
-	cfg       *collector.Config
+	cfg       *config.Config
 
 	mu         sync.Mutex
 	discovered []collector.DiscoveredTarget
@@ -54,7 +55,7 @@ type exporterOptions struct {
 
 func startExporter(t *testing.T, o exporterOptions) *exporter {
 	t.Helper()
-	cfg, err := collector.ParseConfig("test.yml", []byte(o.config))
+	cfg, err := config.Parse("test.yml", []byte(o.config))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -81,7 +82,7 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 	e.reg.MustRegister(e.cluster)
 	if o.discover || o.pullSecret {
 		e.discovery, err = NewDiscovery(e.cluster, DiscoveryOptions{
-			Config:          func() *collector.Config { return cfg },
+			Config:          func() *config.Config { return cfg },
 			DiscoverTargets: o.discover,
 			SetTargets: func(ts []collector.DiscoveredTarget) {
 				e.mu.Lock()

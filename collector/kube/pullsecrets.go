@@ -16,7 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -194,7 +194,7 @@ type pullSecretKeychain struct {
 	namespace  string
 	secrets    []string // in the pod's order
 	moduleName string
-	config     func() *collector.Config // nil: no module credentials
+	config     func() *config.Config // nil: no module credentials
 }
 
 // Resolve implements probe.Keychain.

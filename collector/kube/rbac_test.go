@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
@@ -97,7 +98,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 
 	cfgYAML := configYAML("", r.Ref("app", "v1")) + fmt.Sprintf("discovery:\n  modules:\n    - {registry: %q, module: local}\n", r.Addr)
 	start := func(t *testing.T, pullSecrets bool) (*prometheus.Registry, *Runtime) {
-		cfg, err := collector.ParseConfig("test.yml", []byte(cfgYAML))
+		cfg, err := config.Parse("test.yml", []byte(cfgYAML))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -109,7 +110,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		rc.Timeout = 0
 		ctx, cancel := context.WithCancel(context.Background())
 		rt, err := StartWithConfig(ctx, rc, &Flags{Namespaces: []string{ns}, DiscoverTargets: true, UsePullSecrets: pullSecrets},
-			Deps{Registerer: reg, Scheduler: sched, Prober: prober, Config: func() *collector.Config { return cfg }, Logger: testLogger(t)})
+			Deps{Registerer: reg, Scheduler: sched, Prober: prober, Config: func() *config.Config { return cfg }, Logger: testLogger(t)})
 		if err != nil {
 			cancel()
 			t.Fatal(err)

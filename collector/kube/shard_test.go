@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
@@ -92,9 +93,9 @@ type shardExporter struct {
 	sched *collector.Scheduler
 }
 
-func startShardExporter(t *testing.T, rc *rest.Config, ns, config string, s collector.Sharding) *shardExporter {
+func startShardExporter(t *testing.T, rc *rest.Config, ns, configYAML string, s collector.Sharding) *shardExporter {
 	t.Helper()
-	cfg, err := collector.ParseConfig("test.yml", []byte(config))
+	cfg, err := config.Parse("test.yml", []byte(configYAML))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -113,7 +114,7 @@ func startShardExporter(t *testing.T, rc *rest.Config, ns, config string, s coll
 		t.Fatal(err)
 	}
 	disc, err := NewDiscovery(cluster, DiscoveryOptions{
-		Config: func() *collector.Config { return cfg }, DiscoverTargets: true,
+		Config: func() *config.Config { return cfg }, DiscoverTargets: true,
 		SetTargets: sched.SetDiscovered, Interval: 300 * time.Millisecond,
 	})
 	if err != nil {

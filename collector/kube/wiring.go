@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -70,11 +71,11 @@ type Deps struct {
 	// Scheduler is the ProbeStatus the join reads and the sink of
 	// discovered targets.
 	Scheduler *collector.Scheduler
-	// Prober and Budget run the pull-secret auth checks (the scheduler's).
+	// Prober runs the pull-secret auth checks (the scheduler's); they
+	// are sent through the Scheduler's Sender.
 	Prober *probe.Prober
-	Budget *collector.RequestBudget
 	// Config returns the running configuration (SafeConfig.Get).
-	Config func() *collector.Config
+	Config func() *config.Config
 	// Sharding keeps only this shard's registries (zero: everything).
 	Sharding collector.Sharding
 	Logger   *slog.Logger
@@ -164,7 +165,7 @@ func StartWithConfig(ctx context.Context, cfg *rest.Config, f *Flags, d Deps) (*
 			MaxTargets:      f.MaxDiscovered,
 			UsePullSecrets:  f.UsePullSecrets,
 			Prober:          d.Prober,
-			Budget:          d.Budget,
+			Sender:          d.Scheduler.Sender(),
 			Logger:          d.Logger,
 		})
 		if err != nil {

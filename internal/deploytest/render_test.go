@@ -16,7 +16,7 @@ import (
 	"github.com/google/go-jsonnet/formatter"
 	"sigs.k8s.io/yaml"
 
-	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
@@ -549,7 +549,7 @@ func TestGeneratedFilesCurrent(t *testing.T) {
 // it.
 func TestConfigValid(t *testing.T) {
 	root := testenv.RepoRoot(t)
-	cfg, err := collector.LoadConfig(filepath.Join(root, "deploy", "base", "config.yml"))
+	cfg, err := config.Load(filepath.Join(root, "deploy", "base", "config.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package collector
+package config
 
 import (
 	"bytes"
@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gopkg.in/yaml.v3"
 
+	"github.com/imagepull/imagepull_exporter/collector/mirror"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -40,15 +41,15 @@ type Config struct {
 	Modules map[string]probe.Module `yaml:"modules"`
 	Targets []TargetConfig          `yaml:"targets"`
 	// Discovery configures targets discovered in Kubernetes
-	// (config_discovery.go).
+	// (discovery.go).
 	Discovery DiscoveryConfig `yaml:"discovery"`
 	// Mirrors lists registry mirrors per registry, probed and compared
-	// with their upstream (mirror.go): {"docker.io": ["https://mirror"]}.
+	// with their upstream (mirrors.go): {"docker.io": ["https://mirror"]}.
 	Mirrors map[string][]MirrorEndpoint `yaml:"mirrors"`
 
 	// mirrorChains is Mirrors validated, per normalised registry, each
 	// chain ending with the registry itself; set by the loader.
-	mirrorChains map[string][]MirrorHost
+	mirrorChains map[string][]mirror.Host
 }
 
 // TargetConfig is one `targets:` entry.
@@ -67,6 +68,13 @@ type TargetConfig struct {
 	Ref probe.Reference `yaml:"-"`
 }
 
+// MirrorChain returns the hosts a runtime configured by the `mirrors:` key
+// tries for registry (normalised), in order, ending with the registry
+// itself; nil when the registry has no mirrors.
+func (c *Config) MirrorChain(registry string) []mirror.Host {
+	return c.mirrorChains[registry]
+}
+
 // EffectiveInterval is how often the target is probed under cfg.
 func (t TargetConfig) EffectiveInterval(cfg *Config) time.Duration {
 	if t.Interval > 0 {
@@ -75,27 +83,27 @@ func (t TargetConfig) EffectiveInterval(cfg *Config) time.Duration {
 	return cfg.Modules[t.Module].Interval
 }
 
-// LoadConfig reads and validates a configuration file. Relative file paths in
+// Load reads and validates a configuration file. Relative file paths in
 // modules (password_file, ca_file, docker_config) are resolved against the
 // file's directory, so a config works the same from any working directory.
-func LoadConfig(path string) (*Config, error) {
+func Load(path string) (*Config, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config file: %w", err)
 	}
-	return ParseConfig(path, data)
+	return Parse(path, data)
 }
 
-// LoadDefaultConfig parses the embedded default configuration.
-func LoadDefaultConfig() (*Config, error) {
-	return ParseConfig(DefaultConfigName, defaultConfigYAML)
+// LoadDefault parses the embedded default configuration.
+func LoadDefault() (*Config, error) {
+	return Parse(DefaultConfigName, defaultConfigYAML)
 }
 
-// ParseConfig parses and validates configuration data. name is how errors
+// Parse parses and validates configuration data. name is how errors
 // refer to the file ("config.yml:12: ..."), and its directory is the base of
 // relative paths. Every problem found is reported, one per line, sorted by
 // line, each saying what to do about it.
-func ParseConfig(name string, data []byte) (*Config, error) {
+func Parse(name string, data []byte) (*Config, error) {
 	p := &parser{name: name, dir: filepath.Dir(name)}
 	cfg, err := p.parse(data)
 	if err != nil {
@@ -107,21 +115,21 @@ func ParseConfig(name string, data []byte) (*Config, error) {
 	return cfg, nil
 }
 
-// ConfigError lists the problems of a configuration file.
-type ConfigError struct {
+// Error lists the problems of a configuration file.
+type Error struct {
 	File     string
-	Problems []ConfigProblem
+	Problems []Problem
 }
 
-// ConfigProblem is one problem of a configuration file. Line is 0 when the
+// Problem is one problem of a configuration file. Line is 0 when the
 // problem has no position.
-type ConfigProblem struct {
+type Problem struct {
 	Line int
 	Msg  string
 }
 
 // Error prints one problem per line as "file:line: message".
-func (e *ConfigError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	for i, p := range e.Problems {
 		if i > 0 {
@@ -140,16 +148,16 @@ type parser struct {
 	name     string
 	dir      string
 	root     *yaml.Node // the document's top mapping; nil for an empty file
-	problems []ConfigProblem
+	problems []Problem
 }
 
 func (p *parser) addf(line int, format string, args ...any) {
-	p.problems = append(p.problems, ConfigProblem{Line: line, Msg: fmt.Sprintf(format, args...)})
+	p.problems = append(p.problems, Problem{Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
 func (p *parser) err() error {
 	sort.SliceStable(p.problems, func(i, j int) bool { return p.problems[i].Line < p.problems[j].Line })
-	return &ConfigError{File: p.name, Problems: p.problems}
+	return &Error{File: p.name, Problems: p.problems}
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -342,26 +350,38 @@ func (p *parser) rewordDecodeError(e string) {
 	p.addf(0, "%s", e)
 }
 
+// typeWords says in words what a YAML value of a Go type must be. It is
+// keyed by reflect.Type, so a renamed type or package cannot silently turn
+// its wording into the fallback; the decoder names the type by its
+// reflect.Type.String(), which is how humanType looks it up.
+var typeWords = map[reflect.Type]string{
+	reflect.TypeFor[string]():                      "a string",
+	reflect.TypeFor[probe.Secret]():                "a string",
+	reflect.TypeFor[[]TargetConfig]():              "a list of targets",
+	reflect.TypeFor[map[string]probe.Module]():     "a mapping of module names to modules",
+	reflect.TypeFor[[]string]():                    "a list of strings",
+	reflect.TypeFor[[]DiscoveryModule]():           "a list of {registry, module} entries",
+	reflect.TypeFor[map[string][]MirrorEndpoint](): "a mapping of registries to lists of mirror URLs, e.g. docker.io: [https://mirror.example.com]",
+	reflect.TypeFor[[]MirrorEndpoint]():            "a list of mirror URLs",
+	reflect.TypeFor[mirrorEndpointYAML]():          "a mirror URL or a mapping {url, module}",
+	reflect.TypeFor[int]():                         "a number",
+	reflect.TypeFor[int64]():                       "a number",
+	reflect.TypeFor[float64]():                     "a number",
+}
+
+var typeWordsByName = func() map[string]string {
+	m := make(map[string]string, len(typeWords))
+	for t, w := range typeWords {
+		m[t.String()] = w
+	}
+	return m
+}()
+
+// humanType words the Go type a decoder error names; structs (modules,
+// targets, the discovery section) are mappings.
 func humanType(goType string) string {
-	switch goType {
-	case "string", "probe.Secret":
-		return "a string"
-	case "[]collector.TargetConfig":
-		return "a list of targets"
-	case "map[string]probe.Module":
-		return "a mapping of module names to modules"
-	case "[]string":
-		return "a list of strings"
-	case "[]collector.DiscoveryModule":
-		return "a list of {registry, module} entries"
-	case "map[string][]collector.MirrorEndpoint":
-		return "a mapping of registries to lists of mirror URLs, e.g. docker.io: [https://mirror.example.com]"
-	case "[]collector.MirrorEndpoint":
-		return "a list of mirror URLs"
-	case "collector.mirrorEndpointYAML":
-		return "a mirror URL or a mapping {url, module}"
-	case "int", "int64", "float64":
-		return "a number"
+	if w, ok := typeWordsByName[goType]; ok {
+		return w
 	}
 	return "a mapping"
 }
@@ -836,9 +856,9 @@ func (sc *SafeConfig) ReloadConfig(path string) (err error) {
 	}()
 	var c *Config
 	if path == "" {
-		c, err = LoadDefaultConfig()
+		c, err = LoadDefault()
 	} else {
-		c, err = LoadConfig(path)
+		c, err = Load(path)
 	}
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package collector
+package web
 
 import (
 	"fmt"
@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/imagepull/imagepull_exporter/collector"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -68,7 +69,7 @@ func writeResult(w io.Writer, res probe.Result) {
 	}
 	var kinds []string
 	for _, rq := range res.Requests {
-		kinds = append(kinds, fmt.Sprintf("%s %s", rq.Kind, statusCode(rq.Status)))
+		kinds = append(kinds, fmt.Sprintf("%s %s", rq.Kind, collector.StatusLabel(rq.Status)))
 	}
 	p("requests", "%d (%s)", len(res.Requests), strings.Join(kinds, ", "))
 }
@@ -77,7 +78,7 @@ func writeResult(w io.Writer, res probe.Result) {
 // redacted) headers.
 func writeRequestLog(w io.Writer, res probe.Result) {
 	for i, rq := range res.Requests {
-		status := statusCode(rq.Status)
+		status := collector.StatusLabel(rq.Status)
 		fmt.Fprintf(w, "%d. %s %s %s -> %s in %s\n", i+1, rq.Kind, rq.Method, rq.URL, status, rq.Duration.Round(10*time.Microsecond))
 		if rq.Err != "" {
 			fmt.Fprintf(w, "     error: %s\n", rq.Err)

@@ -1,4 +1,4 @@
-package collector
+package config
 
 import (
 	"bytes"
@@ -85,9 +85,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 			if !ok {
 				t.Fatalf("no expected error for %s; add it to invalidConfigs", f)
 			}
-			cfg, err := LoadConfig(f)
+			cfg, err := Load(f)
 			if err == nil {
-				t.Fatalf("LoadConfig(%s) = %+v, want error", f, cfg)
+				t.Fatalf("Load(%s) = %+v, want error", f, cfg)
 			}
 			if got := err.Error(); got != want {
 				t.Errorf("error:\n got: %s\nwant: %s", got, want)
@@ -103,7 +103,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 }
 
 func TestLoadConfigGood(t *testing.T) {
-	cfg, err := LoadConfig("testdata/good.yml")
+	cfg, err := Load("testdata/good.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestLoadConfigGood(t *testing.T) {
 
 func TestLoadConfigEmpty(t *testing.T) {
 	for _, f := range []string{"testdata/good-empty.yml", "testdata/good-no-targets.yml"} {
-		cfg, err := LoadConfig(f)
+		cfg, err := Load(f)
 		if err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
@@ -177,7 +177,7 @@ func TestLoadConfigEmpty(t *testing.T) {
 }
 
 func TestDefaultConfig(t *testing.T) {
-	cfg, err := LoadDefaultConfig()
+	cfg, err := LoadDefault()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestSafeConfigReload(t *testing.T) {
 	}
 	reg := prometheus.NewPedanticRegistry()
 	sc := NewSafeConfig(reg)
-	overlay, err := ParseConfig("overlay", []byte("modules: {demo: {plain_http: true}}\ntargets: [{name: demo, image: 127.0.0.1:1/demo/hello:v1, module: demo}]\n"))
+	overlay, err := Parse("overlay", []byte("modules: {demo: {plain_http: true}}\ntargets: [{name: demo, image: 127.0.0.1:1/demo/hello:v1, module: demo}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +298,7 @@ func FuzzLoadConfig(f *testing.F) {
 	f.Add([]byte("&a [*a]"))
 	f.Add([]byte("modules: &m {default: *m}"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		cfg, err := ParseConfig("fuzz.yml", data)
+		cfg, err := Parse("fuzz.yml", data)
 		if err != nil {
 			if !strings.HasPrefix(err.Error(), "fuzz.yml") {
 				t.Errorf("error does not name the file: %v", err)

@@ -1,4 +1,4 @@
-package collector
+package config
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 )
 
 func TestDiscoveryConfig(t *testing.T) {
-	cfg, err := LoadConfig("testdata/good-discovery.yml")
+	cfg, err := Load("testdata/good-discovery.yml")
 	if err != nil {
 		t.Fatal(err)
 	}

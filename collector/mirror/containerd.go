@@ -1,4 +1,4 @@
-package collector
+package mirror
 
 import (
 	"errors"
@@ -95,7 +95,7 @@ func orderedHosts(b []byte) ([]string, error) {
 
 // parseHostsFile parses one hosts.toml. resolvePath maps a ca path of the
 // file to one the exporter can read.
-func parseHostsFile(dir string, b []byte, resolvePath func(string) string, notes *fileNotes, where string) ([]MirrorHost, error) {
+func parseHostsFile(dir string, b []byte, resolvePath func(string) string, notes *fileNotes, where string) ([]Host, error) {
 	order, err := orderedHosts(b)
 	if err != nil {
 		return nil, err
@@ -108,17 +108,17 @@ func parseHostsFile(dir string, b []byte, resolvePath func(string) string, notes
 	if err := toml.Unmarshal(b, &c); err != nil {
 		return nil, err
 	}
-	var hosts []MirrorHost
+	var hosts []Host
 	seen := map[string]bool{}
 	for _, name := range order {
 		h, err := parseHostEntry(name, dir, c.HostConfigs[name], resolvePath, notes, where)
 		if err != nil {
 			return nil, err
 		}
-		if seen[h.key] {
+		if seen[h.Key] {
 			continue // containerd would try it twice; once says as much
 		}
-		seen[h.key] = true
+		seen[h.Key] = true
 		hosts = append(hosts, h)
 	}
 	server, err := parseHostEntry(c.Server, dir, c.hostsFileConfig, resolvePath, notes, where)
@@ -130,25 +130,25 @@ func parseHostsFile(dir string, b []byte, resolvePath func(string) string, notes
 
 // parseHostEntry is containerd's parseHostConfig. An empty server stands for
 // the registry itself (Host "").
-func parseHostEntry(server, dir string, cfg hostsFileConfig, resolvePath func(string) string, notes *fileNotes, where string) (MirrorHost, error) {
-	h := MirrorHost{Namespace: true}
+func parseHostEntry(server, dir string, cfg hostsFileConfig, resolvePath func(string) string, notes *fileNotes, where string) (Host, error) {
+	h := Host{Namespace: true}
 	if server != "" {
 		if !strings.HasPrefix(server, "http") {
 			server = "https://" + server
 		}
 		u, err := url.Parse(server)
 		if err != nil {
-			return MirrorHost{}, fmt.Errorf("unable to parse server %v: %w", redactRawURL(server), err)
+			return Host{}, fmt.Errorf("unable to parse server %v: %w", redactRawURL(server), err)
 		}
 		if u.User != nil {
-			return MirrorHost{}, fmt.Errorf("host %s carries credentials in its URL", redactRawURL(server))
+			return Host{}, fmt.Errorf("host %s carries credentials in its URL", redactRawURL(server))
 		}
 		h.Host = strings.ToLower(u.Host)
 		h.PlainHTTP = u.Scheme == "http"
 		h.Path = apiRoot(u.Path, cfg.OverridePath)
-		h.key = u.Scheme + "://" + h.Host + h.Path
+		h.Key = u.Scheme + "://" + h.Host + h.Path
 	} else {
-		h.key = "server"
+		h.Key = "server"
 	}
 	pull, resolve := true, true
 	if len(cfg.Capabilities) > 0 {
@@ -161,7 +161,7 @@ func parseHostEntry(server, dir string, cfg hostsFileConfig, resolvePath func(st
 				resolve = true
 			case "push":
 			default:
-				return MirrorHost{}, fmt.Errorf("unknown capability %v", c)
+				return Host{}, fmt.Errorf("unknown capability %v", c)
 			}
 		}
 	}
@@ -178,12 +178,12 @@ func parseHostEntry(server, dir string, cfg hostsFileConfig, resolvePath func(st
 		for _, v := range ca {
 			s, ok := v.(string)
 			if !ok {
-				return MirrorHost{}, fmt.Errorf("unable to cast %v to string", v)
+				return Host{}, fmt.Errorf("unable to cast %v to string", v)
 			}
 			cas = append(cas, s)
 		}
 	default:
-		return MirrorHost{}, fmt.Errorf("invalid type %v for \"ca\"", ca)
+		return Host{}, fmt.Errorf("invalid type %v for \"ca\"", ca)
 	}
 	for i, p := range cas {
 		if !filepath.IsAbs(p) {
@@ -204,7 +204,7 @@ func parseHostEntry(server, dir string, cfg hostsFileConfig, resolvePath func(st
 	}
 	if cfg.DialTimeout != "" {
 		if _, err := time.ParseDuration(cfg.DialTimeout); err != nil {
-			return MirrorHost{}, err
+			return Host{}, err
 		}
 	}
 	explicitTLS := cfg.CACert != nil || cfg.Client != nil || cfg.SkipVerify != nil
@@ -218,7 +218,7 @@ func parseHostEntry(server, dir string, cfg hostsFileConfig, resolvePath func(st
 	return h, nil
 }
 
-func (h *MirrorHost) displayHost() string {
+func (h *Host) displayHost() string {
 	if h.Host == "" {
 		return "server (the registry itself)"
 	}
@@ -242,7 +242,7 @@ func registryOfHostDir(name string) string {
 
 // readContainerdCertsDir reads every hosts.toml under dir. A missing dir is
 // no configuration.
-func readContainerdCertsDir(dir string, resolvePath func(string) string, notes *fileNotes) (byRegistry map[string][]MirrorHost, fallback []MirrorHost) {
+func readContainerdCertsDir(dir string, resolvePath func(string) string, notes *fileNotes) (byRegistry map[string][]Host, fallback []Host) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
@@ -258,11 +258,11 @@ func readContainerdCertsDir(dir string, resolvePath func(string) string, notes *
 		}
 		return strings.HasSuffix(a, "_") && !strings.HasSuffix(b, "_")
 	})
-	byRegistry = map[string][]MirrorHost{}
+	byRegistry = map[string][]Host{}
 	// A registry's directory, even without a (valid) hosts.toml, is what
 	// containerd uses for it; _default applies only to registries without
 	// one. Without hosts.toml the registry itself is the only host.
-	direct := []MirrorHost{{ForTags: true, ForDigests: true, key: "server"}}
+	direct := []Host{{ForTags: true, ForDigests: true, Key: "server"}}
 	for _, e := range entries {
 		if !e.IsDir() && e.Type()&fs.ModeSymlink == 0 {
 			continue
@@ -362,15 +362,15 @@ func readContainerdConfig(file string, notes *fileNotes) (reg criRegistryConfig,
 
 // legacyMirrors turns config.toml's registry.mirrors into chains, as
 // containerd's CRI registryEndpoints does.
-func legacyMirrors(reg criRegistryConfig, resolvePath func(string) string, file string, notes *fileNotes) (byRegistry map[string][]MirrorHost, fallback []MirrorHost) {
-	byRegistry = map[string][]MirrorHost{}
+func legacyMirrors(reg criRegistryConfig, resolvePath func(string) string, file string, notes *fileNotes) (byRegistry map[string][]Host, fallback []Host) {
+	byRegistry = map[string][]Host{}
 	keys := make([]string, 0, len(reg.Mirrors))
 	for k := range reg.Mirrors {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		var hosts []MirrorHost
+		var hosts []Host
 		upstreamListed := false
 		bad := false
 		for _, ep := range reg.Mirrors[key].Endpoint {
@@ -394,8 +394,8 @@ func legacyMirrors(reg criRegistryConfig, resolvePath func(string) string, file 
 			if p == "" {
 				p = "/v2"
 			}
-			h := MirrorHost{Host: strings.ToLower(u.Host), PlainHTTP: u.Scheme == "http", Path: p,
-				ForTags: true, ForDigests: true, Namespace: true, key: u.Scheme + "://" + strings.ToLower(u.Host) + p}
+			h := Host{Host: strings.ToLower(u.Host), PlainHTTP: u.Scheme == "http", Path: p,
+				ForTags: true, ForDigests: true, Namespace: true, Key: u.Scheme + "://" + strings.ToLower(u.Host) + p}
 			if c, ok := reg.Configs[u.Host]; ok && c.TLS != nil {
 				h.SkipVerify = c.TLS.InsecureSkipVerify
 				if c.TLS.CAFile != "" {
@@ -411,7 +411,7 @@ func legacyMirrors(reg criRegistryConfig, resolvePath func(string) string, file 
 			continue
 		}
 		if !upstreamListed {
-			hosts = append(hosts, MirrorHost{ForTags: true, ForDigests: true, key: "server"})
+			hosts = append(hosts, Host{ForTags: true, ForDigests: true, Key: "server"})
 		}
 		if key == "*" {
 			fallback = hosts

@@ -1,4 +1,4 @@
-package collector
+package mirror
 
 import (
 	"bytes"
@@ -10,21 +10,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
 // describePlan renders what the scheduler would probe for an image: each
 // mirror in the runtime's order, how it is reached, and whether the runtime
 // tries another host after it ("next") or not ("last").
-func describePlan(t *testing.T, hosts []MirrorHost, image string) string {
+func describePlan(t *testing.T, hosts []Host, image string) string {
 	t.Helper()
 	ref, err := probe.ParseReference(image)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
-	for _, p := range planMirrors(hosts, ref) {
-		h := p.host
+	for _, p := range Plan(hosts, ref) {
+		h := p.Host
 		var flags []string
 		switch {
 		case h.PlainHTTP:
@@ -48,7 +49,7 @@ func describePlan(t *testing.T, hosts []MirrorHost, image string) string {
 		if len(flags) > 0 {
 			s += "{" + strings.Join(flags, ",") + "}"
 		}
-		if p.fallback {
+		if p.Fallback {
 			s += " next"
 		} else {
 			s += " last"
@@ -94,20 +95,20 @@ func nodeOptions(root string) NodeOptions {
 		CRIORegistriesConf: filepath.Join(root, "etc/containers/registries.conf")}
 }
 
-func readNode(t *testing.T, root string) (*MirrorSet, *NodeMirrors, string) {
+func readNode(t *testing.T, root string) (*Set, *NodeReader, string) {
 	t.Helper()
 	var logs bytes.Buffer
-	nm := NewNodeMirrors(nodeOptions(root), slog.New(slog.NewTextHandler(&logs, nil)))
+	nm := NewNodeReader(nodeOptions(root), slog.New(slog.NewTextHandler(&logs, nil)))
 	return nm.Read(), nm, logs.String()
 }
 
-func hostsOf(t *testing.T, set *MirrorSet, image string) []MirrorHost {
+func hostsOf(t *testing.T, set *Set, image string) []Host {
 	t.Helper()
 	ref, err := probe.ParseReference(image)
 	if err != nil {
 		t.Fatal(err)
 	}
-	hosts, _ := set.hostsFor(ref)
+	hosts, _ := set.HostsFor(ref)
 	return hosts
 }
 
@@ -159,7 +160,7 @@ func TestContainerdHostsToml(t *testing.T) {
 	}
 	// Two invalid files, one read: the certs.d counter goes up by one.
 	if err := testutil.CollectAndCompare(nm, strings.NewReader(`
-# HELP imagepull_node_runtime_config_errors_total `+helpOf(descNodeConfigErrors)+`
+# HELP imagepull_node_runtime_config_errors_total `+testenv.HelpOf(descNodeConfigErrors)+`
 # TYPE imagepull_node_runtime_config_errors_total counter
 imagepull_node_runtime_config_errors_total{file="containerd_certs_d"} 1
 imagepull_node_runtime_config_errors_total{file="containerd_config"} 0

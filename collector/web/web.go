@@ -1,4 +1,4 @@
-package collector
+package web
 
 import (
 	"bytes"
@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/imagepull/imagepull_exporter/collector"
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -28,11 +30,14 @@ const scrapeTimeoutOffset = 500 * time.Millisecond
 // ProbeHandlerOptions configures NewProbeHandler.
 type ProbeHandlerOptions struct {
 	// Config returns the running configuration (for its modules).
-	Config func() *Config
-	// Budget is charged by every probe; nil means unlimited.
-	Budget *RequestBudget
+	Config func() *config.Config
+	// Sender sends every probe: it takes and charges the request budget
+	// and counts the requests in /metrics (the scheduler's Sender, so
+	// that both share one budget per registry); nil means a Sender of
+	// its own without a budget.
+	Sender *collector.Sender
 	// Concurrency bounds /probe probes in flight; extra requests get 503.
-	// <= 0 means DefaultConcurrency.
+	// <= 0 means collector.DefaultConcurrency.
 	Concurrency int
 	// UserAgent of the probes; empty means the prober's default.
 	UserAgent string
@@ -51,10 +56,13 @@ type probeHandler struct {
 // request log (credentials redacted), the result and the metrics.
 func NewProbeHandler(opts ProbeHandlerOptions) http.Handler {
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = DefaultConcurrency
+		opts.Concurrency = collector.DefaultConcurrency
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Sender == nil {
+		opts.Sender = collector.NewSender(nil)
 	}
 	return &probeHandler{opts: opts, sem: make(chan struct{}, opts.Concurrency)}
 }
@@ -74,7 +82,7 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cfg := h.opts.Config()
 	modName := q.Get("module")
 	if modName == "" {
-		modName = DefaultModuleName
+		modName = config.DefaultModuleName
 	}
 	m, ok := cfg.Modules[modName]
 	if !ok {
@@ -100,24 +108,25 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("too many probes in flight (%d); retry later", cap(h.sem)), http.StatusServiceUnavailable)
 		return
 	}
-	if !h.opts.Budget.Allow(ref.Registry) {
-		http.Error(w, fmt.Sprintf("the request budget of registry %s is spent (--probe.registry-budget); retry later", ref.Registry), http.StatusTooManyRequests)
-		return
-	}
-
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: h.opts.UserAgent})
 	defer prober.Close()
 	ctx, cancel := context.WithTimeout(r.Context(), timeout)
 	defer cancel()
-	res := prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: m})
-	h.opts.Budget.Charge(ref.Registry, len(res.Requests))
+	res, ok := h.opts.Sender.Do(ctx, collector.Send{Purpose: collector.PurposeOnDemand, Registry: ref.Registry},
+		func(ctx context.Context) probe.Result {
+			return prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: m})
+		})
+	if !ok {
+		http.Error(w, fmt.Sprintf("the request budget of registry %s is spent (--probe.registry-budget); retry later", ref.Registry), http.StatusTooManyRequests)
+		return
+	}
 	if !res.Success {
 		h.opts.Logger.Debug("probe failed", "via", "/probe", "image", ref.String(), "module", modName,
 			"reason", string(res.Reason), "err", res.Error)
 	}
 
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(snapshotCollector{resultSnapshot(target, res)})
+	reg.MustRegister(collector.ResultCollector(target, res))
 	if !debug {
 		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(w, r)
 		return
@@ -166,7 +175,7 @@ var statusTemplate = template.Must(template.New("status").Parse(statusHTML))
 
 // StatusPageOptions configures NewStatusPage.
 type StatusPageOptions struct {
-	Scheduler *Scheduler
+	Scheduler *collector.Scheduler
 	// Version is printed in the page footer (version.Info()).
 	Version string
 	// Now is the clock for ages; nil means time.Now.
@@ -215,9 +224,9 @@ type statusPage struct {
 	ConfigCount, Discovered int
 }
 
-func statusData(snap Snapshot, now time.Time, version string) statusPage {
+func statusData(snap collector.Snapshot, now time.Time, version string) statusPage {
 	page := statusPage{Version: version, Generated: now.UTC().Format(time.RFC3339),
-		ConfigCount: snap.Sources[SourceConfig], Discovered: snap.Sources[SourceDiscovered]}
+		ConfigCount: snap.Sources[collector.SourceConfig], Discovered: snap.Sources[collector.SourceDiscovered]}
 	headroom := map[string][]string{}
 	for _, rl := range snap.RateLimits {
 		s := fmt.Sprintf("%g/%g", rl.Remaining, rl.Limit)

@@ -1,4 +1,4 @@
-package collector
+package mirror
 
 import (
 	"fmt"
@@ -68,12 +68,6 @@ func (o NodeOptions) Validate() error {
 	return nil
 }
 
-// NodeRegisterer wraps reg so that every series registered through it gets
-// the node label: the probe and mirror series of a node-local exporter.
-func NodeRegisterer(reg prometheus.Registerer, node string) prometheus.Registerer {
-	return prometheus.WrapRegistererWith(prometheus.Labels{"node": node}, reg)
-}
-
 // The `file` label values of imagepull_node_runtime_config_errors_total.
 const (
 	fileContainerdCertsDir = "containerd_certs_d"
@@ -85,10 +79,10 @@ var descNodeConfigErrors = prometheus.NewDesc("imagepull_node_runtime_config_err
 	"Reads of the node's container runtime mirror configuration that found a file unreadable or invalid (node-local mode); such a file is ignored, as the runtime ignores it or fails with it. Missing files are not errors: that runtime is not used.",
 	[]string{"file"}, nil)
 
-// NodeMirrors reads a node's container runtime mirror configuration. Read
+// NodeReader reads a node's container runtime mirror configuration. Read
 // never fails: a missing file means that runtime is not used, and an
 // unreadable or invalid one is logged (once per change) and counted.
-type NodeMirrors struct {
+type NodeReader struct {
 	opts   NodeOptions
 	logger *slog.Logger
 
@@ -97,12 +91,12 @@ type NodeMirrors struct {
 	logged string
 }
 
-// NewNodeMirrors returns a reader of the files opts names.
-func NewNodeMirrors(opts NodeOptions, logger *slog.Logger) *NodeMirrors {
+// NewNodeReader returns a reader of the files opts names.
+func NewNodeReader(opts NodeOptions, logger *slog.Logger) *NodeReader {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &NodeMirrors{opts: opts, logger: logger,
+	return &NodeReader{opts: opts, logger: logger,
 		errors: map[string]uint64{fileContainerdCertsDir: 0, fileContainerdConfig: 0, fileCRIORegistries: 0}}
 }
 
@@ -110,7 +104,7 @@ func NewNodeMirrors(opts NodeOptions, logger *slog.Logger) *NodeMirrors {
 // the certs.d flag (/host/etc/containerd/certs.d → /host), so that absolute
 // paths in the node's files (ca = "/etc/containerd/certs.d/x/ca.crt") can be
 // found under the mount.
-func (n *NodeMirrors) hostRoot() string {
+func (n *NodeReader) hostRoot() string {
 	const suffix = "/etc/containerd/certs.d"
 	d := filepath.Clean(n.opts.ContainerdCertsDir)
 	if strings.HasSuffix(d, suffix) {
@@ -120,7 +114,7 @@ func (n *NodeMirrors) hostRoot() string {
 }
 
 // resolvePath maps a path as the node sees it to one the exporter can read.
-func (n *NodeMirrors) resolvePath(p string) string {
+func (n *NodeReader) resolvePath(p string) string {
 	if root := n.hostRoot(); root != "" && filepath.IsAbs(p) && !strings.HasPrefix(p, root+"/") {
 		if _, err := os.Stat(filepath.Join(root, p)); err == nil {
 			return filepath.Join(root, p)
@@ -130,7 +124,7 @@ func (n *NodeMirrors) resolvePath(p string) string {
 }
 
 // Read reads the node's files now.
-func (n *NodeMirrors) Read() *MirrorSet {
+func (n *NodeReader) Read() *Set {
 	var certs, config, crio fileNotes
 	set := n.read(&certs, &config, &crio)
 
@@ -170,24 +164,24 @@ func (n *NodeMirrors) Read() *MirrorSet {
 	return set
 }
 
-func (n *NodeMirrors) read(certs, config, crio *fileNotes) *MirrorSet {
-	var cd *MirrorSet
+func (n *NodeReader) read(certs, config, crio *fileNotes) *Set {
+	var cd *Set
 	reg, ok := readContainerdConfig(n.opts.ContainerdConfig, config)
 	switch {
 	case ok && reg.ConfigPath == "" && len(reg.Mirrors) > 0:
 		by, fb := legacyMirrors(reg, n.resolvePath, n.opts.ContainerdConfig, config)
-		cd = &MirrorSet{Runtime: "containerd (config.toml registry.mirrors)", byRegistry: by, fallback: fb}
+		cd = &Set{Runtime: "containerd (config.toml registry.mirrors)", byRegistry: by, fallback: fb}
 	default:
 		if reg.ConfigPath != "" && !strings.Contains(reg.ConfigPath, "/etc/containerd/certs.d") {
 			config.note("%s: containerd reads hosts from config_path %q; this exporter reads %s (--node.containerd-certs-dir): mount that directory there", n.opts.ContainerdConfig, reg.ConfigPath, n.opts.ContainerdCertsDir)
 		}
 		by, fb := readContainerdCertsDir(n.opts.ContainerdCertsDir, n.resolvePath, certs)
-		cd = &MirrorSet{Runtime: "containerd", byRegistry: by, fallback: fb}
+		cd = &Set{Runtime: "containerd", byRegistry: by, fallback: fb}
 	}
 	regs := readCRIORegistries(n.opts.CRIORegistriesConf, crio)
-	var cr *MirrorSet
+	var cr *Set
 	if crioHasMirrors(regs) {
-		cr = &MirrorSet{Runtime: "cri-o", crio: regs}
+		cr = &Set{Runtime: "cri-o", crio: regs}
 	}
 	switch {
 	case cd.HasMirrors() && cr != nil:
@@ -200,10 +194,10 @@ func (n *NodeMirrors) read(certs, config, crio *fileNotes) *MirrorSet {
 }
 
 // Describe implements prometheus.Collector.
-func (n *NodeMirrors) Describe(ch chan<- *prometheus.Desc) { ch <- descNodeConfigErrors }
+func (n *NodeReader) Describe(ch chan<- *prometheus.Desc) { ch <- descNodeConfigErrors }
 
 // Collect implements prometheus.Collector.
-func (n *NodeMirrors) Collect(ch chan<- prometheus.Metric) {
+func (n *NodeReader) Collect(ch chan<- prometheus.Metric) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	files := make([]string, 0, len(n.errors))

@@ -1,4 +1,4 @@
-package collector
+package mirror
 
 import (
 	"errors"
@@ -190,7 +190,7 @@ func crioPrefixMatches(name, prefix string) (matched string, ok bool) {
 }
 
 // crioHostsFor returns the pull sources CRI-O tries for ref.
-func crioHostsFor(regs []crioRegistry, ref probe.Reference) ([]MirrorHost, bool) {
+func crioHostsFor(regs []crioRegistry, ref probe.Reference) ([]Host, bool) {
 	name := ref.Registry + "/" + ref.Repository
 	var best *crioRegistry
 	bestMatched := ""
@@ -210,10 +210,10 @@ func crioHostsFor(regs []crioRegistry, ref probe.Reference) ([]MirrorHost, bool)
 		host, repo, _ = strings.Cut(newName, "/")
 		return strings.ToLower(host), repo
 	}
-	var hosts []MirrorHost
+	var hosts []Host
 	for _, m := range best.Mirrors {
 		host, repo := rewrite(m.Location)
-		h := MirrorHost{Host: host, Path: "/v2", HTTPFallback: m.Insecure, SkipVerify: m.Insecure,
+		h := Host{Host: host, Path: "/v2", HTTPFallback: m.Insecure, SkipVerify: m.Insecure,
 			ForTags: true, ForDigests: true}
 		switch {
 		case best.MirrorByDigestOnly, m.PullFromMirror == "digest-only":
@@ -224,14 +224,14 @@ func crioHostsFor(regs []crioRegistry, ref probe.Reference) ([]MirrorHost, bool)
 		if repo != ref.Repository {
 			h.Repository = repo
 		}
-		h.key = "https://" + host + "/v2/" + repo
+		h.Key = "https://" + host + "/v2/" + repo
 		hosts = append(hosts, h)
 	}
 	if !best.Blocked {
 		host, repo := rewrite(best.Location)
-		h := MirrorHost{Host: host, Path: "/v2", HTTPFallback: best.Insecure, SkipVerify: best.Insecure,
-			ForTags: true, ForDigests: true, key: "location"}
-		if isUpstreamHost(host, ref.Registry) && repo == ref.Repository {
+		h := Host{Host: host, Path: "/v2", HTTPFallback: best.Insecure, SkipVerify: best.Insecure,
+			ForTags: true, ForDigests: true, Key: "location"}
+		if IsUpstream(host, ref.Registry) && repo == ref.Repository {
 			h.Upstream = true
 		} else if repo != ref.Repository {
 			h.Repository = repo

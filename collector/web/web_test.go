@@ -1,4 +1,4 @@
-package collector
+package web
 
 import (
 	"io"
@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagepull/imagepull_exporter/collector/config"
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -27,10 +29,10 @@ func get(t *testing.T, h http.Handler, target string, header ...string) (int, st
 }
 
 func TestProbeHandler(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	digest := push(t, reg.Host, "demo/app:v1")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	digest := testenv.PushRandom(t, reg.Host, "demo/app:v1")
 	cfg := testConfig()
-	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *Config { return cfg }})
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }})
 	q := func(v url.Values) string { return "/probe?" + v.Encode() }
 
 	image := reg.Host + "/demo/app:v1"
@@ -89,8 +91,8 @@ func TestProbeHandler(t *testing.T) {
 }
 
 func TestProbeHandlerDebug(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	digest := push(t, reg.Host, "demo/app:v1")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	digest := testenv.PushRandom(t, reg.Host, "demo/app:v1")
 	cfg := testConfig()
 	// The module carries a password. This registry allows anonymous
 	// access, so it is never sent; the page must not show it anyway (it
@@ -99,7 +101,7 @@ func TestProbeHandlerDebug(t *testing.T) {
 	m := cfg.Modules["local"]
 	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-module-pass"}
 	cfg.Modules["local"] = m
-	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *Config { return cfg }})
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }})
 	code, ctype, body := get(t, h, "/probe?debug=true&module=local&target="+url.QueryEscape(reg.Host+"/demo/app:v1"),
 		"X-Prometheus-Scrape-Timeout-Seconds", "4")
 	if code != 200 || !strings.HasPrefix(ctype, "text/plain") {
@@ -123,12 +125,12 @@ func TestProbeHandlerDebug(t *testing.T) {
 }
 
 func TestProbeHandlerBudget(t *testing.T) {
-	reg := startRegistry(t, newRegistryHandler())
-	push(t, reg.Host, "demo/app:v1")
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, reg.Host, "demo/app:v1")
 	cfg := testConfig()
 	frozen := time.Now()
 	budget := NewRequestBudget(2, func() time.Time { return frozen })
-	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *Config { return cfg }, Budget: budget})
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Budget: budget})
 	target := "/probe?module=local&target=" + url.QueryEscape(reg.Host+"/demo/app:v1")
 	// Each /probe is cold: ping + HEAD = 2 requests, the whole budget.
 	if code, _, body := get(t, h, target); code != 200 {

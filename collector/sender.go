@@ -1,0 +1,210 @@
+package collector
+
+import (
+	"context"
+	"sort"
+	"sync"
+
+	"github.com/imagepull/imagepull_exporter/probe"
+)
+
+// Purpose says who sends requests through the Sender. It decides how the
+// request budget treats a refusal and where the requests are counted.
+type Purpose int
+
+// The callers of the Sender.
+const (
+	// PurposeScheduled is a scheduled probe of a target: a budget refusal
+	// skips it and is counted in imagepull_probe_budget_exhausted_total.
+	PurposeScheduled Purpose = iota
+	// PurposeMirror is the probe of a mirror after its target's: it spends
+	// the mirror host's budget, and its requests are counted in
+	// imagepull_mirror_requests_total{mirror,upstream}; the caller counts
+	// refusals per mirror.
+	PurposeMirror
+	// PurposeOnDemand is a /probe request: a refusal is answered to the
+	// caller and not counted, and its requests are counted under the
+	// registry only when the scheduler probes that registry (else under
+	// registry="other"), so that callers naming arbitrary registries
+	// cannot create series.
+	PurposeOnDemand
+	// PurposeAuthCheck is a pull secret's periodic login check: a refusal
+	// postpones it and is not a skipped scheduled probe.
+	PurposeAuthCheck
+	// PurposeDiagnose is `diagnose`'s probes and tag listings.
+	PurposeDiagnose
+)
+
+// OtherRegistry is the registry label of requests /probe sends to a
+// registry the scheduler does not probe.
+const OtherRegistry = "other"
+
+// Send names who sends and to whom.
+type Send struct {
+	Purpose Purpose
+	// Registry is the normalised registry the requests are about: the
+	// budget charged and the `registry` (or, for mirrors, `upstream`)
+	// label.
+	Registry string
+	// Mirror is the mirror host (PurposeMirror): its budget is charged
+	// instead of the registry's.
+	Mirror string
+}
+
+// Sender is the one door through which every request the process sends to
+// a registry or a mirror leaves: scheduled and mirror probes, /probe, the
+// pull-secret auth checks and diagnose. Do takes the budget, runs the
+// exchange, charges the requests it really sent and counts each of them,
+// so that "every request is budgeted and counted" holds for every caller at
+// once (node_exporter's execute() plays this role for its collectors).
+type Sender struct {
+	budget *RequestBudget
+	// known reports whether the scheduler probes a registry (for
+	// PurposeOnDemand's labels); nil means every registry is known.
+	known func(registry string) bool
+
+	mu             sync.Mutex
+	requests       map[requestKey]uint64
+	malformed      map[malformedKey]uint64
+	mirrorRequests map[mirrorRequestKey]uint64
+}
+
+type requestKey struct {
+	registry string
+	kind     probe.RequestKind
+	code     string
+}
+
+type malformedKey struct{ registry, header string }
+
+type mirrorRequestKey struct {
+	mirror, upstream string
+	kind             probe.RequestKind
+	code             string
+}
+
+// NewSender returns a Sender charging budget (nil: unlimited).
+func NewSender(budget *RequestBudget) *Sender {
+	return &Sender{budget: budget,
+		requests: map[requestKey]uint64{}, malformed: map[malformedKey]uint64{},
+		mirrorRequests: map[mirrorRequestKey]uint64{}}
+}
+
+// Budget returns the budget the Sender charges; nil when unlimited.
+func (s *Sender) Budget() *RequestBudget { return s.budget }
+
+// Do runs exchange if the budget allows it, then charges and counts the
+// requests its Result reports. ok is false when the budget refused: then
+// exchange did not run and nothing was sent.
+func (s *Sender) Do(ctx context.Context, send Send, exchange func(context.Context) probe.Result) (res probe.Result, ok bool) {
+	bucket := send.Registry
+	if send.Purpose == PurposeMirror {
+		bucket = send.Mirror
+	}
+	var allowed bool
+	switch send.Purpose {
+	case PurposeScheduled:
+		allowed = s.budget.Take(bucket)
+	default:
+		allowed = s.budget.Allow(bucket)
+	}
+	if !allowed {
+		return probe.Result{}, false
+	}
+	res = exchange(ctx)
+	s.budget.Charge(bucket, len(res.Requests))
+	s.count(send, &res)
+	return res, true
+}
+
+// count adds the requests of res, and its malformed header values.
+func (s *Sender) count(send Send, res *probe.Result) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if send.Purpose == PurposeMirror {
+		for _, rq := range res.Requests {
+			s.mirrorRequests[mirrorRequestKey{send.Mirror, send.Registry, rq.Kind, StatusLabel(rq.Status)}]++
+		}
+		return
+	}
+	reg := send.Registry
+	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
+		reg = OtherRegistry
+	}
+	countRequests(s.requests, s.malformed, reg, res)
+}
+
+// Total returns how many requests were counted, over every registry,
+// mirror, kind and code: what `diagnose` reports having sent.
+func (s *Sender) Total() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var n uint64
+	for _, v := range s.requests {
+		n += v
+	}
+	for _, v := range s.mirrorRequests {
+		n += v
+	}
+	return n
+}
+
+// prune drops the counters of registries and mirrors nothing probes any
+// more (a reload, discovered images that went away); requests of /probe
+// under "other" stay.
+func (s *Sender) prune(probed func(registry string) bool, mirrorUsed func(mirror, upstream string) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k := range s.requests {
+		if k.registry != OtherRegistry && !probed(k.registry) {
+			delete(s.requests, k)
+		}
+	}
+	for k := range s.malformed {
+		if k.registry != OtherRegistry && !probed(k.registry) {
+			delete(s.malformed, k)
+		}
+	}
+	for k := range s.mirrorRequests {
+		if !mirrorUsed(k.mirror, k.upstream) {
+			delete(s.mirrorRequests, k)
+		}
+	}
+}
+
+// snapshot copies the counters.
+func (s *Sender) snapshot() (requests map[requestKey]uint64, malformed map[malformedKey]uint64, mirrors []mirrorRequestCount) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	requests = make(map[requestKey]uint64, len(s.requests))
+	for k, v := range s.requests {
+		requests[k] = v
+	}
+	malformed = make(map[malformedKey]uint64, len(s.malformed))
+	for k, v := range s.malformed {
+		malformed[k] = v
+	}
+	mirrors = make([]mirrorRequestCount, 0, len(s.mirrorRequests))
+	for k, v := range s.mirrorRequests {
+		mirrors = append(mirrors, mirrorRequestCount{k, v})
+	}
+	sort.Slice(mirrors, func(i, j int) bool {
+		a, b := mirrors[i].key, mirrors[j].key
+		if a.mirror != b.mirror {
+			return a.mirror < b.mirror
+		}
+		if a.upstream != b.upstream {
+			return a.upstream < b.upstream
+		}
+		if a.kind != b.kind {
+			return a.kind < b.kind
+		}
+		return a.code < b.code
+	})
+	return requests, malformed, mirrors
+}
+
+type mirrorRequestCount struct {
+	key mirrorRequestKey
+	n   uint64
+}
