@@ -225,19 +225,7 @@ func unixSeconds(t time.Time) float64 {
 // resultSnapshot turns one probe result into a snapshot of one target, for
 // /probe: the same series as the scheduler's, counting this probe only.
 func resultSnapshot(name string, res probe.Result) Snapshot {
-	t := TargetStatus{Name: name, Source: "probe", Ref: res.Ref, Last: &res}
-	if res.Success {
-		t.Successes, t.LastSuccess = 1, res.Start
-	} else {
-		t.Failures = 1
-	}
-	if res.AuthChecked {
-		t.AuthChecked, t.AuthOK = true, res.AuthOK
-	}
-	t.Digest, t.MediaType = res.Digest, res.MediaType
-	if reachedManifest(&res) {
-		t.hist.observe(res.Phases[probe.PhaseManifest].Seconds())
-	}
+	t := StatusOf(name, "probe", "", 0, res)
 	reg := res.Ref.Registry
 	snap := Snapshot{
 		Targets:    []TargetStatus{t},

@@ -195,7 +195,7 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 	stale := map[mirrorStaleKey]float64{}
 	for _, r := range rs {
 		r.mu.Lock()
-		up := r.st.last
+		up := r.st.Last
 		for _, m := range r.mirrors {
 			k := mirrorKey{m.plan.Host.Host, r.spec.ref.Registry}
 			a := aggs[k]

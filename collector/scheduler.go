@@ -136,25 +136,12 @@ type runner struct {
 	delay    time.Duration // before the first probe
 
 	mu sync.Mutex
-	st targetState
+	st TargetState
 	// mirrors are the mirrors the runtime would send the target's image
 	// to, probed after it (mirror_probe.go).
 	mirrors []*mirrorRunner
 }
 
-// targetState is what the scheduler remembers of one target.
-type targetState struct {
-	last          *probe.Result
-	lastSuccess   time.Time
-	digest        string // last digest seen (survives failures)
-	mediaType     string
-	successes     uint64
-	failures      uint64
-	digestChanges uint64
-	authChecked   bool // an auth check has happened
-	authOK        bool
-	hist          histogram
-}
 
 // NewScheduler returns a scheduler with no targets. Give it a configuration
 // with ApplyConfig and start it with Run.
@@ -468,26 +455,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 func (r *runner) record(res probe.Result) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	st := &r.st
-	st.last = &res
-	if res.Success {
-		st.successes++
-		st.lastSuccess = res.Start
-	} else {
-		st.failures++
-	}
-	if res.AuthChecked {
-		st.authChecked, st.authOK = true, res.AuthOK
-	}
-	if res.Digest != "" {
-		if st.digest != "" && st.digest != res.Digest {
-			st.digestChanges++
-		}
-		st.digest, st.mediaType = res.Digest, res.MediaType
-	}
-	if reachedManifest(&res) {
-		st.hist.observe(res.Phases[probe.PhaseManifest].Seconds())
-	}
+	r.st.apply(res)
 }
 
 func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
@@ -510,25 +478,68 @@ func StatusLabel(status int) string {
 	return strconv.Itoa(status)
 }
 
-// TargetStatus is a copy of one target's latest state, for the status page
-// and the metrics.
-type TargetStatus struct {
-	Name     string
-	Source   string
-	Ref      probe.Reference
-	Module   string
-	Interval time.Duration
-
+// TargetState is what the scheduler remembers of one target, folded from
+// its probe results by apply: the one place a result becomes state, read
+// by the metrics (collectTarget), the status page and /logs.
+type TargetState struct {
 	Last          *probe.Result // nil before the first probe
+	LastFailure   *probe.Result // the latest failed probe, kept across successes; nil before the first failure
 	LastSuccess   time.Time     // zero before the first success
 	Digest        string        // last digest seen, kept across failures
 	MediaType     string
 	Successes     uint64
 	Failures      uint64
 	DigestChanges uint64
-	AuthChecked   bool
+	AuthChecked   bool // an auth check has happened
 	AuthOK        bool
 	hist          histogram
+}
+
+// apply folds one probe result into the state.
+func (st *TargetState) apply(res probe.Result) {
+	st.Last = &res
+	if res.Success {
+		st.Successes++
+		st.LastSuccess = res.Start
+	} else {
+		st.Failures++
+		st.LastFailure = &res
+	}
+	if res.AuthChecked {
+		st.AuthChecked, st.AuthOK = true, res.AuthOK
+	}
+	if res.Digest != "" {
+		if st.Digest != "" && st.Digest != res.Digest {
+			st.DigestChanges++
+		}
+		st.Digest, st.MediaType = res.Digest, res.MediaType
+	}
+	if reachedManifest(&res) {
+		st.hist.observe(res.Phases[probe.PhaseManifest].Seconds())
+	}
+}
+
+// TargetStatus is a copy of one target's state with what it is, for the
+// status page, /logs and the metrics.
+type TargetStatus struct {
+	Name     string
+	Source   string
+	Ref      probe.Reference
+	Module   string
+	Interval time.Duration
+	TargetState
+}
+
+// StatusOf folds results, oldest first, into the status of one target the
+// way the scheduler does: for /probe's answer, and for pages shown
+// without a scheduler.
+func StatusOf(name, source, module string, interval time.Duration, results ...probe.Result) TargetStatus {
+	t := TargetStatus{Name: name, Source: source, Module: module, Interval: interval}
+	for _, res := range results {
+		t.Ref = res.Ref
+		t.apply(res)
+	}
+	return t
 }
 
 // RateLimitStatus is the latest rate limit a registry reported for a source.
@@ -576,10 +587,7 @@ func (s *Scheduler) Snapshot() Snapshot {
 		r.mu.Unlock()
 		snap.Targets = append(snap.Targets, TargetStatus{
 			Name: r.spec.name, Source: r.spec.source, Ref: r.spec.ref,
-			Module: r.spec.moduleName, Interval: r.spec.interval,
-			Last: st.last, LastSuccess: st.lastSuccess, Digest: st.digest, MediaType: st.mediaType,
-			Successes: st.successes, Failures: st.failures, DigestChanges: st.digestChanges,
-			AuthChecked: st.authChecked, AuthOK: st.authOK, hist: st.hist,
+			Module: r.spec.moduleName, Interval: r.spec.interval, TargetState: st,
 		})
 	}
 
@@ -632,7 +640,7 @@ func (s *Scheduler) RegistryCause(registry string) string {
 	probed, ok := false, false
 	for _, r := range rs {
 		r.mu.Lock()
-		last := r.st.last
+		last := r.st.Last
 		r.mu.Unlock()
 		if last == nil {
 			continue
@@ -693,7 +701,7 @@ func (s *Scheduler) TagResult(registry, repository, tag string) (digest string, 
 			continue
 		}
 		r.mu.Lock()
-		last := r.st.last
+		last := r.st.Last
 		r.mu.Unlock()
 		if last == nil {
 			continue

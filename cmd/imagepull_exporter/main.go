@@ -332,7 +332,7 @@ func serve(f *flags, stderr io.Writer) int {
 		}
 		fmt.Fprintln(w, "configuration reloaded")
 	})
-	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Scheduler: sched, Version: version.Info()}))
+	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: sched.Snapshot, Version: version.Info()}))
 
 	// IdleTimeout closes kept-alive connections nobody uses: longer than
 	// any usual scrape interval, so Prometheus keeps reusing its one. No

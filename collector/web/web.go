@@ -175,7 +175,8 @@ var statusTemplate = template.Must(template.New("status").Parse(statusHTML))
 
 // StatusPageOptions configures NewStatusPage.
 type StatusPageOptions struct {
-	Scheduler *collector.Scheduler
+	// Snapshot returns the scheduler's state (Scheduler.Snapshot).
+	Snapshot func() collector.Snapshot
 	// Version is printed in the page footer (version.Info()).
 	Version string
 	// Now is the clock for ages; nil means time.Now.
@@ -194,7 +195,7 @@ func NewStatusPage(opts StatusPageOptions) http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		data := statusData(opts.Scheduler.Snapshot(), opts.Now(), opts.Version)
+		data := statusData(opts.Snapshot(), opts.Now(), opts.Version)
 		var b bytes.Buffer
 		if err := statusTemplate.Execute(&b, data); err != nil {
 			http.Error(w, "rendering the status page: "+err.Error(), http.StatusInternalServerError)

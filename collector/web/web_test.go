@@ -11,10 +11,21 @@ import (
 	"testing"
 	"time"
 
+	"github.com/imagepull/imagepull_exporter/collector"
 	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
+
+// localModule probes the plain-HTTP loopback registries of these tests.
+var localModule = probe.Module{Timeout: 10 * time.Second, Interval: time.Hour,
+	AuthCheckInterval: time.Hour, PlainHTTP: true}
+
+// testConfig builds a configuration with the modules "local" and
+// "default" and no targets.
+func testConfig() *config.Config {
+	return &config.Config{Modules: map[string]probe.Module{"local": localModule, config.DefaultModuleName: probe.DefaultModule}}
+}
 
 func get(t *testing.T, h http.Handler, target string, header ...string) (int, string, string) {
 	t.Helper()
@@ -129,8 +140,8 @@ func TestProbeHandlerBudget(t *testing.T) {
 	testenv.PushRandom(t, reg.Host, "demo/app:v1")
 	cfg := testConfig()
 	frozen := time.Now()
-	budget := NewRequestBudget(2, func() time.Time { return frozen })
-	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Budget: budget})
+	budget := collector.NewRequestBudget(2, func() time.Time { return frozen })
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Sender: collector.NewSender(budget)})
 	target := "/probe?module=local&target=" + url.QueryEscape(reg.Host+"/demo/app:v1")
 	// Each /probe is cold: ping + HEAD = 2 requests, the whole budget.
 	if code, _, body := get(t, h, target); code != 200 {
@@ -208,17 +219,29 @@ func TestRedactorPasswordFile(t *testing.T) {
 }
 
 func TestStatusPage(t *testing.T) {
-	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0.Add(time.Minute) }})
-	quay := tc(t, "quay", "quay.io/prometheus/busybox:latest", time.Minute)
-	hub := tc(t, "hub<script>", "docker.io/ratelimitpreview/test:latest", time.Minute)
-	pending := tc(t, "pending", "ghcr.io/containerd/busybox:1.36", time.Minute)
-	s.ApplyConfig(testConfig(quay, hub, pending))
-	feed(s, "quay", probe.Result{Ref: quay.Ref, Start: t0, Success: true,
-		Digest: "sha256:0123456789abcdef0123", Phases: phases(123*time.Millisecond, 0)})
-	feed(s, "hub<script>", probe.Result{Ref: hub.Ref, Start: t0, Reason: probe.ReasonRateLimited,
-		Error: "429 TOOMANYREQUESTS", Phases: phases(45*time.Millisecond, 0),
-		RateLimit: &probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}})
-	h := NewStatusPage(StatusPageOptions{Scheduler: s, Version: "imagepull_exporter, version 1.2.3",
+	t0 := time.Unix(1_750_000_000, 0)
+	ref := func(image string) probe.Reference {
+		r, err := probe.ParseReference(image)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	quay, hub := ref("quay.io/prometheus/busybox:latest"), ref("docker.io/ratelimitpreview/test:latest")
+	snap := collector.Snapshot{
+		Sources: map[string]int{collector.SourceConfig: 3},
+		Targets: []collector.TargetStatus{
+			collector.StatusOf("hub<script>", collector.SourceConfig, "local", time.Minute, probe.Result{Ref: hub, Start: t0,
+				Reason: probe.ReasonRateLimited, Error: "429 TOOMANYREQUESTS",
+				Phases:    map[probe.Phase]time.Duration{probe.PhaseTotal: 45 * time.Millisecond},
+				RateLimit: &probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}}),
+			{Name: "pending", Source: collector.SourceConfig, Ref: ref("ghcr.io/containerd/busybox:1.36"), Module: "local", Interval: time.Minute},
+			collector.StatusOf("quay", collector.SourceConfig, "local", time.Minute, probe.Result{Ref: quay, Start: t0, Success: true,
+				Digest: "sha256:0123456789abcdef0123", Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 123 * time.Millisecond}}),
+		},
+		RateLimits: []collector.RateLimitStatus{{Registry: "docker.io", RateLimit: probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}, Updated: t0}},
+	}
+	h := NewStatusPage(StatusPageOptions{Snapshot: func() collector.Snapshot { return snap }, Version: "imagepull_exporter, version 1.2.3",
 		Now: func() time.Time { return t0.Add(90 * time.Second) }})
 
 	code, ctype, body := get(t, h, "/")
