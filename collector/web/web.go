@@ -6,6 +6,7 @@ import (
 	_ "embed"
 	"fmt"
 	"html/template"
+	"io"
 	"log/slog"
 	"net/http"
 	"sort"
@@ -277,4 +278,76 @@ func humanAge(d time.Duration) string {
 		d = d.Round(time.Hour)
 		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), (d%(24*time.Hour))/time.Hour)
 	}
+}
+
+// LogsOptions configures NewLogs.
+type LogsOptions struct {
+	// Snapshot returns the scheduler's state (Scheduler.Snapshot).
+	Snapshot func() collector.Snapshot
+	// Config returns the running configuration: the modules whose
+	// secrets are redacted from what is shown.
+	Config func() *config.Config
+	// Now is the clock for ages; nil means time.Now.
+	Now func() time.Time
+}
+
+// NewLogs serves /logs?target=NAME: the latest scheduled probe of a target
+// and its latest failure, each with its request log (headers redacted by
+// the prober, the page once more by the module's redactor), so that a
+// failure seen on a dashboard can be read afterwards, as blackbox_exporter
+// keeps a probe history. /probe?debug=true stays the cold, on-demand probe.
+func NewLogs(opts LogsOptions) http.Handler {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("target")
+		if name == "" {
+			http.Error(w, "missing target parameter; use /logs?target=<target name> (the names are on the status page)", http.StatusBadRequest)
+			return
+		}
+		var t *collector.TargetStatus
+		snap := opts.Snapshot()
+		for i := range snap.Targets {
+			if snap.Targets[i].Name == name {
+				t = &snap.Targets[i]
+				break
+			}
+		}
+		if t == nil {
+			http.Error(w, fmt.Sprintf("no target %q (a reload may have removed it); the status page lists the targets", name), http.StatusNotFound)
+			return
+		}
+		m := probe.DefaultModule
+		if cfg := opts.Config(); cfg != nil {
+			if mm, ok := cfg.Modules[t.Module]; ok {
+				m = mm
+			}
+		}
+		now := opts.Now()
+		var b strings.Builder
+		fmt.Fprintf(&b, "Target %s: %s, module %q, every %s (%s)\n", t.Name, t.Ref, t.Module, t.Interval, t.Source)
+		fmt.Fprintf(&b, "%d successes, %d failures\n", t.Successes, t.Failures)
+		section := func(title string, res *probe.Result) {
+			fmt.Fprintf(&b, "\n%s, %s ago (%s):\n", title, humanAge(now.Sub(res.Start)), res.Start.UTC().Format(time.RFC3339))
+			writeResult(&b, *res)
+			b.WriteString("requests:\n")
+			writeRequestLog(&b, *res)
+		}
+		switch {
+		case t.Last == nil:
+			b.WriteString("\nNot probed yet.\n")
+		case t.Last.Success:
+			section("Latest probe", t.Last)
+			if t.LastFailure != nil {
+				section("Latest failure", t.LastFailure)
+			} else {
+				b.WriteString("\nNo failure since the target was added.\n")
+			}
+		default:
+			section("Latest probe (failed)", t.Last)
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, newRedactor(m, t.Ref).Redact(b.String()))
+	})
 }

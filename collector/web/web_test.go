@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -249,9 +250,9 @@ func TestStatusPage(t *testing.T) {
 		t.Fatalf("status %d %s", code, ctype)
 	}
 	for _, want := range []string{
-		`<td>quay</td>`, `<code>quay.io/prometheus/busybox:latest</code>`, `<td class="ok">ok</td>`,
+		`<td><a href="logs?target=quay" title="the latest probe and the latest failure, with their requests">quay</a></td>`, `<code>quay.io/prometheus/busybox:latest</code>`, `<td class="ok">ok</td>`,
 		`<td class="num">123ms</td>`, `<td>1m30s ago</td>`, `<code title="sha256:0123456789abcdef0123">0123456789ab</code>`,
-		`<td>hub&lt;script&gt;</td>`, `<td class="failed">failed</td>`, `title="429 TOOMANYREQUESTS">rate_limited</td>`,
+		`<a href="logs?target=hub%3cscript%3e" title="the latest probe and the latest failure, with their requests">hub&lt;script&gt;</a>`, `<td class="failed">failed</td>`, `title="429 TOOMANYREQUESTS">rate_limited</td>`,
 		`<td>0/100 (203.0.113.7)</td>`,
 		`<td class="pending">pending</td>`, `<td>never</td>`,
 		`3 targets (3 configured, 0 discovered)`, `<a href="metrics">Metrics</a>`, `version 1.2.3`,
@@ -265,5 +266,86 @@ func TestStatusPage(t *testing.T) {
 	}
 	if code, _, _ := get(t, h, "/nope"); code != 404 {
 		t.Errorf("/nope: %d", code)
+	}
+}
+
+// A failed scheduled probe can be read afterwards: /logs shows the latest
+// probe and the latest failure of a target with their request logs, and
+// the status page links each row to it.
+func TestLogs(t *testing.T) {
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	image := reg.Host + "/demo/app:v1"
+	ref, err := probe.ParseReference(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	m := cfg.Modules["local"]
+	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-logs-pass"}
+	cfg.Modules["local"] = m
+	cfg.Targets = []config.TargetConfig{{Name: "app", Image: image, Module: "local", Interval: 200 * time.Millisecond, Ref: ref}}
+	prober := probe.NewProber(probe.ProberOptions{})
+	defer prober.Close()
+	s := collector.NewScheduler(collector.SchedulerOptions{Prober: prober})
+	s.ApplyConfig(cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	h := NewLogs(LogsOptions{Snapshot: s.Snapshot, Config: func() *config.Config { return cfg }})
+	state := func() collector.TargetStatus { return s.Snapshot().Targets[0] }
+	// The tag does not exist yet: the first probe fails with not_found.
+	testenv.WaitFor(t, "a failed probe", func() bool { return state().Failures > 0 })
+	code, ctype, body := get(t, h, "/logs?target=app")
+	if code != 200 || !strings.HasPrefix(ctype, "text/plain") {
+		t.Fatalf("/logs: %d %s %s", code, ctype, body)
+	}
+	for _, want := range []string{
+		"Target app: " + image + `, module "local"`,
+		"Latest probe (failed)",
+		"FAILED, reason not_found",
+		"manifest_head HEAD http://" + reg.Host + "/v2/demo/app/manifests/v1 -> 404",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/logs after a failure lacks %q:\n%s", want, body)
+		}
+	}
+
+	// Push the tag: the next probe succeeds, and the failure stays readable.
+	digest := testenv.PushRandom(t, reg.Host, "demo/app:v1")
+	testenv.WaitFor(t, "a successful probe", func() bool { st := state(); return st.Last != nil && st.Last.Success })
+	_, _, body = get(t, h, "/logs?target=app")
+	for _, want := range []string{
+		"Latest probe, ",
+		"digest:      " + digest.String(),
+		"Latest failure, ",
+		"FAILED, reason not_found",
+		"-> 404",
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/logs after a recovery lacks %q:\n%s", want, body)
+		}
+	}
+	if strings.Contains(body, "s3cret-logs-pass") {
+		t.Errorf("/logs shows the module password:\n%s", body)
+	}
+
+	for _, c := range []struct {
+		query string
+		code  int
+		want  string
+	}{
+		{"/logs", 400, "missing target parameter"},
+		{"/logs?target=nope", 404, `no target "nope"`},
+	} {
+		if code, _, body := get(t, h, c.query); code != c.code || !strings.Contains(body, c.want) {
+			t.Errorf("GET %s: %d %q, want %d with %q", c.query, code, body, c.code, c.want)
+		}
+	}
+
+	page := NewStatusPage(StatusPageOptions{Snapshot: s.Snapshot})
+	if _, _, body := get(t, page, "/"); !strings.Contains(body, `<a href="logs?target=app"`) {
+		t.Errorf("the status page does not link the row to /logs:\n%s", body)
 	}
 }
