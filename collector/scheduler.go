@@ -142,7 +142,6 @@ type runner struct {
 	mirrors []*mirrorRunner
 }
 
-
 // NewScheduler returns a scheduler with no targets. Give it a configuration
 // with ApplyConfig and start it with Run.
 func NewScheduler(opts SchedulerOptions) *Scheduler {

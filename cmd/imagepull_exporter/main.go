@@ -183,7 +183,12 @@ func probeOnce(f *flags, stdout, stderr io.Writer) int {
 	defer stop()
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
 	defer prober.Close()
-	res := prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: f.probeModule, Module: m})
+	// The one door every request goes through, as in the server; without
+	// a budget it never refuses.
+	res, _ := collector.NewSender(nil).Do(ctx, collector.Send{Purpose: collector.PurposeOnDemand, Registry: ref.Registry},
+		func(ctx context.Context) probe.Result {
+			return prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: f.probeModule, Module: m})
+		})
 
 	fmt.Fprintf(stdout, "%-12s %s\n", "module:", f.probeModule)
 	web.WriteRedacted(stdout, res, m, f.probeVerbose)
@@ -235,9 +240,8 @@ func serve(f *flags, stderr io.Writer) int {
 
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
 	defer prober.Close()
-	budget := collector.NewRequestBudget(f.registryBudget, nil)
 	sched := collector.NewScheduler(collector.SchedulerOptions{
-		Prober: prober, Concurrency: f.concurrency, Budget: budget, Logger: logger,
+		Prober: prober, Concurrency: f.concurrency, Budget: collector.NewRequestBudget(f.registryBudget, nil), Logger: logger,
 		MaxDiscovered: f.kube.MaxDiscovered, Sharding: f.scale.sharding,
 	})
 	// In node-local mode the probe and mirror series carry node="NAME".
@@ -268,71 +272,23 @@ func serve(f *flags, stderr io.Writer) int {
 		defer wg.Done()
 		_ = sched.Run(ctx)
 	}()
-	var ready atomic.Bool
-	ready.Store(true) // the config is loaded and the scheduler runs
 
-	// One reload at a time, whether from SIGHUP or POST /-/reload.
-	var reloadMu sync.Mutex
-	reload := func(trigger string) error {
-		reloadMu.Lock()
-		defer reloadMu.Unlock()
-		if err := sc.ReloadConfig(f.configFile); err != nil {
-			logger.Error("reloading the configuration failed; keeping the running one", "trigger", trigger, "err", err)
-			return err
-		}
-		sched.ApplyConfig(sc.Get())
+	rl := &reloader{file: f.configFile, sc: sc, logger: logger, apply: func(cfg *config.Config) {
+		sched.ApplyConfig(cfg)
 		node.refresh() // node-local mode: the node's runtime files too
-		logger.Info("reloaded the configuration", "trigger", trigger, "targets", len(sc.Get().Targets))
-		return nil
-	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+	}}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		for {
-			select {
-			case <-hup:
-				_ = reload("SIGHUP")
-			case <-ctx.Done():
-				return
-			}
-		}
+		rl.onSIGHUP(ctx)
 	}()
 
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
-		Registry:          reg, // promhttp_metric_handler_* for the scrape itself
-		EnableOpenMetrics: true,
-	}))
-	mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
-		Config: sc.Get, Sender: sched.Sender(), Concurrency: f.concurrency, UserAgent: userAgent(), Logger: logger,
-	}))
-	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "Healthy")
-	})
-	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !ready.Load() {
-			http.Error(w, "Not ready", http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "Ready")
-	})
-	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodPost {
-			w.Header().Set("Allow", http.MethodPost)
-			http.Error(w, "use POST to reload the configuration", http.StatusMethodNotAllowed)
-			return
-		}
-		if err := reload("/-/reload"); err != nil {
-			http.Error(w, "reload failed, the running configuration stays:\n"+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		fmt.Fprintln(w, "configuration reloaded")
-	})
-	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: sched.Snapshot, Version: version.Info()}))
+	// Ready once the configuration is loaded (it is, by now) and, with the
+	// Kubernetes join on, its caches have synced: before that the join's
+	// series would say "no pod waits" for want of knowing.
+	var stopping atomic.Bool
+	ready := func() bool { return !stopping.Load() && kubeRT.Ready() }
+	mux := newMux(muxDeps{flags: f, reg: reg, sc: sc, sched: sched, reload: rl.reload, ready: ready, logger: logger})
 
 	// IdleTimeout closes kept-alive connections nobody uses: longer than
 	// any usual scrape interval, so Prometheus keeps reusing its one. No
@@ -352,9 +308,96 @@ func serve(f *flags, stderr io.Writer) int {
 		}
 		stop()
 	}
-	ready.Store(false)
+	stopping.Store(true)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutdownCtx)
 	return code
+}
+
+// reloader reloads the configuration file, one reload at a time, whether
+// SIGHUP or POST /-/reload asks; a bad file keeps the running
+// configuration.
+type reloader struct {
+	file   string
+	sc     *config.SafeConfig
+	apply  func(*config.Config)
+	logger *slog.Logger
+	mu     sync.Mutex
+}
+
+func (r *reloader) reload(trigger string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err := r.sc.ReloadConfig(r.file); err != nil {
+		r.logger.Error("reloading the configuration failed; keeping the running one", "trigger", trigger, "err", err)
+		return err
+	}
+	r.apply(r.sc.Get())
+	r.logger.Info("reloaded the configuration", "trigger", trigger, "targets", len(r.sc.Get().Targets))
+	return nil
+}
+
+// onSIGHUP reloads on every SIGHUP until ctx is done.
+func (r *reloader) onSIGHUP(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			_ = r.reload("SIGHUP")
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// muxDeps is what the HTTP handlers serve from.
+type muxDeps struct {
+	flags  *flags
+	reg    *prometheus.Registry
+	sc     *config.SafeConfig
+	sched  *collector.Scheduler
+	reload func(trigger string) error
+	ready  func() bool
+	logger *slog.Logger
+}
+
+// newMux builds the exporter's HTTP endpoints.
+func newMux(d muxDeps) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{
+		ErrorLog:          slog.NewLogLogger(d.logger.Handler(), slog.LevelError),
+		Registry:          d.reg, // promhttp_metric_handler_* for the scrape itself
+		EnableOpenMetrics: true,
+	}))
+	mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
+		Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.concurrency, UserAgent: userAgent(), Logger: d.logger,
+	}))
+	mux.Handle("/logs", web.NewLogs(web.LogsOptions{Snapshot: d.sched.Snapshot, Config: d.sc.Get}))
+	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "Healthy")
+	})
+	mux.HandleFunc("/-/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !d.ready() {
+			http.Error(w, "Not ready", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "Ready")
+	})
+	mux.HandleFunc("/-/reload", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "use POST to reload the configuration", http.StatusMethodNotAllowed)
+			return
+		}
+		if err := d.reload("/-/reload"); err != nil {
+			http.Error(w, "reload failed, the running configuration stays:\n"+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		fmt.Fprintln(w, "configuration reloaded")
+	})
+	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info()}))
+	return mux
 }

@@ -81,7 +81,20 @@ type exporter struct {
 	client  *http.Client
 }
 
+// startExporter starts the exporter and waits until it is ready.
 func startExporter(t *testing.T, args ...string) *exporter {
+	t.Helper()
+	e := startExporterProcess(t, args...)
+	e.waitFor("ready", func() bool {
+		code, _ := e.tryGet("/-/ready")
+		return code == 200
+	})
+	return e
+}
+
+// startExporterProcess starts the exporter and waits only until it serves
+// HTTP (/-/healthy).
+func startExporterProcess(t *testing.T, args ...string) *exporter {
 	t.Helper()
 	addr := testenv.FreeAddr(t)
 	e := &exporter{t: t, URL: "http://" + addr, logPath: filepath.Join(t.TempDir(), "exporter.log"),
@@ -105,8 +118,8 @@ func startExporter(t *testing.T, args ...string) *exporter {
 			t.Logf("--- exporter log ---\n%s", e.log())
 		}
 	})
-	e.waitFor("ready", func() bool {
-		code, _ := e.tryGet("/-/ready")
+	e.waitFor("healthy", func() bool {
+		code, _ := e.tryGet("/-/healthy")
 		return code == 200
 	})
 	return e
@@ -422,6 +435,29 @@ func TestServeHealthAndReadiness(t *testing.T) {
 			t.Errorf("GET %s: %d %s, want %d", path, code, body, want)
 		}
 	}
+}
+
+// /-/ready means ready: with the Kubernetes join on, it answers 503 until
+// the informers' first lists are in, as kube-state-metrics' /readyz does,
+// while /-/healthy and /metrics already serve.
+func TestReadyWaitsForKubernetesCaches(t *testing.T) {
+	k := testenv.StartKube(t, testenv.KubeOptions{})
+	kubeconfig := k.WriteKubeconfig(k.AdminToken)
+	k.Stop() // the caches cannot sync while the apiserver is away
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	writeFile(t, cfg, "targets: []\n")
+	e := startExporterProcess(t, "--config.file", cfg, "--kubeconfig="+kubeconfig)
+	if code, body := e.get("/-/ready"); code != http.StatusServiceUnavailable {
+		t.Errorf("/-/ready before the caches synced: %d %s, want 503", code, body)
+	}
+	if code, _ := e.get("/metrics"); code != http.StatusOK {
+		t.Errorf("/metrics before the caches synced: %d, want 200", code)
+	}
+	k.Start()
+	e.waitFor("ready once the apiserver is back", func() bool {
+		code, _ := e.tryGet("/-/ready")
+		return code == 200
+	})
 }
 
 func TestReload(t *testing.T) {

@@ -90,6 +90,14 @@ type Runtime struct {
 	wg        sync.WaitGroup
 }
 
+// Ready reports whether the Kubernetes side can say what it is about: every
+// informer has completed its first list. A nil Runtime (no cluster) is
+// ready. It stays true through a later apiserver outage: the caches keep
+// serving, and the watch-health series report the outage.
+func (r *Runtime) Ready() bool {
+	return r == nil || r.Cluster.HasSynced()
+}
+
 // Wait returns once every goroutine Start started has stopped (after the
 // context given to Start is done).
 func (r *Runtime) Wait() {
