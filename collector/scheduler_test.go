@@ -467,10 +467,12 @@ func (staticKeychain) Resolve(probe.Reference) ([]probe.Credential, error) {
 
 // A reload that removes the last target of a registry removes every series
 // about that registry (request and malformed-header counters, rate limit,
-// certificate expiry), and one that drops a mirror drops its request
-// counter; the registry that stays keeps its counts.
+// certificate expiry, probes skipped for its budget), and one that drops a
+// mirror drops its request counter; the registry that stays keeps its
+// counts.
 func TestReloadDropsRegistrySeries(t *testing.T) {
-	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0 }})
+	budget := NewRequestBudget(1, func() time.Time { return t0 })
+	s := NewScheduler(SchedulerOptions{Now: func() time.Time { return t0 }, Budget: budget})
 	quay := tc(t, "quay", "quay.io/prometheus/busybox:latest", time.Minute)
 	ghcr := tc(t, "ghcr", "ghcr.io/acme/app:v1", time.Minute)
 	withMirror, err := config.Parse("mirror.yml", []byte(`
@@ -494,11 +496,17 @@ mirrors:
 	}
 	feed(s, "quay", res(quay.Ref))
 	feed(s, "ghcr", res(ghcr.Ref))
+	for _, reg := range []string{"quay.io", "ghcr.io"} { // spend each budget, then be refused once
+		budget.Charge(reg, 1)
+		if budget.Take(reg) {
+			t.Fatalf("%s: budget not spent", reg)
+		}
+	}
 	s.sender.count(Send{Purpose: PurposeMirror, Registry: "quay.io", Mirror: "mirror.example"},
 		&probe.Result{Requests: []probe.Request{{Kind: probe.KindManifestHead, Method: "HEAD", Status: 200}}})
 
 	registryWide := []string{"imagepull_registry_requests_total", "imagepull_malformed_headers_total",
-		"imagepull_ratelimit_remaining", "imagepull_tls_cert_expiry_timestamp_seconds"}
+		"imagepull_ratelimit_remaining", "imagepull_tls_cert_expiry_timestamp_seconds", "imagepull_probe_budget_exhausted_total"}
 	m := gather(t, s)
 	for _, metric := range registryWide {
 		for _, reg := range []string{"quay.io", "ghcr.io"} {

@@ -31,9 +31,6 @@ func (c Challenge) Realm() string { return c.Params["realm"] }
 // Service returns the Bearer service parameter.
 func (c Challenge) Service() string { return c.Params["service"] }
 
-// Scope returns the Bearer scope parameter.
-func (c Challenge) Scope() string { return c.Params["scope"] }
-
 // Error returns the Bearer error parameter (RFC 6750), e.g.
 // "insufficient_scope" or "invalid_token".
 func (c Challenge) Error() string { return c.Params["error"] }
