@@ -54,7 +54,9 @@ func (r Reason) RegistryLevel() bool {
 type Evidence struct {
 	// Success is true when the probe succeeded; Reason is then ignored.
 	Success bool
-	// Reason is why the probe failed.
+	// Reason is why the probe failed. A failure without one counts as
+	// ReasonProtocol, as the prober counts an error it cannot classify: a
+	// failure must never read as up.
 	Reason Reason
 	// PerCredential marks a failure that speaks only for the credential
 	// used (a pod's pull secret), never for the registry: it cannot make a
@@ -85,6 +87,9 @@ func Cause(ev []Evidence) (reason Reason, probed bool) {
 	failed := map[Reason]bool{}   // every failure, per-credential ones too
 	ok := false
 	for _, e := range ev {
+		if !e.Success && e.Reason == ReasonNone {
+			e.Reason = ReasonProtocol
+		}
 		switch {
 		case e.Success:
 			ok = true

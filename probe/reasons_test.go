@@ -63,6 +63,7 @@ func TestCause(t *testing.T) {
 		{name: "per-credential in Reasons order", ev: []Evidence{secret(ReasonProtocol), secret(ReasonConnect)}, want: ReasonConnect, probed: true},
 		{name: "unknown reasons after known ones", ev: []Evidence{fail("zz_new"), secret(ReasonUnauthorized), fail("aa_new")}, want: ReasonUnauthorized, probed: true},
 		{name: "unknown reasons lexicographically", ev: []Evidence{fail("zz_new"), fail("mm_new"), fail("aa_new")}, want: "aa_new", probed: true},
+		{name: "a failure without a reason is not up", ev: []Evidence{ok, {Success: false}}, want: ReasonProtocol, probed: true},
 		{name: "unknown reason loses to success", ev: []Evidence{fail("zz_new"), ok}, want: ReasonNone, probed: true},
 	} {
 		got, probed := Cause(c.ev)
