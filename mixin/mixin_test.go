@@ -826,3 +826,75 @@ func TestRenderedReasonsMatchGo(t *testing.T) {
 		t.Errorf("found only %d reason and cause values in the rendered alerts; has the matcher syntax changed?", seen)
 	}
 }
+
+// renderAlertsOf renders the alert rules of a jsonnet expression that
+// composes a mixin (imports resolve in mixin/), as lib/render.libsonnet
+// does for the repository's files.
+func renderAlertsOf(t *testing.T, composition string) []ruleGroup {
+	t.Helper()
+	vm := jsonnet.MakeVM()
+	vm.Importer(mixin.NewImporter())
+	vm.StringOutput = true
+	files, err := vm.EvaluateAnonymousSnippetMulti("runbook-test.jsonnet", fmt.Sprintf("(import 'lib/render.libsonnet')(%s)", composition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseRuleGroups(t, files[mixin.AlertsFile])
+}
+
+// TestRunbookURLOverridesSurvive checks that add-runbook-links.libsonnet
+// adds a runbook_url only where an alert has none: another mixin's alerts
+// composed to the left of this one, and a user's link on one of this
+// mixin's alerts, keep theirs.
+func TestRunbookURLOverridesSurvive(t *testing.T) {
+	const (
+		otherURL = "https://runbooks.example/other/otheralert"
+		userURL  = "https://wiki.example/imagepull/exporter-down"
+		ours     = "https://github.com/imagepull/imagepull_exporter/blob/main/mixin/runbook.md#"
+	)
+	other := `{ prometheusAlerts+:: { groups+: [{ name: 'other', rules: [
+	  { alert: 'OtherAlert', expr: 'vector(1)', annotations: { runbook_url: '` + otherURL + `' } },
+	  { record: 'other:rule', expr: 'vector(1)' },
+	] }] } }`
+	// A user who assembles the mixin from its parts and sets a link on
+	// one of its alerts before the links are added.
+	parts := `{ prometheusRules:: {}, grafanaDashboards:: {} } + (import 'config.libsonnet') + (import 'alerts/exporter.libsonnet') + {
+	  prometheusAlerts+:: { groups: [g { rules: [
+	    if std.get(r, 'alert') == 'ImagePullExporterDown' then r { annotations+: { runbook_url: '` + userURL + `' } } else r
+	    for r in g.rules
+	  ] } for g in super.groups] },
+	} + (import 'alerts/add-runbook-links.libsonnet')`
+	// A user who patches the finished mixin.
+	after := `(import 'mixin.libsonnet') + {
+	  prometheusAlerts+:: { groups: [g { rules: [
+	    if std.get(r, 'alert') == 'ImagePullExporterDown' then r { annotations+: { runbook_url: '` + userURL + `' } } else r
+	    for r in g.rules
+	  ] } for g in super.groups] },
+	}`
+	for _, c := range []struct {
+		name, composition string
+		want              map[string]string // alert or record -> runbook_url
+	}{
+		{"another mixin to the left", other + ` + (import 'mixin.libsonnet')`, map[string]string{
+			"OtherAlert": otherURL, "other:rule": "", "ImagePullExporterDown": ours + "imagepullexporterdown",
+		}},
+		{"user link before the links are added", parts, map[string]string{
+			"ImagePullExporterDown": userURL, "ImagePullProbesStale": ours + "imagepullprobesstale",
+		}},
+		{"user link on the finished mixin", after, map[string]string{
+			"ImagePullExporterDown": userURL, "ImagePullProbesStale": ours + "imagepullprobesstale",
+		}},
+	} {
+		got := map[string]string{}
+		for _, g := range renderAlertsOf(t, c.composition) {
+			for _, r := range g.Rules {
+				got[r.Alert+r.Record] = r.Annotations["runbook_url"]
+			}
+		}
+		for name, want := range c.want {
+			if g, ok := got[name]; !ok || g != want {
+				t.Errorf("%s: %s runbook_url = %q (rendered %v), want %q", c.name, name, g, ok, want)
+			}
+		}
+	}
+}
