@@ -37,10 +37,10 @@ var Reasons = []Reason{
 
 // RegistryLevel reports whether r is a failure about the registry itself
 // (dns, connect, tls, timeout, server_error, rate_limited, unauthorized,
-// protocol), which says nothing works there for this exporter, rather than
-// about one image (not_found, forbidden), which says nothing about the
-// registry's other images. ReasonNone and reasons outside Reasons are not
-// registry-level.
+// protocol): the exporter can pull nothing from it, so such a failure wins
+// over per-image results. The others (not_found, forbidden) are about one
+// image and say nothing about the registry's other images. ReasonNone and
+// reasons outside Reasons are not registry-level.
 func (r Reason) RegistryLevel() bool {
 	switch r {
 	case ReasonDNS, ReasonConnect, ReasonTLS, ReasonTimeout,
