@@ -742,8 +742,12 @@ func checkReasonClasses(classes map[string][]string) []string {
 		// causes are the join's cause label, which adds registry_ok and unprobed.
 		isCause := strings.HasSuffix(name, "Causes")
 		for _, r := range classes[name] {
-			if !known[r] && !(isCause && joinCause[r]) {
-				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is not in probe.Reasons%s", name, r, map[bool]string{true: " nor a join cause", false: ""}[isCause]))
+			switch {
+			case known[r], isCause && joinCause[r]:
+			case isCause:
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is neither in probe.Reasons nor a join cause", name, r))
+			default:
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is not in probe.Reasons", name, r))
 			}
 		}
 	}
