@@ -3,7 +3,6 @@ package collector
 import (
 	"context"
 	"fmt"
-	"sort"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -247,40 +246,16 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 	}
 }
 
-// mirrorCause is the mirror's state over its latest results: a failure about
-// the mirror itself wins (in registryReasons' order); else any success means
-// up (ReasonNone); else the per-image reason (not_found before forbidden): a
+// mirrorCause is the mirror's state over its latest results (probe.Cause):
+// a failure about the mirror itself wins; else any success means up
+// (ReasonNone); else the per-image reason (not_found before forbidden): a
 // mirror that serves none of the probed images does not serve its purpose.
+// results is never empty here.
 func mirrorCause(results []*probe.Result) probe.Reason {
-	seen := map[probe.Reason]bool{}
-	ok := false
-	for _, res := range results {
-		if res.Success {
-			ok = true
-		} else {
-			seen[res.Reason] = true
-		}
+	ev := make([]probe.Evidence, len(results))
+	for i, res := range results {
+		ev[i] = probe.Evidence{Success: res.Success, Reason: res.Reason}
 	}
-	for _, reason := range registryReasons {
-		if seen[reason] {
-			return reason
-		}
-	}
-	if ok {
-		return probe.ReasonNone
-	}
-	for _, reason := range []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden} {
-		if seen[reason] {
-			return reason
-		}
-	}
-	keys := make([]string, 0, len(seen))
-	for r := range seen {
-		keys = append(keys, string(r))
-	}
-	sort.Strings(keys)
-	if len(keys) > 0 {
-		return probe.Reason(keys[0])
-	}
-	return probe.ReasonProtocol
+	cause, _ := probe.Cause(ev)
+	return cause
 }

@@ -613,14 +613,6 @@ func (s *Scheduler) Snapshot() Snapshot {
 	return snap
 }
 
-// registryReasons are failures about the registry itself; they win over
-// per-image results when targets of one registry disagree. Earlier entries
-// win over later ones: the more fundamental failure explains the others.
-var registryReasons = []probe.Reason{
-	probe.ReasonDNS, probe.ReasonConnect, probe.ReasonTLS, probe.ReasonTimeout,
-	probe.ReasonServerError, probe.ReasonRateLimited, probe.ReasonUnauthorized, probe.ReasonProtocol,
-}
-
 // RegistryCause implements ProbeStatus. Precedence, over the latest result
 // of every target of the registry: a registry-level failure (dns, connect,
 // tls, timeout, server_error, rate_limited, unauthorized, protocol — in that
@@ -628,15 +620,13 @@ var registryReasons = []probe.Reason{
 // reason (not_found, then forbidden, then unauthorized). An unauthorized
 // answer to a target probed with pull secrets (a Keychain) counts as
 // per-credential, not registry-level. No target, or no target probed yet,
-// gives CauseUnprobed.
+// gives CauseUnprobed. probe.Cause weighs the results.
 func (s *Scheduler) RegistryCause(registry string) string {
 	registry = probe.NormalizeRegistry(registry)
 	s.mu.Lock()
 	rs := s.byRegistry[registry]
 	s.mu.Unlock()
-	seen := map[probe.Reason]bool{}     // registry-level evidence
-	perImage := map[probe.Reason]bool{} // per-image or per-credential evidence
-	probed, ok := false, false
+	var ev []probe.Evidence
 	for _, r := range rs {
 		r.mu.Lock()
 		last := r.st.Last
@@ -644,44 +634,25 @@ func (s *Scheduler) RegistryCause(registry string) string {
 		if last == nil {
 			continue
 		}
-		probed = true
-		switch {
-		case last.Success:
-			ok = true
-		case last.Reason == probe.ReasonUnauthorized && r.keychain.Load().kc != nil:
+		ev = append(ev, probe.Evidence{
+			Success: last.Success,
+			Reason:  last.Reason,
 			// A target probed with a pod's pull secrets: a rejected
 			// secret is that secret's problem, not the registry's. One
 			// namespace's stale secret must not make every container
 			// waiting on the registry look like a registry auth outage
 			// (imagepull_pull_secret_auth_success names the secret).
-			perImage[last.Reason] = true
-		default:
-			seen[last.Reason] = true
-		}
+			PerCredential: last.Reason == probe.ReasonUnauthorized && r.keychain.Load().kc != nil,
+		})
 	}
-	if !probed {
+	cause, probed := probe.Cause(ev)
+	switch {
+	case !probed:
 		return CauseUnprobed
-	}
-	for _, reason := range registryReasons {
-		if seen[reason] {
-			return string(reason)
-		}
-	}
-	if ok {
+	case cause == probe.ReasonNone:
 		return CauseRegistryOK
 	}
-	for reason := range seen {
-		perImage[reason] = true
-	}
-	for _, reason := range []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden, probe.ReasonUnauthorized} {
-		if perImage[reason] {
-			return string(reason)
-		}
-	}
-	for reason := range perImage {
-		return string(reason) // a reason outside the known set; report it rather than hide it
-	}
-	return CauseUnprobed
+	return string(cause)
 }
 
 // TagResult implements ProbeStatus: the latest result of a target probing

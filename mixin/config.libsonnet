@@ -32,12 +32,18 @@
     severityInfo: 'info',
 
     // Cause classes -------------------------------------------------------
+    // The exporter's classes, as probe/reasons.go defines them; mixin_test.go fails when these drift from Go. Not meant to be overridden.
+
+    // Failure reasons about the registry itself, in the exporter's precedence order (probe.Reasons, Reason.RegistryLevel): one of them wins over per-image results as the registry's cause.
+    registryLevelReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized', 'protocol'],
+    // Failure reasons about one image, which say nothing about the registry's other images; the join reports them only when every target of a registry fails that way.
+    perImageReasons: ['not_found', 'forbidden'],
 
     // Probe failure reasons that mean the registry itself cannot be reached or is broken (ImagePullRegistryUnreachable).
     unreachableReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'],
     // Probe failure reasons that mean the registry rejects the exporter's credentials (ImagePullRegistryAuthFailing).
     authFailureReasons: ['unauthorized', 'forbidden'],
-    // Join causes for which blocked containers page: registry-wide problems. Other causes (registry_ok, not_found, unauthorized, forbidden, protocol, unprobed) are per workload and warn.
+    // Join causes for which blocked containers page: registry-level causes that prove the nodes cannot pull either. The other registry-level causes warn: `unauthorized` says the exporter's own credentials (or anonymous access) are rejected, which does not prove the pods' pull secrets fail (a pull secret's rejection is per credential and never the registry's cause); `protocol` is the exporter's reading of a reply that breaks the spec, often a proxy on the exporter's path or a quirk the runtime works around (a manifest HEAD without Docker-Content-Digest, which containerd follows with a GET), so it does not prove the nodes fail. Per-image causes (not_found, forbidden), registry_ok and unprobed belong to the workload's owners and warn.
     podsBlockedCriticalCauses: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited'],
 
     // Thresholds ----------------------------------------------------------

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,8 +22,10 @@ import (
 	"github.com/prometheus/common/model"
 	"gopkg.in/yaml.v3"
 
+	"github.com/imagepull/imagepull_exporter/collector"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 	"github.com/imagepull/imagepull_exporter/mixin"
+	"github.com/imagepull/imagepull_exporter/probe"
 )
 
 var (
@@ -670,6 +673,232 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 		sort.Strings(got)
 		if strings.Join(got, " ; ") != strings.Join(keys, " ; ") {
 			t.Errorf("first notification to %s:\n got  %v\n want %v", g, got, keys)
+		}
+	}
+}
+
+// mixinConfig evaluates expr, a jsonnet expression over `c`, the mixin's
+// _config (with configOverrides merged in, as Render does), and decodes
+// the JSON result into out.
+func mixinConfig(t *testing.T, configOverrides, expr string, out any) {
+	t.Helper()
+	if configOverrides == "" {
+		configOverrides = "{}"
+	}
+	vm := jsonnet.MakeVM()
+	vm.Importer(mixin.NewImporter())
+	snippet := fmt.Sprintf("local c = ((import 'mixin.libsonnet') + { _config+:: %s })._config; %s", configOverrides, expr)
+	js, err := vm.EvaluateAnonymousSnippet("config-test.jsonnet", snippet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(js), out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// reasonClasses returns every _config list named *Reasons or *Causes, so a
+// class added later is checked too.
+func reasonClasses(t *testing.T, configOverrides string) map[string][]string {
+	t.Helper()
+	var classes map[string][]string
+	mixinConfig(t, configOverrides, `{ [k]: c[k] for k in std.objectFieldsAll(c) if std.endsWith(k, 'Reasons') || std.endsWith(k, 'Causes') }`, &classes)
+	return classes
+}
+
+// checkReasonClasses returns how the mixin's reason classes disagree with
+// Go's one ordered set (probe.Reasons, Reason.RegistryLevel) and the join's
+// causes: a reason Go does not have would match no series, and a class that
+// drifts from RegistryLevel pages or stays quiet for the wrong causes.
+func checkReasonClasses(classes map[string][]string) []string {
+	var problems []string
+	known := map[string]bool{}
+	var registryLevel, perImage []string
+	for _, r := range probe.Reasons {
+		known[string(r)] = true
+		if r.RegistryLevel() {
+			registryLevel = append(registryLevel, string(r))
+		} else {
+			perImage = append(perImage, string(r))
+		}
+	}
+	level := map[string]bool{}
+	for _, r := range registryLevel {
+		level[r] = true
+	}
+	joinCause := map[string]bool{collector.CauseRegistryOK: true, collector.CauseUnprobed: true}
+	for _, name := range []string{"registryLevelReasons", "perImageReasons", "unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+		if _, ok := classes[name]; !ok {
+			problems = append(problems, fmt.Sprintf("_config.%s is missing", name))
+		}
+	}
+	names := make([]string, 0, len(classes))
+	for name := range classes {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		// Probe failure reasons are label values of imagepull_probe_failure_reason;
+		// causes are the join's cause label, which adds registry_ok and unprobed.
+		isCause := strings.HasSuffix(name, "Causes")
+		for _, r := range classes[name] {
+			switch {
+			case known[r], isCause && joinCause[r]:
+			case isCause:
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is neither in probe.Reasons nor a join cause", name, r))
+			default:
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is not in probe.Reasons", name, r))
+			}
+		}
+	}
+	if got := classes["registryLevelReasons"]; !slices.Equal(got, registryLevel) {
+		problems = append(problems, fmt.Sprintf("_config.registryLevelReasons = %q, want Go's RegistryLevel reasons in probe.Reasons order %q", got, registryLevel))
+	}
+	if got := classes["perImageReasons"]; !slices.Equal(got, perImage) {
+		problems = append(problems, fmt.Sprintf("_config.perImageReasons = %q, want the other reasons in probe.Reasons order %q", got, perImage))
+	}
+	for _, name := range []string{"unreachableReasons", "podsBlockedCriticalCauses"} {
+		for _, r := range classes[name] {
+			if !level[r] {
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is not registry-level in Go", name, r))
+			}
+		}
+	}
+	return problems
+}
+
+// TestReasonClassesMatchGo fails when the mixin's reason lists drift from
+// probe/reasons.go, the one ordered reason set.
+func TestReasonClassesMatchGo(t *testing.T) {
+	for _, p := range checkReasonClasses(reasonClasses(t, "")) {
+		t.Error(p)
+	}
+}
+
+// TestReasonClassesCheckFails proves the check above can fail: each
+// override is a drift it must report.
+func TestReasonClassesCheckFails(t *testing.T) {
+	for _, override := range []string{
+		`{ registryLevelReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized'] }`,
+		`{ registryLevelReasons: ['connect', 'dns', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized', 'protocol'] }`,
+		`{ perImageReasons: ['forbidden', 'not_found'] }`,
+		`{ unreachableReasons: ['dns', 'not_found'] }`,
+		`{ podsBlockedCriticalCauses: ['dns', 'registry_ok'] }`,
+		`{ authFailureReasons: ['unauthorised'] }`,
+		`{ someNewCauses: ['refused'] }`,
+	} {
+		if problems := checkReasonClasses(reasonClasses(t, override)); len(problems) == 0 {
+			t.Errorf("override %s: the check found no drift", override)
+		}
+	}
+}
+
+// TestRenderedReasonsMatchGo checks the reason and cause values the
+// rendered alerts match on (`reason=~"..."`, `cause!~"..."` in expressions,
+// `eq $labels.cause "..."` in annotations): each must be one Go reports.
+func TestRenderedReasonsMatchGo(t *testing.T) {
+	known := map[string]bool{collector.CauseRegistryOK: true, collector.CauseUnprobed: true}
+	for _, r := range probe.Reasons {
+		known[string(r)] = true
+	}
+	matcher := regexp.MustCompile(`\b(?:reason|cause)\s*[=!]~?\s*"([^"]*)"`)
+	template := regexp.MustCompile(`eq \$labels\.cause((?: "[^"]*")+)`)
+	seen := 0
+	check := func(where, v string) {
+		seen++
+		if !known[v] {
+			t.Errorf("%s matches reason or cause %q, which the exporter never reports", where, v)
+		}
+	}
+	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
+		for _, r := range g.Rules {
+			for _, m := range matcher.FindAllStringSubmatch(r.Expr, -1) {
+				for _, v := range strings.Split(m[1], "|") {
+					check(r.Alert+" expr", v)
+				}
+			}
+			for name, text := range r.Annotations {
+				for _, m := range template.FindAllStringSubmatch(text, -1) {
+					for _, v := range regexp.MustCompile(`"([^"]*)"`).FindAllStringSubmatch(m[1], -1) {
+						check(r.Alert+" "+name, v[1])
+					}
+				}
+			}
+		}
+	}
+	if seen < 20 {
+		t.Errorf("found only %d reason and cause values in the rendered alerts; has the matcher syntax changed?", seen)
+	}
+}
+
+// renderAlertsOf renders the alert rules of a jsonnet expression that
+// composes a mixin (imports resolve in mixin/), as lib/render.libsonnet
+// does for the repository's files.
+func renderAlertsOf(t *testing.T, composition string) []ruleGroup {
+	t.Helper()
+	vm := jsonnet.MakeVM()
+	vm.Importer(mixin.NewImporter())
+	vm.StringOutput = true
+	files, err := vm.EvaluateAnonymousSnippetMulti("runbook-test.jsonnet", fmt.Sprintf("(import 'lib/render.libsonnet')(%s)", composition))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return parseRuleGroups(t, files[mixin.AlertsFile])
+}
+
+// TestRunbookURLOverridesSurvive checks that add-runbook-links.libsonnet
+// adds a runbook_url only where an alert has none: another mixin's alerts
+// composed to the left of this one, and a user's link on one of this
+// mixin's alerts, keep theirs.
+func TestRunbookURLOverridesSurvive(t *testing.T) {
+	const (
+		otherURL = "https://runbooks.example/other/otheralert"
+		userURL  = "https://wiki.example/imagepull/exporter-down"
+		ours     = "https://github.com/imagepull/imagepull_exporter/blob/main/mixin/runbook.md#"
+	)
+	other := `{ prometheusAlerts+:: { groups+: [{ name: 'other', rules: [
+	  { alert: 'OtherAlert', expr: 'vector(1)', annotations: { runbook_url: '` + otherURL + `' } },
+	  { record: 'other:rule', expr: 'vector(1)' },
+	] }] } }`
+	// A user who assembles the mixin from its parts and sets a link on
+	// one of its alerts before the links are added.
+	parts := `{ prometheusRules:: {}, grafanaDashboards:: {} } + (import 'config.libsonnet') + (import 'alerts/exporter.libsonnet') + {
+	  prometheusAlerts+:: { groups: [g { rules: [
+	    if std.get(r, 'alert') == 'ImagePullExporterDown' then r { annotations+: { runbook_url: '` + userURL + `' } } else r
+	    for r in g.rules
+	  ] } for g in super.groups] },
+	} + (import 'alerts/add-runbook-links.libsonnet')`
+	// A user who patches the finished mixin.
+	after := `(import 'mixin.libsonnet') + {
+	  prometheusAlerts+:: { groups: [g { rules: [
+	    if std.get(r, 'alert') == 'ImagePullExporterDown' then r { annotations+: { runbook_url: '` + userURL + `' } } else r
+	    for r in g.rules
+	  ] } for g in super.groups] },
+	}`
+	for _, c := range []struct {
+		name, composition string
+		want              map[string]string // alert or record -> runbook_url
+	}{
+		{"another mixin to the left", other + ` + (import 'mixin.libsonnet')`, map[string]string{
+			"OtherAlert": otherURL, "other:rule": "", "ImagePullExporterDown": ours + "imagepullexporterdown",
+		}},
+		{"user link before the links are added", parts, map[string]string{
+			"ImagePullExporterDown": userURL, "ImagePullProbesStale": ours + "imagepullprobesstale",
+		}},
+		{"user link on the finished mixin", after, map[string]string{
+			"ImagePullExporterDown": userURL, "ImagePullProbesStale": ours + "imagepullprobesstale",
+		}},
+	} {
+		got := map[string]string{}
+		for _, g := range renderAlertsOf(t, c.composition) {
+			for _, r := range g.Rules {
+				got[r.Alert+r.Record] = r.Annotations["runbook_url"]
+			}
+		}
+		for name, want := range c.want {
+			if g, ok := got[name]; !ok || g != want {
+				t.Errorf("%s: %s runbook_url = %q (rendered %v), want %q", c.name, name, g, ok, want)
+			}
 		}
 	}
 }

@@ -8,32 +8,6 @@ import (
 	"time"
 )
 
-// Reason is why a probe failed. The set is closed: every failure maps to exactly
-// one of the constants below, and metrics expose one series per Reason.
-type Reason string
-
-// The closed set of failure reasons.
-const (
-	ReasonNone         Reason = ""             // the probe succeeded
-	ReasonDNS          Reason = "dns"          // the registry host name did not resolve
-	ReasonConnect      Reason = "connect"      // TCP connect failed (refused, unreachable, reset)
-	ReasonTLS          Reason = "tls"          // TLS handshake or certificate verification failed
-	ReasonTimeout      Reason = "timeout"      // the probe deadline passed before an answer
-	ReasonUnauthorized Reason = "unauthorized" // credentials missing or rejected (401, token endpoint 401)
-	ReasonForbidden    Reason = "forbidden"    // 403, DENIED, or insufficient scope
-	ReasonNotFound     Reason = "not_found"    // 404, MANIFEST_UNKNOWN, NAME_UNKNOWN
-	ReasonRateLimited  Reason = "rate_limited" // 429 TOOMANYREQUESTS
-	ReasonServerError  Reason = "server_error" // 5xx
-	ReasonProtocol     Reason = "protocol"     // a reply that breaks the distribution spec
-)
-
-// Reasons lists every failure reason in a stable order, for metrics that expose
-// one series per reason.
-var Reasons = []Reason{
-	ReasonDNS, ReasonConnect, ReasonTLS, ReasonTimeout, ReasonUnauthorized,
-	ReasonForbidden, ReasonNotFound, ReasonRateLimited, ReasonServerError, ReasonProtocol,
-}
-
 // Phase names one timed step of a probe.
 type Phase string
 

@@ -234,10 +234,3 @@ func TestCredentialID(t *testing.T) {
 		t.Errorf("credentialsID must hash, in order")
 	}
 }
-
-func TestReasonsClosedSet(t *testing.T) {
-	want := []Reason{"dns", "connect", "tls", "timeout", "unauthorized", "forbidden", "not_found", "rate_limited", "server_error", "protocol"}
-	if !reflect.DeepEqual(Reasons, want) {
-		t.Errorf("Reasons = %v", Reasons)
-	}
-}

@@ -106,12 +106,7 @@ func (s *statusCache) tagResult(registry, repository, identifier string) tagResu
 // ProbeStatus's answer when every target of a registry fails that way; they
 // say nothing about the registry's other images, whose own results decide.
 func registryFailing(cause string) bool {
-	switch probe.Reason(cause) {
-	case probe.ReasonDNS, probe.ReasonConnect, probe.ReasonTLS, probe.ReasonTimeout,
-		probe.ReasonServerError, probe.ReasonRateLimited, probe.ReasonUnauthorized, probe.ReasonProtocol:
-		return true
-	}
-	return false
+	return probe.Reason(cause).RegistryLevel()
 }
 
 // defaultPullPolicy is the apiserver's defaulting, for objects that somehow
