@@ -64,6 +64,7 @@ type Sender struct {
 	known func(registry string) bool
 
 	mu             sync.Mutex
+	held           map[string]map[string]bool // by holder: registries it sends to (Hold)
 	requests       map[requestKey]uint64
 	malformed      map[malformedKey]uint64
 	mirrorRequests map[mirrorRequestKey]uint64
@@ -85,7 +86,7 @@ type mirrorRequestKey struct {
 
 // NewSender returns a Sender charging budget (nil: unlimited).
 func NewSender(budget *RequestBudget) *Sender {
-	return &Sender{budget: budget,
+	return &Sender{budget: budget, held: map[string]map[string]bool{},
 		requests: map[requestKey]uint64{}, malformed: map[malformedKey]uint64{},
 		mirrorRequests: map[mirrorRequestKey]uint64{}}
 }
@@ -149,19 +150,46 @@ func (s *Sender) Total() uint64 {
 	return n
 }
 
+// Hold says that holder (a caller other than the scheduler, e.g. the
+// pull-secret auth checks) keeps sending to registries, replacing what it
+// held before: their counters are kept by prune although no target of the
+// scheduler probes them. Without it a reload, or a change of the
+// discovered targets, reset the auth checks' counts of a registry only
+// pods' secrets name, while the checks went on sending.
+func (s *Sender) Hold(holder string, registries []string) {
+	set := make(map[string]bool, len(registries))
+	for _, r := range registries {
+		set[r] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held[holder] = set
+}
+
 // prune drops the counters of registries and mirrors nothing probes any
-// more (a reload, discovered images that went away); requests of /probe
-// under "other" stay.
+// more (a reload, discovered images that went away) and no holder holds;
+// requests of /probe under "other" stay.
 func (s *Sender) prune(probed func(registry string) bool, mirrorUsed func(mirror, upstream string) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	used := func(registry string) bool {
+		if registry == OtherRegistry || probed(registry) {
+			return true
+		}
+		for _, set := range s.held {
+			if set[registry] {
+				return true
+			}
+		}
+		return false
+	}
 	for k := range s.requests {
-		if k.registry != OtherRegistry && !probed(k.registry) {
+		if !used(k.registry) {
 			delete(s.requests, k)
 		}
 	}
 	for k := range s.malformed {
-		if k.registry != OtherRegistry && !probed(k.registry) {
+		if !used(k.registry) {
 			delete(s.malformed, k)
 		}
 	}
