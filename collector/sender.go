@@ -120,6 +120,13 @@ func (s *Sender) Do(ctx context.Context, send Send, exchange func(context.Contex
 
 // count adds the requests of res, and its malformed header values.
 func (s *Sender) count(send Send, res *probe.Result) {
+	// known takes the scheduler's lock, and the scheduler holds it while it
+	// prunes the Sender: ask before locking, or a /probe and a reload can
+	// deadlock.
+	reg := send.Registry
+	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
+		reg = OtherRegistry
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if send.Purpose == PurposeMirror {
@@ -127,10 +134,6 @@ func (s *Sender) count(send Send, res *probe.Result) {
 			s.mirrorRequests[mirrorRequestKey{send.Mirror, send.Registry, rq.Kind, StatusLabel(rq.Status)}]++
 		}
 		return
-	}
-	reg := send.Registry
-	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
-		reg = OtherRegistry
 	}
 	countRequests(s.requests, s.malformed, reg, res)
 }
