@@ -64,6 +64,7 @@ type Sender struct {
 	known func(registry string) bool
 
 	mu             sync.Mutex
+	held           map[string]map[string]bool // by holder: registries it sends to (Hold)
 	requests       map[requestKey]uint64
 	malformed      map[malformedKey]uint64
 	mirrorRequests map[mirrorRequestKey]uint64
@@ -85,7 +86,7 @@ type mirrorRequestKey struct {
 
 // NewSender returns a Sender charging budget (nil: unlimited).
 func NewSender(budget *RequestBudget) *Sender {
-	return &Sender{budget: budget,
+	return &Sender{budget: budget, held: map[string]map[string]bool{},
 		requests: map[requestKey]uint64{}, malformed: map[malformedKey]uint64{},
 		mirrorRequests: map[mirrorRequestKey]uint64{}}
 }
@@ -119,6 +120,13 @@ func (s *Sender) Do(ctx context.Context, send Send, exchange func(context.Contex
 
 // count adds the requests of res, and its malformed header values.
 func (s *Sender) count(send Send, res *probe.Result) {
+	// known takes the scheduler's lock, and the scheduler holds it while it
+	// prunes the Sender: ask before locking, or a /probe and a reload can
+	// deadlock.
+	reg := send.Registry
+	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
+		reg = OtherRegistry
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if send.Purpose == PurposeMirror {
@@ -126,10 +134,6 @@ func (s *Sender) count(send Send, res *probe.Result) {
 			s.mirrorRequests[mirrorRequestKey{send.Mirror, send.Registry, rq.Kind, StatusLabel(rq.Status)}]++
 		}
 		return
-	}
-	reg := send.Registry
-	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
-		reg = OtherRegistry
 	}
 	countRequests(s.requests, s.malformed, reg, res)
 }
@@ -149,19 +153,46 @@ func (s *Sender) Total() uint64 {
 	return n
 }
 
+// Hold says that holder (a caller other than the scheduler, e.g. the
+// pull-secret auth checks) keeps sending to registries, replacing what it
+// held before: their counters are kept by prune although no target of the
+// scheduler probes them. Without it a reload, or a change of the
+// discovered targets, reset the auth checks' counts of a registry only
+// pods' secrets name, while the checks went on sending.
+func (s *Sender) Hold(holder string, registries []string) {
+	set := make(map[string]bool, len(registries))
+	for _, r := range registries {
+		set[r] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.held[holder] = set
+}
+
 // prune drops the counters of registries and mirrors nothing probes any
-// more (a reload, discovered images that went away); requests of /probe
-// under "other" stay.
+// more (a reload, discovered images that went away) and no holder holds;
+// requests of /probe under "other" stay.
 func (s *Sender) prune(probed func(registry string) bool, mirrorUsed func(mirror, upstream string) bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	used := func(registry string) bool {
+		if registry == OtherRegistry || probed(registry) {
+			return true
+		}
+		for _, set := range s.held {
+			if set[registry] {
+				return true
+			}
+		}
+		return false
+	}
 	for k := range s.requests {
-		if k.registry != OtherRegistry && !probed(k.registry) {
+		if !used(k.registry) {
 			delete(s.requests, k)
 		}
 	}
 	for k := range s.malformed {
-		if k.registry != OtherRegistry && !probed(k.registry) {
+		if !used(k.registry) {
 			delete(s.malformed, k)
 		}
 	}

@@ -26,6 +26,9 @@ const maxAuthChecks = 1000
 // auth_check_interval per pair) and must not crowd out the scheduler.
 const authCheckConcurrency = 2
 
+// authCheckHolder names the auth checks to Sender.Hold.
+const authCheckHolder = "pull-secret auth checks"
+
 type authCheckKey struct{ namespace, secret, registry string }
 
 // authCheck is the state of one (secret, registry) pair.
@@ -161,6 +164,15 @@ func (a *authChecker) update(uses []imageUse, cfg *config.Config) {
 		next[k] = ch
 	}
 	a.checks = next
+	// The registries the checks send to keep their request counters
+	// although the scheduler may probe none of their images.
+	var held []string
+	for k, ch := range next {
+		if !ch.fixed {
+			held = append(held, k.registry)
+		}
+	}
+	a.sender.Hold(authCheckHolder, held)
 	if wake {
 		select {
 		case a.wake <- struct{}{}:

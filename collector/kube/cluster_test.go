@@ -177,6 +177,7 @@ imagepull_reschedule_risk_containers{cause="not_found",namespace="risk",registry
 
 	t.Run("pull secrets", func(t *testing.T) { testPullSecrets(t, k) })
 	t.Run("diagnose", func(t *testing.T) { testDiagnose(t, k) })
+	t.Run("auth check accounting", func(t *testing.T) { testAuthCheckAccounting(t, k) })
 	t.Run("rbac", func(t *testing.T) { testRBAC(t, k) })
 
 	t.Run("discovery from a deployment scaled to zero", func(t *testing.T) {

@@ -48,6 +48,8 @@ type exporterOptions struct {
 	config     string // YAML; the scheduler probes its targets
 	discover   bool
 	pullSecret bool
+	// userAgent of the prober; empty means "imagepull-kube-test".
+	userAgent string
 	// forward filters what discovery hands the scheduler (nil = all); the
 	// full set is kept in exporter.discovered.
 	forward func(collector.DiscoveredTarget) bool
@@ -66,7 +68,11 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 		t.Fatal(err)
 	}
 	e := &exporter{reg: prometheus.NewRegistry(), cfg: cfg}
-	e.prober = probe.NewProber(probe.ProberOptions{UserAgent: "imagepull-kube-test"})
+	ua := o.userAgent
+	if ua == "" {
+		ua = "imagepull-kube-test"
+	}
+	e.prober = probe.NewProber(probe.ProberOptions{UserAgent: ua})
 	e.sched = collector.NewScheduler(collector.SchedulerOptions{Prober: e.prober, Concurrency: 4})
 	e.sched.ApplyConfig(cfg)
 	e.cluster, err = New(client, Options{
@@ -98,6 +104,7 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 			},
 			UsePullSecrets: o.pullSecret,
 			Prober:         e.prober,
+			Sender:         e.sched.Sender(), // as Deps wires it: the checks share the scheduler's budget and counters
 			Interval:       500 * time.Millisecond,
 			SecretTTL:      time.Second,
 		})

@@ -60,6 +60,7 @@ type TokenIssuer struct {
 	expiresIn  int
 	rejectPOST bool
 	gets, post int
+	log        []AccessLogEntry
 }
 
 // StartTokenIssuer starts a token issuer with the given accounts, over
@@ -91,7 +92,7 @@ func StartTokenIssuer(t testing.TB, users map[string]TokenUser, cert *SelfSigned
 		ti.users[k] = v
 	}
 	writePEM(t, ti.CertFile, "CERTIFICATE", der)
-	ti.srv = httptest.NewUnstartedServer(http.HandlerFunc(ti.serve))
+	ti.srv = httptest.NewUnstartedServer(http.HandlerFunc(ti.logged))
 	if cert != nil {
 		kp, err := tls.LoadX509KeyPair(cert.CertFile, cert.KeyFile)
 		if err != nil {
@@ -139,6 +140,65 @@ func (ti *TokenIssuer) Requests() (gets, posts int) {
 	ti.mu.Lock()
 	defer ti.mu.Unlock()
 	return ti.gets, ti.post
+}
+
+// AccessLog returns every request the issuer answered, in order, as the
+// registry's access log has them: the token requests a probe sent, with
+// their status codes, for tests that hold the exporter's request counters
+// to what really happened.
+func (ti *TokenIssuer) AccessLog() []AccessLogEntry {
+	ti.mu.Lock()
+	defer ti.mu.Unlock()
+	return append([]AccessLogEntry(nil), ti.log...)
+}
+
+// AccessLogBy returns the access log entries whose User-Agent starts with
+// userAgent.
+func (ti *TokenIssuer) AccessLogBy(userAgent string) []AccessLogEntry {
+	var out []AccessLogEntry
+	for _, e := range ti.AccessLog() {
+		if strings.HasPrefix(e.UserAgent, userAgent) {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// logged serves r and logs it when the status is decided, before any byte
+// of the reply leaves: a client that has its answer finds its entry.
+func (ti *TokenIssuer) logged(w http.ResponseWriter, r *http.Request) {
+	lw := &loggingWriter{ResponseWriter: w, log: func(status int) {
+		ti.mu.Lock()
+		defer ti.mu.Unlock()
+		ti.log = append(ti.log, AccessLogEntry{Method: r.Method, Path: r.URL.RequestURI(), Status: status, UserAgent: r.UserAgent()})
+	}}
+	ti.serve(lw, r)
+	if !lw.logged {
+		lw.WriteHeader(http.StatusOK) // net/http's implicit 200
+	}
+}
+
+// loggingWriter calls log once, with the status, when the handler
+// writes the header (explicitly or by its first Write).
+type loggingWriter struct {
+	http.ResponseWriter
+	log    func(status int)
+	logged bool
+}
+
+func (w *loggingWriter) WriteHeader(status int) {
+	if !w.logged {
+		w.logged = true
+		w.log(status)
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *loggingWriter) Write(b []byte) (int, error) {
+	if !w.logged {
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ResponseWriter.Write(b)
 }
 
 func (ti *TokenIssuer) serve(w http.ResponseWriter, r *http.Request) {
