@@ -123,7 +123,7 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	red := newRedactor(m, ref)
+	red := probe.ModuleRedactor(m, ref)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Probe of %s with module %q, timeout %s\n\n", ref, modName, timeout)
 	fmt.Fprintln(&b, "Requests:")
@@ -238,7 +238,7 @@ func statusData(snap Snapshot, now time.Time, version string) statusPage {
 				row.Result = "ok"
 				page.OK++
 			} else {
-				row.Result, row.Reason, row.Error = "failed", string(res.Reason), (&redactor{}).Redact(res.Error)
+				row.Result, row.Reason, row.Error = "failed", string(res.Reason), probe.NewRedactor().Redact(res.Error)
 				page.Failed++
 			}
 		} else {
