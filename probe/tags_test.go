@@ -3,6 +3,8 @@ package probe
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -236,5 +238,46 @@ func TestNextPage(t *testing.T) {
 		if got != tc.want {
 			t.Errorf("nextPage(%q) = %q (%v), want %q", tc.links, got, err, tc.want)
 		}
+	}
+}
+
+// A registry that keeps linking to further pages is read for at most
+// maxTagPages pages, and one that links back to a page already read is a
+// protocol error. No real registry can be made to do either: an httptest
+// server plays one.
+func TestListTagsBounds(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		next      func(page int) string
+		wantPages int
+		wantErr   string
+	}{
+		{"endless pages", func(page int) string { return fmt.Sprintf("/v2/a/tags/list?last=t%d", page) }, maxTagPages, ""},
+		{"a loop", func(int) string { return "/v2/a/tags/list" }, 1, "links back to a page already read"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pages := 0
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				if req.URL.Path == "/v2/" {
+					return
+				}
+				pages++
+				w.Header().Set("Link", "<"+tc.next(pages)+`>; rel="next"`)
+				fmt.Fprintf(w, `{"name":"a","tags":["t%d"]}`, pages)
+			}))
+			defer srv.Close()
+			p := newProber(t, nil)
+			tags, res := listTags(t, p, target(t, strings.TrimPrefix(srv.URL, "http://")+"/a:v1", plainModule()))
+			if pages != tc.wantPages {
+				t.Errorf("%d pages read, want %d", pages, tc.wantPages)
+			}
+			if tc.wantErr != "" {
+				wantReason(t, res, ReasonProtocol, tc.wantErr)
+				return
+			}
+			if !res.Success || len(tags) != tc.wantPages {
+				t.Errorf("ListTags = %d tags, %s %q", len(tags), res.Reason, res.Error)
+			}
+		})
 	}
 }
