@@ -155,7 +155,7 @@ var manifestAccept = strings.Join([]string{
 	"*/*",
 }, ", ")
 
-// probeRun is the state of one Probe call.
+// probeRun is the state of one Probe or ListTags call.
 type probeRun struct {
 	p      *Prober
 	t      Target
