@@ -201,18 +201,3 @@ func credentialsID(cs []Credential) string {
 	}
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
-
-// secretsOf lists the secret strings of credentials, for scrubbing error
-// texts (defence in depth: no code path should put them there).
-func secretsOf(cs []Credential) []string {
-	var out []string
-	for _, c := range cs {
-		if c.Password != "" {
-			out = append(out, string(c.Password))
-		}
-		if c.IdentityToken != "" {
-			out = append(out, string(c.IdentityToken))
-		}
-	}
-	return out
-}

@@ -48,6 +48,11 @@ type Prober struct {
 	auths      map[authKey]authState
 	plainHTTP  map[string]time.Time // mirror hosts found to speak plain HTTP, and when (mirror.go)
 	lastSweep  time.Time
+
+	// tagsPageSize, when positive, is sent as the n parameter of a tags
+	// listing (tags.go); zero leaves the page size to the registry. Tests
+	// set it to make a registry paginate.
+	tagsPageSize int
 }
 
 // authKey identifies cached authentication: the registry origin, the token
@@ -150,17 +155,21 @@ var manifestAccept = strings.Join([]string{
 	"*/*",
 }, ", ")
 
-// probeRun is the state of one Probe call.
+// probeRun is the state of one Probe or ListTags call.
 type probeRun struct {
-	p       *Prober
-	t       Target
-	m       Module
-	res     *Result
-	client  *http.Client
-	origin  string
-	trace   *phaseTrace
-	rate    rateLimitHeaders
-	secrets []string
+	p      *Prober
+	t      Target
+	m      Module
+	res    *Result
+	client *http.Client
+	origin string
+	trace  *phaseTrace
+	rate   rateLimitHeaders
+	// wallStart is when the run started on the real clock (PhaseTotal).
+	wallStart time.Time
+	// red knows every secret of this run (the credentials tried, the
+	// tokens obtained) and redacts error texts and recorded exchanges.
+	red *Redactor
 	// dropAuth is set when the HEAD was answered 401.
 	dropAuth bool
 }
@@ -174,9 +183,18 @@ var errTooManyRedirects = fmt.Errorf("more than %d redirects", maxRedirects)
 // Probe probes one target once: it never retries, and every network step is
 // bounded by ctx and the module's Timeout. The Result says how it went.
 func (p *Prober) Probe(ctx context.Context, t Target) Result {
+	run := p.newRun(t)
+	ctx, cancel := context.WithTimeout(ctx, run.m.Timeout)
+	defer cancel()
+	run.finish(run.probe(ctx, run.res.Start))
+	return *run.res
+}
+
+// newRun starts the run of one call on t: the module with its defaults
+// filled in, and an empty Result with every phase at zero.
+func (p *Prober) newRun(t Target) *probeRun {
 	now := p.opts.Now()
-	wallStart := time.Now()
-	res := Result{Ref: t.Ref, Start: now, Phases: make(map[Phase]time.Duration, len(Phases))}
+	res := &Result{Ref: t.Ref, Start: now, Phases: make(map[Phase]time.Duration, len(Phases))}
 	for _, ph := range Phases {
 		res.Phases[ph] = 0
 	}
@@ -190,20 +208,21 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 	if m.AuthCheckInterval <= 0 {
 		m.AuthCheckInterval = DefaultAuthCheckInterval
 	}
-	ctx, cancel := context.WithTimeout(ctx, m.Timeout)
-	defer cancel()
+	return &probeRun{p: p, t: t, m: m, res: res, trace: &phaseTrace{}, red: NewRedactor(), wallStart: time.Now()}
+}
 
-	run := &probeRun{p: p, t: t, m: m, res: &res, trace: &phaseTrace{}}
-	err := run.probe(ctx, now)
-
-	resolve, connect, tlsTime, _, _ := run.trace.snapshot()
+// finish fills the Result from the run's trace and headers and from err,
+// the run's outcome, whose text is redacted.
+func (r *probeRun) finish(err error) {
+	res := r.res
+	resolve, connect, tlsTime, _, _ := r.trace.snapshot()
 	res.Phases[PhaseResolve] = resolve
 	res.Phases[PhaseConnect] = connect
 	res.Phases[PhaseTLS] = tlsTime
-	res.Phases[PhaseTotal] = time.Since(wallStart)
-	res.RateLimit = run.rate.rl
-	res.MalformedHeaderNames = run.rate.malformed
-	res.MalformedHeaders = len(run.rate.malformed)
+	res.Phases[PhaseTotal] = time.Since(r.wallStart)
+	res.RateLimit = r.rate.rl
+	res.MalformedHeaderNames = r.rate.malformed
+	res.MalformedHeaders = len(r.rate.malformed)
 	if err != nil {
 		var pe *probeError
 		if !errors.As(err, &pe) {
@@ -211,7 +230,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 		}
 		res.Success = false
 		res.Reason = pe.reason
-		res.Error = run.scrub(pe.msg)
+		res.Error = r.red.Redact(pe.msg)
 		if res.Reason != ReasonRateLimited {
 			res.RetryAfter = 0
 		}
@@ -220,8 +239,7 @@ func (p *Prober) Probe(ctx context.Context, t Target) Result {
 		res.Reason = ReasonNone
 		res.RetryAfter = 0
 	}
-	p.sweep(now)
-	return res
+	r.p.sweep(res.Start)
 }
 
 func (r *probeRun) probe(ctx context.Context, now time.Time) error {
@@ -229,21 +247,50 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 	if ref.Registry == "" || ref.Repository == "" || ref.Identifier() == "" {
 		return failf(ReasonProtocol, "invalid target: incomplete image reference %q (use ParseReference)", ref.String())
 	}
+	creds, err := r.connect(now)
+	if err != nil {
+		return err
+	}
+	key := r.authKey(creds)
+	st, warm := r.cachedAuth(key, now)
+	if !warm {
+		r.res.AuthChecked = true
+		st, err = r.authenticate(ctx, key.scope, creds, now)
+		if err != nil {
+			r.forgetAuth(key)
+			return err
+		}
+		r.res.AuthOK = true
+		r.storeAuth(key, st, now)
+	}
 
+	err = r.headManifest(ctx, st, warm)
+	if r.dropAuth {
+		// A 401: the cached answer does not work (a revoked or expired
+		// token, a changed password, a token without the grant): forget
+		// it so that the next probe authenticates afresh.
+		r.forgetAuth(key)
+	}
+	return err
+}
+
+// connect resolves the credentials of the run and makes its HTTP client on
+// the cached transport of the module and origin.
+func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 	kc := r.t.Keychain
 	if kc == nil {
 		var err error
 		if kc, err = ModuleKeychain(r.m); err != nil {
 			r.res.AuthChecked = true
-			return failf(ReasonUnauthorized, "module credentials: %v", err)
+			return nil, failf(ReasonUnauthorized, "module credentials: %v", err)
 		}
 	}
 	creds, err := kc.Resolve(r.credentialRef())
 	if err != nil {
 		r.res.AuthChecked = true
-		return failf(ReasonUnauthorized, "credentials: %v", err)
+		return nil, failf(ReasonUnauthorized, "credentials: %v", err)
 	}
-	r.secrets = secretsOf(creds)
+	r.red.AddCredentials(creds...)
 
 	scheme := "https"
 	if r.m.PlainHTTP {
@@ -253,7 +300,7 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 	r.origin = scheme + "://" + apiHost
 	rt, err := r.p.transport(r.t.ModuleName, r.origin, r.m, now)
 	if err != nil {
-		return failf(ReasonTLS, "%v", err)
+		return nil, failf(ReasonTLS, "%v", err)
 	}
 	r.client = &http.Client{
 		Transport: r.endpointTransport(&recorder{base: rt, run: r, apiHost: apiHost}),
@@ -265,39 +312,46 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 		},
 	}
 
-	key := authKey{origin: r.origin + r.apiRoot(), scope: "repository:" + r.repository() + ":pull", creds: credentialsID(creds)}
+	return creds, nil
+}
+
+// authKey is the cache key of the run's authentication: pull scope on the
+// repository as the host the run talks to names it.
+func (r *probeRun) authKey(creds []Credential) authKey {
+	return authKey{origin: r.origin + r.apiRoot(), scope: "repository:" + r.repository() + ":pull", creds: credentialsID(creds)}
+}
+
+// cachedAuth returns the cached authentication for key and true when there
+// is one that is not due for a check: not stale, not from the future (a
+// clock set back), and for a bearer token not expired. Its token is added
+// to the run's redactor.
+func (r *probeRun) cachedAuth(key authKey, now time.Time) (authState, bool) {
 	r.p.mu.Lock()
 	st, cached := r.p.auths[key]
 	r.p.mu.Unlock()
-	due := !cached || !now.Before(st.staleAt) || now.Before(st.checkedAt) ||
-		(st.scheme == schemeBearer && !now.Before(st.expires))
-	if due {
-		r.res.AuthChecked = true
-		st, err = r.authenticate(ctx, key.scope, creds, now)
-		if err != nil {
-			r.p.mu.Lock()
-			delete(r.p.auths, key)
-			r.p.mu.Unlock()
-			return err
-		}
-		r.res.AuthOK = true
-		st.checkedAt = now
-		st.staleAt = now.Add(r.m.AuthCheckInterval)
-		r.p.mu.Lock()
-		r.p.auths[key] = st
-		r.p.mu.Unlock()
+	if !cached || !now.Before(st.staleAt) || now.Before(st.checkedAt) ||
+		(st.scheme == schemeBearer && !now.Before(st.expires)) {
+		return authState{}, false
 	}
+	r.red.Add(st.token)
+	return st, true
+}
 
-	err = r.headManifest(ctx, st, !due)
-	if r.dropAuth {
-		// A 401: the cached answer does not work (a revoked or expired
-		// token, a changed password, a token without the grant): forget
-		// it so that the next probe authenticates afresh.
-		r.p.mu.Lock()
-		delete(r.p.auths, key)
-		r.p.mu.Unlock()
-	}
-	return err
+// storeAuth caches a fresh authentication until the module's next auth
+// check is due.
+func (r *probeRun) storeAuth(key authKey, st authState, now time.Time) {
+	st.checkedAt = now
+	st.staleAt = now.Add(r.m.AuthCheckInterval)
+	r.p.mu.Lock()
+	r.p.auths[key] = st
+	r.p.mu.Unlock()
+}
+
+// forgetAuth drops the cached authentication for key.
+func (r *probeRun) forgetAuth(key authKey) {
+	r.p.mu.Lock()
+	delete(r.p.auths, key)
+	r.p.mu.Unlock()
 }
 
 // do sends one request of a probe through the recording client, with the
@@ -357,18 +411,6 @@ func (r *probeRun) observeRetryAfter(h http.Header) {
 	r.res.RetryAfter = d
 }
 
-// scrub removes every secret the probe knows of from s. Error texts are
-// built from redacted parts; this is the second line of defence against a
-// registry echoing a credential back.
-func (r *probeRun) scrub(s string) string {
-	for _, sec := range r.secrets {
-		if len(sec) >= 3 {
-			s = strings.ReplaceAll(s, sec, "<redacted>")
-		}
-	}
-	return s
-}
-
 // readBody reads at most max bytes of a body and closes it; reading to the
 // end lets the connection be reused.
 func readBody(resp *http.Response, max int64) ([]byte, error) {
@@ -387,39 +429,54 @@ func readBody(resp *http.Response, max int64) ([]byte, error) {
 // following HEADs present. With several credentials each is tried in order
 // until one is accepted, as the kubelet tries every matching pull secret.
 func (r *probeRun) authenticate(ctx context.Context, scope string, creds []Credential, now time.Time) (authState, error) {
+	ch, err := r.ping(ctx)
+	if err != nil || ch == nil {
+		return authState{scheme: schemeNone}, err
+	}
+	return r.answer(ctx, *ch, scope, creds, now)
+}
+
+// ping sends GET /v2/ and returns the challenge to answer, or nil when the
+// registry allows anonymous access.
+func (r *probeRun) ping(ctx context.Context) (*Challenge, error) {
 	start := time.Now()
 	req, err := http.NewRequest(http.MethodGet, r.origin+r.apiRoot()+"/", nil)
 	if err != nil {
-		return authState{}, failf(ReasonProtocol, "ping: %v", err)
+		return nil, failf(ReasonProtocol, "ping: %v", err)
 	}
 	resp, err := r.do(ctx, KindPing, req)
 	if err != nil {
 		r.res.Phases[PhasePing] += time.Since(start)
-		return authState{}, r.transportFailure(ctx, "ping", req, err)
+		return nil, r.transportFailure(ctx, "ping", req, err)
 	}
 	body, berr := readBody(resp, maxErrorBody)
 	r.res.Phases[PhasePing] += time.Since(start)
 	if berr != nil && ctx.Err() != nil {
-		return authState{}, r.transportFailure(ctx, "ping", req, berr)
+		return nil, r.transportFailure(ctx, "ping", req, berr)
 	}
 	switch resp.StatusCode {
 	case http.StatusOK:
-		return authState{scheme: schemeNone}, nil
+		return nil, nil
 	case http.StatusUnauthorized:
 	case http.StatusNotFound:
-		return authState{}, failf(ReasonProtocol, "ping GET %s: %s (no registry API v2 at this address)", redactURL(req.URL), resp.Status)
+		return nil, failf(ReasonProtocol, "ping GET %s: %s (no registry API v2 at this address)", redactURL(req.URL), resp.Status)
 	default:
-		return authState{}, r.statusFailure("ping", req, resp, body, "")
+		return nil, r.statusFailure("ping", req, resp, body, "")
 	}
 	cs, err := ParseChallenges(resp.Header.Values("WWW-Authenticate"))
 	if err != nil {
-		return authState{}, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
+		return nil, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
 	}
 	ch, err := pickChallenge(cs)
 	if err != nil {
-		return authState{}, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
+		return nil, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
 	}
+	return &ch, nil
+}
 
+// answer answers a challenge of the registry with creds for scope, trying
+// each credential in order until one is accepted.
+func (r *probeRun) answer(ctx context.Context, ch Challenge, scope string, creds []Credential, now time.Time) (authState, error) {
 	authStart := time.Now()
 	defer func() { r.res.Phases[PhaseAuth] += time.Since(authStart) }()
 	switch ch.Scheme {
@@ -526,7 +583,6 @@ func (r *probeRun) headManifest(ctx context.Context, st authState, warm bool) er
 	switch st.scheme {
 	case schemeBearer:
 		req.Header.Set("Authorization", "Bearer "+st.token)
-		r.secrets = append(r.secrets, st.token)
 	case schemeBasic:
 		if !st.cred.Anonymous() {
 			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))

@@ -7,33 +7,15 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptrace"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
 )
 
-// Headers kept in Result.Requests. Only these are copied, so a header the
-// prober does not know (a cookie, a vendor's session header) never reaches
-// the debug page. Those that can carry a credential are kept with their
-// values passed through recordedHeaderRedactions.
-var (
-	recordedRequestHeaders  = []string{"Accept", "Authorization", "Content-Type", "User-Agent"}
-	recordedResponseHeaders = []string{
-		"Content-Type", "Content-Length", "Docker-Content-Digest", "Docker-Distribution-Api-Version",
-		"Www-Authenticate", "Location", "Retry-After",
-		"Ratelimit-Limit", "Ratelimit-Remaining", "Docker-Ratelimit-Source",
-	}
-	recordedHeaderRedactions = map[string]func(string) string{
-		"Authorization": redactAuthorization,
-		// Redirects to blob stores carry signatures in the query.
-		"Location": redactLocation,
-	}
-)
-
 // recordHeaders copies the values of the headers names from h into dst,
-// keyed prefix+name, redacted where recordedHeaderRedactions says so.
-func recordHeaders(dst map[string][]string, prefix string, h http.Header, names []string) {
+// keyed prefix+name, rewritten where recordedHeaderRedactions says so and
+// then passed through red (a registry may echo a credential in any header).
+func recordHeaders(dst map[string][]string, prefix string, h http.Header, names []string, red *Redactor) {
 	for _, name := range names {
 		vs := h.Values(name)
 		if len(vs) == 0 {
@@ -45,63 +27,10 @@ func recordHeaders(dst map[string][]string, prefix string, h http.Header, names 
 			if redact != nil {
 				v = redact(v)
 			}
-			out[i] = v
+			out[i] = red.Redact(v)
 		}
 		dst[prefix+name] = out
 	}
-}
-
-// Query parameters whose values are replaced in recorded URLs (token
-// endpoints and redirects to blob stores carry secrets in the query).
-var secretQueryParams = []string{"token", "password", "secret", "signature", "sig", "credential", "code", "key", "auth"}
-
-// redactURL renders u without userinfo and with secret query values
-// replaced by "<redacted>".
-func redactURL(u *url.URL) string {
-	if u == nil {
-		return ""
-	}
-	c := *u
-	c.User = nil
-	if c.RawQuery != "" {
-		q := c.Query()
-		changed := false
-		for k, vs := range q {
-			lk := strings.ToLower(k)
-			for _, s := range secretQueryParams {
-				if strings.Contains(lk, s) || strings.HasPrefix(lk, "x-amz-") || strings.HasPrefix(lk, "x-goog-") {
-					for i := range vs {
-						vs[i] = "<redacted>"
-					}
-					changed = true
-					break
-				}
-			}
-		}
-		if changed {
-			c.RawQuery = q.Encode()
-		}
-	}
-	return c.String()
-}
-
-// redactAuthorization keeps the scheme of an Authorization value and drops
-// the credential: "Bearer <redacted>".
-func redactAuthorization(v string) string {
-	scheme, _, found := strings.Cut(v, " ")
-	if !found || scheme == "" {
-		return "<redacted>"
-	}
-	return scheme + " <redacted>"
-}
-
-// redactLocation is redactURL for a Location value.
-func redactLocation(v string) string {
-	u, err := url.Parse(v)
-	if err != nil {
-		return "<unparseable>"
-	}
-	return redactURL(u)
 }
 
 // errManifestGet refuses a manifest request that is not a HEAD.
@@ -136,17 +65,17 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		return nil, errManifestGet
 	}
 	rec := Request{Kind: kind, Method: req.Method, URL: redactURL(req.URL), Header: map[string][]string{}}
-	recordHeaders(rec.Header, "> ", req.Header, recordedRequestHeaders)
+	recordHeaders(rec.Header, "> ", req.Header, recordedRequestHeaders, r.run.red)
 	start := time.Now()
 	resp, err := r.base.RoundTrip(req)
 	rec.Duration = time.Since(start)
 	if err != nil {
-		rec.Err = r.run.scrub(err.Error())
+		rec.Err = r.run.red.Redact(err.Error())
 		r.run.res.Requests = append(r.run.res.Requests, rec)
 		return nil, err
 	}
 	rec.Status = resp.StatusCode
-	recordHeaders(rec.Header, "< ", resp.Header, recordedResponseHeaders)
+	recordHeaders(rec.Header, "< ", resp.Header, recordedResponseHeaders, r.run.red)
 	r.run.res.Requests = append(r.run.res.Requests, rec)
 	r.run.rate.observe(resp.Header)
 	if resp.StatusCode == http.StatusTooManyRequests {

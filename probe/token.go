@@ -151,7 +151,7 @@ func (r *probeRun) tokenReply(ctx context.Context, req *http.Request, resp *http
 	if tok == "" {
 		return "", time.Time{}, failf(ReasonProtocol, "token %s %s: reply has neither token nor access_token", req.Method, redactURL(req.URL))
 	}
-	r.secrets = append(r.secrets, tok)
+	r.red.Add(tok)
 	exp := int64(0)
 	if v.ExpiresIn > 0 {
 		exp = int64(min(v.ExpiresIn, float64(1<<40)))

@@ -114,22 +114,26 @@ func TestRedaction(t *testing.T) {
 
 // Only the listed headers are recorded, credentials redacted: a bearer
 // token sent, a signed redirect received (both in a Location that parses
-// and one that does not), and never a cookie.
+// and one that does not), a known secret a registry echoes in any header,
+// and never a cookie.
 func TestRecordHeaders(t *testing.T) {
 	sent := http.Header{"Authorization": {"Bearer eyJabc.def.ghi"}, "Accept": {"a", "b"}, "Cookie": {"session=1"}}
 	received := http.Header{
-		"Location":    {"https://s3.example/blob?X-Amz-Signature=abc", "%zz?sig=abc"},
-		"Set-Cookie":  {"session=2"},
-		"Retry-After": {"30"},
+		"Location":         {"https://s3.example/blob?X-Amz-Signature=abc", "%zz?sig=abc"},
+		"Set-Cookie":       {"session=2"},
+		"Retry-After":      {"30"},
+		"Www-Authenticate": {`Basic realm="echo pw-s3cret"`},
 	}
 	got := map[string][]string{}
-	recordHeaders(got, "> ", sent, recordedRequestHeaders)
-	recordHeaders(got, "< ", received, recordedResponseHeaders)
+	red := NewRedactor("pw-s3cret")
+	recordHeaders(got, "> ", sent, recordedRequestHeaders, red)
+	recordHeaders(got, "< ", received, recordedResponseHeaders, red)
 	want := map[string][]string{
-		"> Authorization": {"Bearer <redacted>"},
-		"> Accept":        {"a", "b"},
-		"< Location":      {"https://s3.example/blob?X-Amz-Signature=%3Credacted%3E", "<unparseable>"},
-		"< Retry-After":   {"30"},
+		"> Authorization":    {"Bearer <redacted>"},
+		"> Accept":           {"a", "b"},
+		"< Location":         {"https://s3.example/blob?X-Amz-Signature=%3Credacted%3E", "<unparseable>"},
+		"< Retry-After":      {"30"},
+		"< Www-Authenticate": {`Basic realm="echo <redacted>"`},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("recorded %q, want %q", got, want)

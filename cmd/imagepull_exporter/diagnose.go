@@ -86,7 +86,7 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	defer cancel()
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
 	defer prober.Close()
-	dg := &kube.Diagnoser{Client: client, Config: cfg, Prober: prober, UserAgent: userAgent(), Out: stdout}
+	dg := &kube.Diagnoser{Client: client, Config: cfg, Prober: prober, Out: stdout}
 
 	var pullable bool
 	switch cmd {

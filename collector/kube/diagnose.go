@@ -2,22 +2,14 @@ package kube
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"os"
 	"slices"
 	"sort"
 	"strings"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
-	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,7 +27,8 @@ import (
 // module's credentials standing in for the node's. It probes the way the
 // exporter does (ping, token, manifest HEAD: never a manifest GET, which
 // would spend a Docker Hub pull) and, when a tag is missing, lists the
-// repository's tags (GET /v2/<repo>/tags/list) to suggest the closest.
+// repository's tags (probe.Prober.ListTags: GET /v2/<repo>/tags/list on the
+// probe's transport and authentication) to suggest the closest.
 //
 // Kubernetes objects are read with list + a field selector on the name
 // rather than get, so the exporter's own role (list/watch) is enough to run
@@ -48,10 +41,8 @@ type Diagnoser struct {
 	// Config chooses the module per registry (discovery.modules) and holds
 	// the modules.
 	Config *config.Config
-	// Prober probes; its UserAgent is what registries see.
+	// Prober probes and lists tags; its UserAgent is what registries see.
 	Prober *probe.Prober
-	// UserAgent for the tags listing.
-	UserAgent string
 	// Sender sends every probe and tag listing, and counts their
 	// requests (Sender.Total); nil means a Sender of its own without a
 	// budget, created on first use.
@@ -246,9 +237,13 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		}
 		return true
 	}
-	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace))
+	// The prober redacts what it returns; this is the second line of
+	// defence for everything diagnose prints about the failure.
+	red := probe.NewRedactor()
+	red.AddCredentials(creds...)
+	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", red.Redact(d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace)))
 	if res.Error != "" {
-		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, oneLine(res.Error))
+		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, red.Redact(oneLine(res.Error)))
 	}
 	return false
 }
@@ -296,11 +291,16 @@ func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.
 		if ref.Digest != "" {
 			return fmt.Sprintf("digest %s not found in %s/%s; the image was deleted or the digest is wrong", ref.Digest, host, ref.Repository)
 		}
-		tags, err := d.listTags(ctx, ref, mod, creds)
+		var tags []string
+		listed := d.send(ctx, ref, func(ctx context.Context) probe.Result {
+			var r probe.Result
+			tags, r = d.Prober.ListTags(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: mod, Keychain: staticKeychain(creds)})
+			return r
+		})
 		switch {
-		case err != nil:
-			return fmt.Sprintf("tag %s not found in %s/%s (listing its tags failed too: %v)", ref.Tag, host, ref.Repository, err)
-		case len(tags) == 0:
+		case !listed.Success && listed.Reason != probe.ReasonNotFound:
+			return fmt.Sprintf("tag %s not found in %s/%s (listing its tags failed too: %s)", ref.Tag, host, ref.Repository, oneLine(listed.Error))
+		case len(tags) == 0: // a repository that does not exist lists as not_found
 			return fmt.Sprintf("%s/%s has no tags (the repository does not exist, or is empty); check the image name", host, ref.Repository)
 		}
 		return fmt.Sprintf("tag %s not found in %s/%s (%s)", ref.Tag, host, ref.Repository, suggestTag(ref.Tag, tags))
@@ -330,90 +330,6 @@ func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.
 		return fmt.Sprintf("%s answered in a way the registry API does not allow; is this address a registry?", host)
 	}
 	return fmt.Sprintf("%s: %s", host, res.Reason)
-}
-
-// maxTags bounds the tags read from one repository.
-const maxTags = 10000
-
-// listTags lists the repository's tags with GET /v2/<repo>/tags/list (never
-// a manifest request), trying each credential as the kubelet would.
-func (d *Diagnoser) listTags(ctx context.Context, ref probe.Reference, mod probe.Module, creds []probe.Credential) ([]string, error) {
-	var opts []name.Option
-	if mod.PlainHTTP {
-		opts = append(opts, name.Insecure)
-	}
-	repo, err := name.NewRepository(ref.Registry+"/"+ref.Repository, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("repository name: %w", err)
-	}
-	tr, err := moduleTransport(mod)
-	if err != nil {
-		return nil, err
-	}
-	defer tr.CloseIdleConnections()
-	timeout := mod.Timeout
-	if timeout <= 0 {
-		timeout = probe.DefaultTimeout
-	}
-	try := creds
-	if len(try) == 0 {
-		try = []probe.Credential{{}}
-	}
-	var last error
-	for _, c := range try {
-		auth := authn.Anonymous
-		if !c.Anonymous() {
-			auth = authn.FromConfig(authn.AuthConfig{Username: c.Username, Password: string(c.Password), IdentityToken: string(c.IdentityToken)})
-		}
-		lctx, cancel := context.WithTimeout(ctx, 2*timeout)
-		tags, err := remote.List(repo, remote.WithContext(lctx), remote.WithAuth(auth), remote.WithTransport(tr),
-			remote.WithUserAgent(d.UserAgent), remote.WithRetryBackoff(remote.Backoff{Steps: 1}))
-		cancel()
-		if err == nil {
-			if len(tags) > maxTags {
-				tags = tags[:maxTags]
-			}
-			return tags, nil
-		}
-		last = scrubError(err, c)
-		var te *transport.Error
-		if !errors.As(err, &te) || (te.StatusCode != http.StatusUnauthorized && te.StatusCode != http.StatusForbidden) {
-			break
-		}
-	}
-	return nil, last
-}
-
-// scrubError keeps a credential out of an error's text.
-func scrubError(err error, c probe.Credential) error {
-	s := err.Error()
-	for _, secret := range []string{string(c.Password), string(c.IdentityToken)} {
-		if len(secret) >= 4 {
-			s = strings.ReplaceAll(s, secret, "<secret>")
-		}
-	}
-	return errors.New(s)
-}
-
-// moduleTransport honours the module's TLS settings for the tags listing.
-func moduleTransport(m probe.Module) (*http.Transport, error) {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if m.TLS.CAFile != "" || m.TLS.InsecureSkipVerify {
-		cfg := &tls.Config{InsecureSkipVerify: m.TLS.InsecureSkipVerify} //nolint:gosec // the operator's explicit choice
-		if m.TLS.CAFile != "" {
-			pem, err := os.ReadFile(m.TLS.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("tls.ca_file: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("tls.ca_file %s holds no PEM certificate", m.TLS.CAFile)
-			}
-			cfg.RootCAs = pool
-		}
-		tr.TLSClientConfig = cfg
-	}
-	return tr, nil
 }
 
 // suggestTag names the existing tags closest to a missing one.

@@ -28,7 +28,7 @@ func diagnoser(t *testing.T, client kubernetes.Interface, cfgYAML string) (*Diag
 	p := probe.NewProber(probe.ProberOptions{UserAgent: "imagepull-diagnose-test"})
 	t.Cleanup(p.Close)
 	out := &strings.Builder{}
-	return &Diagnoser{Client: client, Config: cfg, Prober: p, UserAgent: "imagepull-diagnose-test", Out: out}, out
+	return &Diagnoser{Client: client, Config: cfg, Prober: p, Out: out}, out
 }
 
 func wantLines(t *testing.T, out string, lines ...string) {

@@ -3,7 +3,6 @@ package web
 import (
 	"fmt"
 	"io"
-	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -102,70 +101,9 @@ func writeRequestLog(w io.Writer, res probe.Result) {
 	}
 }
 
-// redactor removes credentials from text that leaves the process. The
-// prober already redacts what it records; this is a second line of defence
-// for pages that print whole request logs: the module's own secrets are
-// replaced wherever they appear, and so is anything after "Bearer " or
-// "Basic " and the values of token fields.
-type redactor struct {
-	secrets []string
-}
-
-var credentialRE = regexp.MustCompile(`(?i)(\b(?:bearer|basic)\s+)[A-Za-z0-9\-._~+/=]{8,}|("(?:token|access_token|refresh_token|identitytoken|password)"\s*:\s*")[^"]*(")|((?:token|access_token|refresh_token|password)=)[^&\s"]+`)
-
-const redacted = "<redacted>"
-
-// newRedactor collects the secrets of module m: its password and the
-// credentials its keychain resolves for ref (the password file's, the docker
-// config's), read as the probe read them.
-func newRedactor(m probe.Module, ref probe.Reference) *redactor {
-	r := &redactor{}
-	r.add(string(m.Auth.Password))
-	if kc, err := probe.ModuleKeychain(m); err == nil {
-		if creds, err := kc.Resolve(ref); err == nil {
-			for _, c := range creds {
-				// Also without surrounding white space: a password file
-				// may end in more than the one newline the keychain trims.
-				r.add(string(c.Password))
-				r.add(strings.TrimSpace(string(c.Password)))
-				r.add(string(c.IdentityToken))
-			}
-		}
-	}
-	// Longer first, so a secret that contains another is replaced whole.
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-	return r
-}
-
-func (r *redactor) add(s string) {
-	// Very short "secrets" would redact ordinary words and still not be
-	// secret; a 3-character password is not protected by hiding it.
-	if len(s) >= 4 {
-		r.secrets = append(r.secrets, s)
-	}
-}
-
-// Redact returns s with every credential replaced.
-func (r *redactor) Redact(s string) string {
-	for _, sec := range r.secrets {
-		s = strings.ReplaceAll(s, sec, redacted)
-	}
-	return credentialRE.ReplaceAllStringFunc(s, func(m string) string {
-		sub := credentialRE.FindStringSubmatch(m)
-		switch {
-		case sub[1] != "":
-			return sub[1] + redacted
-		case sub[2] != "":
-			return sub[2] + redacted + sub[3]
-		default:
-			return sub[4] + redacted
-		}
-	})
-}
-
 // WriteRedacted writes the result (and, when withRequests, the request log)
-// of a probe made with module m, with m's credentials redacted: what the
-// `probe` command prints.
+// of a probe made with module m, with m's credentials redacted by the
+// prober's one redactor (probe.Redactor): what the `probe` command prints.
 func WriteRedacted(w io.Writer, res probe.Result, m probe.Module, withRequests bool) {
 	var b strings.Builder
 	writeResult(&b, res)
@@ -173,5 +111,5 @@ func WriteRedacted(w io.Writer, res probe.Result, m probe.Module, withRequests b
 		b.WriteString("\nrequests:\n")
 		writeRequestLog(&b, res)
 	}
-	_, _ = io.WriteString(w, newRedactor(m, res.Ref).Redact(b.String()))
+	_, _ = io.WriteString(w, probe.ModuleRedactor(m, res.Ref).Redact(b.String()))
 }

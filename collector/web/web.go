@@ -133,7 +133,7 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	red := newRedactor(m, ref)
+	red := probe.ModuleRedactor(m, ref)
 	var b bytes.Buffer
 	fmt.Fprintf(&b, "Probe of %s with module %q, timeout %s\n\n", ref, modName, timeout)
 	fmt.Fprintln(&b, "Requests:")
@@ -249,7 +249,7 @@ func statusData(snap collector.Snapshot, now time.Time, version string) statusPa
 				row.Result = "ok"
 				page.OK++
 			} else {
-				row.Result, row.Reason, row.Error = "failed", string(res.Reason), (&redactor{}).Redact(res.Error)
+				row.Result, row.Reason, row.Error = "failed", string(res.Reason), probe.NewRedactor().Redact(res.Error)
 				page.Failed++
 			}
 		} else {
@@ -348,6 +348,6 @@ func NewLogs(opts LogsOptions) http.Handler {
 			section("Latest probe (failed)", t.Last)
 		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = io.WriteString(w, newRedactor(m, t.Ref).Redact(b.String()))
+		_, _ = io.WriteString(w, probe.ModuleRedactor(m, t.Ref).Redact(b.String()))
 	})
 }
