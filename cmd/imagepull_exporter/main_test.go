@@ -245,7 +245,7 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestConfigCheck(t *testing.T) {
-	testdata := filepath.Join(testenv.RepoRoot(t), "collector", "testdata")
+	testdata := filepath.Join(testenv.RepoRoot(t), "collector", "config", "testdata")
 	for _, c := range []struct {
 		args   []string
 		code   int
