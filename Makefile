@@ -58,6 +58,13 @@ test: deps ## Install deps, run all tests with -race, then check the mixin and g
 	$(GO) test -race -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(MAKE) --no-print-directory check-generated mixin-lint mixin-test
 
+# The fast tier: no deps, no external binaries (internal/testenv skips what
+# needs them under -short), no exporter build. For the edit-test loop; a
+# change lands on `make test`.
+.PHONY: test-short
+test-short: ## Unit tests only (go test -short): Go alone, no external binaries
+	$(GO) test -short -count=1 ./...
+
 .PHONY: lint
 lint: deps ## gofmt (must be clean), go vet, staticcheck
 	@out="$$(gofmt -l $(GOFILES))"; if [ -n "$$out" ]; then \

@@ -36,8 +36,9 @@ import (
 //     own as objects arrive, so shard memory shrinks with the shard count.
 //
 // The trade-off: one registry's targets are never split. That is fine in
-// practice: a warm probe costs about 110 µs of CPU and one request, so one
-// process probes tens of thousands of targets per minute, and what limits
+// practice: a warm probe costs one request and 0.16–0.3 ms of CPU (the probe
+// benchmark, README.md "Performance"), so one process probes tens of
+// thousands of targets per minute, and what limits
 // how many targets one registry can have is that registry's request budget,
 // which sharding must not multiply anyway.
 //

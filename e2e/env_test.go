@@ -91,6 +91,7 @@ type stack struct {
 // until Prometheus sees the exporter's probe and join series.
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	testenv.SkipShort(t, "the whole stack (registry, apiserver, Prometheus, Alertmanager, the exporter binary)")
 	s := &stack{password: "pull-" + randomHex(t), started: time.Now()}
 
 	// The registry: basic auth, the image pushed twice under one tag (a

@@ -7,6 +7,7 @@
 package e2e_test
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -22,12 +23,16 @@ var exporterBin string
 
 func TestMain(m *testing.M) {
 	// The exporter's own goroutines (scheduler, informers, reload) run
-	// under the race detector when the tests do.
-	var remove func()
-	var err error
-	if exporterBin, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	// under the race detector when the tests do. Under -short nothing is
+	// built: every test here needs the whole stack (startStack skips).
+	flag.Parse()
+	remove := func() {}
+	if !testing.Short() {
+		var err error
+		if exporterBin, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	remove()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,17 +25,24 @@ import (
 )
 
 // binPath is the exporter binary, built once by TestMain: the end-to-end
-// tests run the real program (flags, signals, exit codes), not run().
+// tests run the real program (flags, signals, exit codes), not run(). Read
+// it through exporterBin.
 var binPath string
 
 func TestMain(m *testing.M) {
 	// The binary's own goroutines (reload, handlers, scheduler) get the
-	// race detector when the tests do.
-	var remove func()
-	var err error
-	if binPath, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	// race detector when the tests do. Under -short (the fast tier) nothing
+	// is built: go build -race of the whole exporter takes longer on two
+	// cores than every unit test together, and the tests that run the
+	// binary are skipped by exporterBin.
+	flag.Parse()
+	remove := func() {}
+	if !testing.Short() {
+		var err error
+		if binPath, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	remove()
@@ -45,6 +53,13 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// exporterBin returns the binary TestMain built; under -short it skips t.
+func exporterBin(t testing.TB) string {
+	t.Helper()
+	testenv.SkipShort(t, "the exporter binary (go build)")
+	return binPath
 }
 
 func randomString(prefix string) string {
@@ -59,7 +74,7 @@ func runBinary(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, args...)
+	cmd := exec.CommandContext(ctx, exporterBin(t), args...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()
@@ -103,7 +118,7 @@ func startExporterProcess(t *testing.T, args ...string) *exporter {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.cmd = exec.Command(binPath, append([]string{"--web.listen-address=" + addr, "--log.level=debug"}, args...)...)
+	e.cmd = exec.Command(exporterBin(t), append([]string{"--web.listen-address=" + addr, "--log.level=debug"}, args...)...)
 	e.cmd.Stdout, e.cmd.Stderr = f, f
 	e.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := e.cmd.Start(); err != nil {
@@ -230,7 +245,7 @@ func writeFile(t *testing.T, path, content string) {
 }
 
 func TestConfigCheck(t *testing.T) {
-	testdata := filepath.Join(testenv.RepoRoot(t), "collector", "testdata")
+	testdata := filepath.Join(testenv.RepoRoot(t), "collector", "config", "testdata")
 	for _, c := range []struct {
 		args   []string
 		code   int
@@ -603,7 +618,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	writeFile(t, cfg, "targets: []\n")
 
 	addr := testenv.FreeAddr(t)
-	cmd := exec.Command(binPath, "--web.listen-address="+addr, "--web.config.file="+webCfg, "--config.file="+cfg)
+	cmd := exec.Command(exporterBin(t), "--web.listen-address="+addr, "--web.config.file="+webCfg, "--config.file="+cfg)
 	logPath := filepath.Join(dir, "exporter.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {

@@ -48,9 +48,11 @@ func TestMain(m *testing.M) {
 }
 
 // exporterBinary builds the exporter once per test binary, without -race:
-// the footprint benchmark measures the binary as deployed.
+// the footprint benchmark measures the binary as deployed. Under -short it
+// skips t instead of building.
 func exporterBinary(t testing.TB) string {
 	t.Helper()
+	testenv.SkipShort(t, "the exporter binary (go build)")
 	exporterOnce.Do(func() {
 		var remove func()
 		if exporterPath, remove, exporterErr = testenv.BuildExporter(false); exporterErr == nil {

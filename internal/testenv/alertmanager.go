@@ -43,6 +43,7 @@ type Alertmanager struct {
 // alertmanager, Debian's package prometheus-alertmanager.
 func AlertmanagerBin(t testing.TB) string {
 	t.Helper()
+	SkipShort(t, "alertmanager")
 	for _, name := range []string{"alertmanager", "prometheus-alertmanager"} {
 		if p, ok := findBin(t, name); ok {
 			return p

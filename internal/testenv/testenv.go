@@ -3,7 +3,13 @@
 // on loopback in a temporary directory, stopped by t.Cleanup. Binaries come from
 // the project's bin/ directory (built by scripts/install-deps.sh) or from PATH
 // (Debian packages); a missing binary fails the test with the command that
-// installs it, it never skips.
+// installs it, it never skips: a suite that quietly skipped would pass on a
+// machine that tests nothing.
+//
+// The one exception is -short, the fast tier (`go test -short ./...`): every
+// lookup of an external binary goes through Bin or AlertmanagerBin, which
+// then skip the test, so the unit tests run in seconds with Go alone and
+// the full suite (`make test`) runs everything.
 package testenv
 
 import (
@@ -28,14 +34,26 @@ func RepoRoot(t testing.TB) string {
 
 // Bin returns the path of a tool the tests need: the project's bin/NAME if it
 // exists, else NAME on PATH. When neither exists the test fails and says how to
-// install it.
+// install it. Under -short it skips the test instead (SkipShort).
 func Bin(t testing.TB, name string) string {
 	t.Helper()
+	SkipShort(t, name)
 	if p, ok := findBin(t, name); ok {
 		return p
 	}
 	t.Fatalf("testenv: %s not found in bin/ or PATH; run `make deps` (scripts/install-deps.sh) to install it", name)
 	return ""
+}
+
+// SkipShort skips t under -short, naming what it needs: an external binary,
+// or the exporter binary built with go build. It is the one place the fast
+// tier is decided, so "runs in the full suite" stays true of every test it
+// skips.
+func SkipShort(t testing.TB, needs string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skipf("needs %s; runs in the full suite (make test)", needs)
+	}
 }
 
 // findBin looks name up in bin/, then on PATH.
