@@ -423,7 +423,7 @@ func TestServeAgainstRealRegistry(t *testing.T) {
 	}
 
 	_, landing := e.get("/")
-	for _, want := range []string{"<td>ok-inline</td>", `<td class="ok">ok</td>`, `<td class="failed">failed</td>`, "unauthorized", r.digest[7:19]} {
+	for _, want := range []string{`>ok-inline</a></td>`, `<td class="ok">ok</td>`, `<td class="failed">failed</td>`, "unauthorized", r.digest[7:19]} {
 		if !strings.Contains(landing, want) {
 			t.Errorf("landing page lacks %s", want)
 		}
