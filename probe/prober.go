@@ -560,6 +560,20 @@ func (r *probeRun) checkBasic(ctx context.Context, c Credential) error {
 	return r.statusFailure("basic auth check", req, resp, body, hint)
 }
 
+// authorize presents what the auth answer says on a request to the
+// registry: the bearer token, or the Basic credential; nothing when
+// anonymous.
+func (st authState) authorize(req *http.Request) {
+	switch st.scheme {
+	case schemeBearer:
+		req.Header.Set("Authorization", "Bearer "+st.token)
+	case schemeBasic:
+		if !st.cred.Anonymous() {
+			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))
+		}
+	}
+}
+
 // basicSecret is what goes into Basic auth: the password, or the identity
 // token when that is all there is.
 func basicSecret(c Credential) string {
@@ -580,14 +594,7 @@ func (r *probeRun) headManifest(ctx context.Context, st authState, warm bool) er
 		return failf(ReasonProtocol, "manifest HEAD: %v", err)
 	}
 	req.Header.Set("Accept", manifestAccept)
-	switch st.scheme {
-	case schemeBearer:
-		req.Header.Set("Authorization", "Bearer "+st.token)
-	case schemeBasic:
-		if !st.cred.Anonymous() {
-			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))
-		}
-	}
+	st.authorize(req)
 	resp, err := r.do(ctx, KindManifestHead, req)
 	if err != nil {
 		return r.transportFailure(ctx, "manifest", req, err)
