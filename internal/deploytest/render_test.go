@@ -33,6 +33,7 @@ var overlays = []struct {
 	{"deploy/overlays/sharded", []string{"sharding.enabled=true"}},
 	{"deploy/overlays/node-probe", []string{"nodeProbe.enabled=true"}},
 	{"deploy/overlays/network-policy", []string{"networkPolicy.enabled=true"}},
+	{"deploy/overlays/web-config", []string{"webConfig.enabled=true"}},
 }
 
 // helmOnlyLabels are the labels the chart adds and kustomize has no reason
@@ -108,8 +109,8 @@ func TestHelmMatchesKustomize(t *testing.T) {
 	all := struct {
 		dir  string
 		sets []string
-	}{dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe", "deploy/components/network-policy"),
-		[]string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true"}}
+	}{dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe", "deploy/components/network-policy", "deploy/components/web-config"),
+		[]string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true", "webConfig.enabled=true"}}
 	for _, ov := range append(slices.Clone(overlays), all) {
 		name := filepath.Base(ov.dir)
 		if ov.dir == all.dir {
@@ -206,7 +207,14 @@ func TestPodHardening(t *testing.T) {
 				}) {
 					t.Errorf("%s: no GOMEMLIMIT from limits.memory in %v", where, c["env"])
 				}
-				if dt.Get(c, "livenessProbe", "httpGet", "path") != "/-/healthy" || dt.Get(c, "readinessProbe", "httpGet", "path") != "/-/ready" {
+				// Behind --web.config.file every path wants TLS and basic auth,
+				// which the kubelet could only send with the password in the
+				// pod spec: the port is checked instead.
+				if slices.ContainsFunc(strs(c["args"]), func(a string) bool { return strings.HasPrefix(a, "--web.config.file=") }) {
+					if dt.Get(c, "livenessProbe", "tcpSocket", "port") != "http" || dt.Get(c, "readinessProbe", "tcpSocket", "port") != "http" {
+						t.Errorf("%s: with --web.config.file, probes %v %v, want TCP checks of http", where, c["livenessProbe"], c["readinessProbe"])
+					}
+				} else if dt.Get(c, "livenessProbe", "httpGet", "path") != "/-/healthy" || dt.Get(c, "readinessProbe", "httpGet", "path") != "/-/ready" {
 					t.Errorf("%s: probes %v %v", where, c["livenessProbe"], c["readinessProbe"])
 				}
 				if dt.Get(c, "ports", "0", "containerPort") != float64(9739) || dt.Get(c, "ports", "0", "name") != "http" {

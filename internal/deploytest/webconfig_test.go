@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"sigs.k8s.io/yaml"
 
+	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
 
@@ -122,5 +125,48 @@ func TestWebConfigExample(t *testing.T) {
 	}
 	if p.Exited() {
 		t.Fatalf("the exporter exited:\n%s", p.Output())
+	}
+}
+
+// components/web-config (and the chart's webConfig) hands every workload
+// the example's layout: --web.config.file under the mount of the two
+// Secrets, the files the example names; and every ServiceMonitor scrapes
+// over https with basic auth.
+func TestWebConfigComponent(t *testing.T) {
+	objs := dt.Kustomize(t, dt.Combine(t, "deploy/components/sharded", "deploy/components/node-probe", "deploy/components/web-config"))
+	specs := podSpecs(objs)
+	if len(specs) != 2 {
+		t.Fatalf("workloads %v, want the StatefulSet and the DaemonSet", specs)
+	}
+	for key, spec := range specs {
+		c := dt.Get(spec, "containers", "0").(map[string]any)
+		if !slices.Contains(strs(c["args"]), "--web.config.file=/etc/imagepull_exporter/web/web-config.yml") {
+			t.Errorf("%s: args %q lack --web.config.file", key, strs(c["args"]))
+		}
+		if !slices.ContainsFunc(c["volumeMounts"].([]any), func(m any) bool {
+			return dt.Get(m, "name") == "web" && dt.Get(m, "mountPath") == "/etc/imagepull_exporter/web" && dt.Get(m, "readOnly") == true
+		}) {
+			t.Errorf("%s: no read-only web mount at /etc/imagepull_exporter/web: %v", key, c["volumeMounts"])
+		}
+		var files []string
+		for _, v := range spec["volumes"].([]any) {
+			if dt.Get(v, "name") != "web" {
+				continue
+			}
+			for _, src := range dt.Get(v, "projected", "sources").([]any) {
+				for _, it := range dt.Get(src, "secret", "items").([]any) {
+					files = append(files, dt.Get(it, "path").(string))
+				}
+			}
+		}
+		if want := []string{"web-config.yml", "tls.crt", "tls.key"}; !reflect.DeepEqual(files, want) {
+			t.Errorf("%s: the web volume holds %q, want %q (what deploy/examples/web-config.yml names)", key, files, want)
+		}
+	}
+	for _, sm := range dt.OfKind(objs, "ServiceMonitor") {
+		ep := dt.Get(sm, "spec", "endpoints", "0")
+		if dt.Get(ep, "scheme") != "https" || dt.Get(ep, "basicAuth", "password", "key") != "password" || dt.Get(ep, "tlsConfig", "ca", "secret", "key") != "ca.crt" {
+			t.Errorf("%s: endpoint %v, want https with the TLS Secret's CA and basic auth", sm.Key(), ep)
+		}
 	}
 }
