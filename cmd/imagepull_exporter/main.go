@@ -70,7 +70,7 @@ type flags struct {
 	log            *promslog.Config
 
 	// probeEndpoint: serve /probe. Off by default in node-local mode
-	// (resolveProbeEndpoint), where it would let anyone who reaches the
+	// (resolved in run), where it would let anyone who reaches the
 	// node's port probe any registry from the node's own address.
 	probeEndpoint    bool
 	probeEndpointSet bool
