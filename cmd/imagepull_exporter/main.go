@@ -69,6 +69,12 @@ type flags struct {
 	web            *toolkitweb.FlagConfig
 	log            *promslog.Config
 
+	// probeEndpoint: serve /probe. Off by default in node-local mode
+	// (resolved in run), where it would let anyone who reaches the
+	// node's port probe any registry from the node's own address.
+	probeEndpoint    bool
+	probeEndpointSet bool
+
 	probeImage   string
 	probeModule  string
 	probeVerbose bool
@@ -95,6 +101,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.Flag("demo", "Also start an in-process registry on loopback holding demo/hello:v1 and probe it, to see a healthy target without internet access.").
 		BoolVar(&f.demo)
 	f.web = kingpinflag.AddFlags(app, defaultListenAddress)
+	app.Flag("web.enable-probe-endpoint", "Serve /probe (probe any image on request, blackbox_exporter style). Default: on, except in node-local mode (--node.name), whose pods on hostNetwork would otherwise probe on anyone's request from the node's address.").
+		IsSetByUser(&f.probeEndpointSet).BoolVar(&f.probeEndpoint)
 	f.log = &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, f.log)
 	f.kube = kube.AddFlags(app)
@@ -126,6 +134,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := f.scale.resolve(f.kube, os.Hostname); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitUsage
+	}
+
+	if !f.probeEndpointSet {
+		f.probeEndpoint = f.scale.node.Name == ""
 	}
 
 	if f.configCheck {
@@ -378,9 +390,17 @@ func newMux(d muxDeps) *http.ServeMux {
 		Registry:          d.reg, // promhttp_metric_handler_* for the scrape itself
 		EnableOpenMetrics: true,
 	}))
-	mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
-		Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.concurrency, UserAgent: userAgent(), Logger: d.logger,
-	}))
+	if d.flags.probeEndpoint {
+		mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
+			Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.concurrency, UserAgent: userAgent(), Logger: d.logger,
+		}))
+	} else {
+		// Registered anyway, so the answer says why instead of the status
+		// page's bare 404.
+		mux.HandleFunc("/probe", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "/probe is disabled on this exporter (--web.enable-probe-endpoint; off by default in node-local mode)", http.StatusNotFound)
+		})
+	}
 	mux.Handle("/logs", web.NewLogs(web.LogsOptions{Snapshot: d.sched.Snapshot, Config: d.sc.Get}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
