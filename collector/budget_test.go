@@ -1,6 +1,8 @@
 package collector
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -44,5 +46,99 @@ func TestRequestBudgetForgetsIdleRegistries(t *testing.T) {
 	}
 	if b.Take("idle.example") {
 		t.Error("an eleventh request within the minute was allowed")
+	}
+}
+
+// A /probe flood spends only the share of a registry's bucket above the
+// scheduled probes' reserve: over 30 seconds of a fake clock, with /probe
+// callers trying ten times a second, every scheduled probe of the registry
+// still starts (at least 80% are required by issue 9), and /probe gets what
+// the scheduler leaves.
+func TestRequestBudgetReserveSurvivesOnDemandFlood(t *testing.T) {
+	now := t0
+	b := NewRequestBudget(60, func() time.Time { return now })
+	const reg = "registry.example"
+	var run, skipped, onDemand int
+	for step := 0; step < 300; step++ { // 100 ms steps
+		for i := 0; i < 10; i++ { // the flood
+			if b.AllowOnDemand(reg) == nil {
+				onDemand++
+				b.Settle(reg, 3) // cold: ping, token, HEAD
+			}
+		}
+		if step%5 == 0 { // a scheduled probe every 500 ms: 60 a minute, the whole rate
+			if b.Take(reg) {
+				run++
+				b.Charge(reg, 1) // warm: one HEAD
+			} else {
+				skipped++
+			}
+		}
+		now = now.Add(100 * time.Millisecond)
+	}
+	if run+skipped != 60 || float64(run) < 0.8*60 {
+		t.Errorf("scheduled probes: %d run, %d skipped; want at least 80%% of 60 run during a /probe flood", run, skipped)
+	}
+	if onDemand == 0 {
+		t.Error("no /probe was allowed at all; it should get the share above the reserve")
+	}
+	t.Logf("scheduled: %d run, %d skipped; /probe: %d allowed of 3000", run, skipped, onDemand)
+}
+
+// Concurrent /probe calls are charged when they start, so that they cannot
+// all pass the reserve check before any of them is charged.
+func TestRequestBudgetOnDemandChargedUpFront(t *testing.T) {
+	b := NewRequestBudget(60, func() time.Time { return t0 })
+	allowed := 0
+	for i := 0; i < 100; i++ {
+		if b.AllowOnDemand("r.example") == nil {
+			allowed++
+		}
+	}
+	// 60 tokens, a reserve of 48: 11 above it, OnDemandCost (3) each.
+	if allowed != 4 {
+		t.Errorf("%d concurrent /probe calls allowed, want 4", allowed)
+	}
+	b.mu.Lock()
+	left := b.buckets["r.example"].tokens
+	b.mu.Unlock()
+	if left < ScheduledReserve*60-OnDemandCost {
+		t.Errorf("%g tokens left, want the reserve (%g) kept but for one probe's cost", left, ScheduledReserve*60)
+	}
+}
+
+// Buckets of registries only /probe names are capped: past the cap a /probe
+// of a new registry is refused with ErrTooManyRegistries until one of them
+// has refilled; registries the scheduler uses are not affected.
+func TestRequestBudgetCapsOnDemandRegistries(t *testing.T) {
+	now := t0
+	b := NewRequestBudget(60, func() time.Time { return now })
+	for i := 0; i < MaxOnDemandRegistries; i++ {
+		if err := b.AllowOnDemand(fmt.Sprintf("r%d.example", i)); err != nil {
+			t.Fatalf("registry %d: %v", i, err)
+		}
+	}
+	if err := b.AllowOnDemand("one-more.example"); !errors.Is(err, ErrTooManyRegistries) {
+		t.Errorf("past the cap: %v, want ErrTooManyRegistries", err)
+	}
+	if !b.Take("scheduled.example") {
+		t.Error("a scheduled registry was refused because /probe filled the on-demand buckets")
+	}
+	// A registry the scheduler takes from is no longer on-demand-only.
+	if !b.Take("r0.example") {
+		t.Error("Take(r0.example) refused")
+	}
+	if err := b.AllowOnDemand("one-more.example"); !errors.Is(err, ErrTooManyRegistries) && err != nil {
+		t.Errorf("unexpected %v", err)
+	}
+	now = now.Add(10 * time.Second) // the up-front charge of 3 is refilled after 3 s
+	if err := b.AllowOnDemand("another.example"); err != nil {
+		t.Errorf("after the buckets refilled: %v, want allowed", err)
+	}
+	b.mu.Lock()
+	n, od := len(b.buckets), b.onDemand
+	b.mu.Unlock()
+	if od > MaxOnDemandRegistries || n > MaxOnDemandRegistries+2 {
+		t.Errorf("%d buckets, %d on-demand-only; want at most %d on-demand-only", n, od, MaxOnDemandRegistries)
 	}
 }
