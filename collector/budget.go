@@ -16,10 +16,12 @@ import (
 // bucket holds at most one minute's worth, and may go into debt by as much,
 // which then delays the next probes of that registry.
 //
-// /probe (on-demand) callers may only spend the part of a bucket above a
-// reserve of ScheduledReserve of it: a /probe flood then leaves the
-// scheduled probes their whole rate, so an outage of the registry cannot be
-// hidden by someone looping on /probe. Buckets that only on-demand callers
+// /probe (on-demand) callers have a share of their own, OnDemandShare of
+// the budget, and what they send is charged to the registry's bucket too:
+// a /probe flood then takes at most that share of the rate, and scheduled
+// probes keep the rest, so an outage of the registry cannot be hidden by
+// someone looping on /probe; and a /probe still runs while the scheduler
+// is busy with the registry. Buckets that only on-demand callers
 // created are capped in number (MaxOnDemandRegistries), since /probe takes
 // any registry a caller names.
 type RequestBudget struct {
@@ -34,17 +36,17 @@ type RequestBudget struct {
 }
 
 type bucket struct {
-	tokens float64
+	tokens float64 // everything sent to the registry
+	share  float64 // what /probe may still send (OnDemandShare)
 	last   time.Time
 	// onDemandOnly: created by /probe and not used by anything else
 	// since; these count against MaxOnDemandRegistries.
 	onDemandOnly bool
 }
 
-// ScheduledReserve is the share of every registry's bucket that /probe
-// cannot spend: on-demand probes start only while the bucket holds more
-// than this share plus one token.
-const ScheduledReserve = 0.8
+// OnDemandShare is the share of every registry's budget that /probe may
+// spend; scheduled probes keep the rest whatever /probe does.
+const OnDemandShare = 0.2
 
 // MaxOnDemandRegistries caps the buckets of registries that only /probe
 // names: past it a /probe of yet another registry is refused until one of
@@ -53,7 +55,7 @@ const MaxOnDemandRegistries = 256
 
 // OnDemandCost is charged when a /probe starts, before its requests are
 // known: a /probe is cold (ping, token, manifest HEAD). Charging up front
-// keeps concurrent /probe calls from all passing the reserve check before
+// keeps concurrent /probe calls from all passing the share check before
 // any of them is charged.
 const OnDemandCost = 3
 
@@ -96,13 +98,15 @@ func (b *RequestBudget) refill(registry string, onDemand bool) *bucket {
 			// (never one with a /probe in flight, which was charged
 			// OnDemandCost up front and is not full).
 			b.sweep(now, func(old *bucket) bool {
-				return old.onDemandOnly && old.tokens+now.Sub(old.last).Minutes()*b.perMinute >= b.perMinute
+				el := now.Sub(old.last).Minutes()
+				return old.onDemandOnly && old.tokens+el*b.perMinute >= b.perMinute &&
+					old.share+el*b.shareRate() >= b.shareCap()
 			})
 			if b.onDemand >= MaxOnDemandRegistries {
 				return nil
 			}
 		}
-		bk = &bucket{tokens: b.perMinute, last: now, onDemandOnly: onDemand}
+		bk = &bucket{tokens: b.perMinute, share: b.shareCap(), last: now, onDemandOnly: onDemand}
 		if onDemand {
 			b.onDemand++
 		}
@@ -115,10 +119,16 @@ func (b *RequestBudget) refill(registry string, onDemand bool) *bucket {
 	}
 	if el := now.Sub(bk.last); el > 0 {
 		bk.tokens = min(b.perMinute, bk.tokens+el.Minutes()*b.perMinute)
+		bk.share = min(b.shareCap(), bk.share+el.Minutes()*b.shareRate())
 		bk.last = now
 	}
 	return bk
 }
+
+// shareRate is the on-demand share's refill per minute; shareCap its
+// depth, at least one request so that a small budget still allows /probe.
+func (b *RequestBudget) shareRate() float64 { return OnDemandShare * b.perMinute }
+func (b *RequestBudget) shareCap() float64  { return max(1, b.shareRate()) }
 
 // sweep drops the buckets drop says to. b.mu is held.
 func (b *RequestBudget) sweep(now time.Time, drop func(*bucket) bool) {
@@ -161,9 +171,11 @@ func (b *RequestBudget) take(registry string, count bool) bool {
 	return false
 }
 
-// AllowOnDemand is Take for /probe: it may only spend the bucket above the
-// scheduled probes' reserve, and is charged OnDemandCost at once (Settle
-// corrects that to what was sent). A refusal is answered to the caller and
+// AllowOnDemand is Take for /probe: it spends the on-demand share
+// (OnDemandShare) and, like every request, the registry's bucket, into
+// debt if need be, which the scheduled probes then wait out: at most the
+// share's rate. It is charged OnDemandCost at once (Settle corrects that
+// to what was sent). A refusal is answered to the caller and
 // not counted, so that callers naming arbitrary registries cannot create
 // counter series (the scheduler's registries bound the counter's labels).
 func (b *RequestBudget) AllowOnDemand(registry string) error {
@@ -176,10 +188,11 @@ func (b *RequestBudget) AllowOnDemand(registry string) error {
 	if bk == nil {
 		return ErrTooManyRegistries
 	}
-	if bk.tokens < ScheduledReserve*b.perMinute+1 {
+	if bk.share < 1 {
 		return ErrBudgetSpent
 	}
-	bk.tokens -= OnDemandCost
+	bk.share -= OnDemandCost
+	bk.tokens = max(-b.perMinute, bk.tokens-OnDemandCost)
 	return nil
 }
 
@@ -208,6 +221,9 @@ func (b *RequestBudget) charge(registry string, n float64, onDemand bool) {
 		return // only an on-demand refund of a bucket forgotten since
 	}
 	bk.tokens = min(b.perMinute, max(-b.perMinute, bk.tokens-n))
+	if onDemand {
+		bk.share = min(b.shareCap(), max(-b.shareCap(), bk.share-n))
+	}
 }
 
 // Exhausted returns the number of probes skipped per registry, sorted by

@@ -22,8 +22,8 @@ const (
 	// imagepull_mirror_requests_total{mirror,upstream}; the caller counts
 	// refusals per mirror.
 	PurposeMirror
-	// PurposeOnDemand is a /probe request: it spends only the budget above
-	// the scheduled probes' reserve (ScheduledReserve), a refusal is
+	// PurposeOnDemand is a /probe request: it spends its own share of the
+	// budget (OnDemandShare) as well as the registry's, a refusal is
 	// answered to the caller and not counted, and its requests are counted under the
 	// registry only when the scheduler probes that registry (else under
 	// registry="other"), so that callers naming arbitrary registries
@@ -104,9 +104,8 @@ func (s *Sender) Do(ctx context.Context, send Send, exchange func(context.Contex
 }
 
 // Try is Do that says why the budget refused: ErrBudgetSpent, or for
-// PurposeOnDemand ErrTooManyRegistries. On-demand probes spend only the
-// share of the budget above the scheduled probes' reserve
-// (RequestBudget.AllowOnDemand).
+// PurposeOnDemand ErrTooManyRegistries. On-demand probes spend only their
+// share of the budget (RequestBudget.AllowOnDemand).
 func (s *Sender) Try(ctx context.Context, send Send, exchange func(context.Context) probe.Result) (probe.Result, error) {
 	bucket := send.Registry
 	if send.Purpose == PurposeMirror {

@@ -152,7 +152,7 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("/probe names too many registries at once (at most %d besides the scheduled ones); retry later", collector.MaxOnDemandRegistries), http.StatusServiceUnavailable)
 		return
 	case err != nil:
-		http.Error(w, fmt.Sprintf("the /probe share of registry %s's request budget is spent (%d%% of --probe.registry-budget is kept for scheduled probes); retry later", ref.Registry, int(100*collector.ScheduledReserve)), http.StatusTooManyRequests)
+		http.Error(w, fmt.Sprintf("the /probe share of registry %s's request budget is spent (/probe may send %d%% of --probe.registry-budget; the rest is kept for scheduled probes); retry later", ref.Registry, int(100*collector.OnDemandShare)), http.StatusTooManyRequests)
 		return
 	}
 	if !res.Success {

@@ -144,11 +144,11 @@ func TestProbeHandlerBudget(t *testing.T) {
 	testenv.PushRandom(t, reg.Host, "demo/app:v1")
 	cfg := testConfig()
 	frozen := time.Now()
-	// 10 a minute: 8 kept for scheduled probes, 2 above the reserve.
+	// 10 a minute, of which /probe may send 2.
 	budget := collector.NewRequestBudget(10, func() time.Time { return frozen })
 	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Sender: collector.NewSender(budget)})
 	target := "/probe?module=local&target=" + url.QueryEscape(reg.Host+"/demo/app:v1")
-	// Each /probe is cold: ping + HEAD = 2 requests, the share above the reserve.
+	// Each /probe is cold: ping + HEAD = 2 requests, the whole /probe share.
 	if code, _, body := get(t, h, target); code != 200 {
 		t.Fatalf("first probe: %d %s", code, body)
 	}
@@ -161,9 +161,9 @@ func TestProbeHandlerBudget(t *testing.T) {
 	if ex := budget.Exhausted(); len(ex) != 0 {
 		t.Errorf("exhausted after a /probe refusal = %+v, want none", ex)
 	}
-	// The scheduled probes still have their reserve...
+	// The scheduled probes still have the rest...
 	if !budget.Take(reg.Host) {
-		t.Fatal("Take after /probe spent its share = false; the reserve is the scheduler's")
+		t.Fatal("Take after /probe spent its share = false; the rest is the scheduler's")
 	}
 	// ...and their own refusals of the same registry are counted.
 	budget.Charge(reg.Host, 8)
@@ -232,7 +232,7 @@ func TestProbeFloodLeavesScheduledRate(t *testing.T) {
 		t.Errorf("scheduled probes during a /probe flood: %d run, %d skipped; want at least 80%% of 60 run", run, skipped)
 	}
 	if flooded == 0 {
-		t.Error("no /probe got through: it should have the share above the reserve")
+		t.Error("no /probe got through: it should have its share")
 	}
 }
 
