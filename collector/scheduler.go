@@ -108,6 +108,9 @@ type Scheduler struct {
 
 	// waiting counts probes blocked on the concurrency bound (for tests).
 	waiting atomic.Int64
+	// maxInterval is the longest target interval (a time.Duration), set
+	// by reconcile: rate limits live three of it (rateLimitTTL).
+	maxInterval atomic.Int64
 }
 
 type rateLimitKey struct{ registry, source string }
@@ -320,10 +323,13 @@ func (s *Scheduler) reconcile() {
 
 	s.byRegistry = map[string][]*runner{}
 	s.sources = map[string]int{SourceConfig: 0, SourceDiscovered: 0}
+	var maxIv time.Duration
 	for _, r := range s.sortedRunners() {
+		maxIv = max(maxIv, r.spec.interval)
 		s.byRegistry[r.spec.ref.Registry] = append(s.byRegistry[r.spec.ref.Registry], r)
 		s.sources[r.spec.source]++
 	}
+	s.maxInterval.Store(int64(maxIv))
 	// Spread the first probes of the new targets of each registry evenly
 	// over their interval, so a start or a reload does not send a burst to
 	// one registry; a registry with one new target is probed at once, so
@@ -461,11 +467,52 @@ func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	if res.RateLimit != nil {
-		s.rateLimits[rateLimitKey{reg, res.RateLimit.Source}] = rateLimitEntry{*res.RateLimit, s.now()}
+		s.putRateLimit(rateLimitKey{reg, res.RateLimit.Source}, rateLimitEntry{*res.RateLimit, s.now()})
 	}
 	if !res.TLSCertExpiry.IsZero() {
 		s.certExpiry[reg] = res.TLSCertExpiry
 	}
+}
+
+// maxRateLimitSources caps the `source` values kept per registry: the
+// source is whatever the registry sends in docker-ratelimit-source, and a
+// registry that varies it on every reply must not grow series without
+// bound. Past the cap the oldest source of the registry is replaced: the
+// newest says most about the headroom left now.
+const maxRateLimitSources = 8
+
+// putRateLimit stores e under k, first deleting the registry's expired
+// sources, then its oldest if it still has maxRateLimitSources. s.regMu is
+// held.
+func (s *Scheduler) putRateLimit(k rateLimitKey, e rateLimitEntry) {
+	if _, ok := s.rateLimits[k]; !ok {
+		ttl := s.rateLimitTTL()
+		var n int
+		var oldest rateLimitKey
+		for key, oe := range s.rateLimits {
+			if key.registry != k.registry {
+				continue
+			}
+			if e.updated.Sub(oe.updated) > ttl {
+				delete(s.rateLimits, key)
+				continue
+			}
+			if n == 0 || oe.updated.Before(s.rateLimits[oldest].updated) {
+				oldest = key
+			}
+			n++
+		}
+		if n >= maxRateLimitSources {
+			delete(s.rateLimits, oldest)
+		}
+	}
+	s.rateLimits[k] = e
+}
+
+// rateLimitTTL is how long a rate limit is kept without being refreshed:
+// rateLimitTTL, or three of the longest interval.
+func (s *Scheduler) rateLimitTTL() time.Duration {
+	return max(rateLimitTTL, 3*time.Duration(s.maxInterval.Load()))
 }
 
 // StatusLabel is the `code` label of a request: its HTTP status, or
@@ -595,6 +642,7 @@ func (s *Scheduler) Snapshot() Snapshot {
 	s.regMu.Lock()
 	for k, e := range s.rateLimits {
 		if now.Sub(e.updated) > ttl {
+			delete(s.rateLimits, k) // deleted, not only hidden: the map stays bounded
 			continue
 		}
 		snap.RateLimits = append(snap.RateLimits, RateLimitStatus{Registry: k.registry, RateLimit: e.rl, Updated: e.updated})

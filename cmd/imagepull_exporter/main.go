@@ -65,6 +65,8 @@ type flags struct {
 	configCheck    bool
 	concurrency    int
 	registryBudget float64
+	probeConc      int     // --web.probe-concurrency
+	probeRate      float64 // --web.probe-client-rate
 	demo           bool
 	web            *toolkitweb.FlagConfig
 	log            *promslog.Config
@@ -98,6 +100,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Default(fmt.Sprint(collector.DefaultConcurrency)).IntVar(&f.concurrency)
 	app.Flag("probe.registry-budget", "Requests per minute the exporter may send to one registry (scheduled and /probe probes together); a probe that would exceed it is skipped and counted. 0 means unlimited.").
 		Default(fmt.Sprint(collector.DefaultRegistryBudget)).Float64Var(&f.registryBudget)
+	app.Flag("web.probe-concurrency", "How many /probe probes may run at once; a request waits at most half its timeout for a slot, then gets 503. Kept below --probe.concurrency: /probe runs beside the scheduled probes.").
+		Default(fmt.Sprint(web.DefaultProbeConcurrency)).IntVar(&f.probeConc)
+	app.Flag("web.probe-client-rate", "/probe requests per minute one client address may make (IPv6: per /64; X-Forwarded-For is not honoured), in bursts of ten seconds' worth; more get 429. 0 means unlimited.").
+		Default(fmt.Sprint(web.DefaultProbeClientRate)).Float64Var(&f.probeRate)
 	app.Flag("demo", "Also start an in-process registry on loopback holding demo/hello:v1 and probe it, to see a healthy target without internet access.").
 		BoolVar(&f.demo)
 	f.web = kingpinflag.AddFlags(app, defaultListenAddress)
@@ -125,6 +131,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if f.registryBudget != 0 && f.registryBudget < 1 {
 		fmt.Fprintf(stderr, "%s: --probe.registry-budget must be 0 (unlimited) or at least 1, got %g\n", programName, f.registryBudget)
+		return exitUsage
+	}
+	if f.probeConc < 1 || f.probeRate < 0 {
+		fmt.Fprintf(stderr, "%s: --web.probe-concurrency must be at least 1 and --web.probe-client-rate at least 0, got %d and %g\n", programName, f.probeConc, f.probeRate)
 		return exitUsage
 	}
 	if f.concurrency < 1 {
@@ -392,7 +402,8 @@ func newMux(d muxDeps) *http.ServeMux {
 	}))
 	if d.flags.probeEndpoint {
 		mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
-			Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.concurrency, UserAgent: userAgent(), Logger: d.logger,
+			Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.probeConc,
+			ClientRate: clientRate(d.flags.probeRate), UserAgent: userAgent(), Logger: d.logger,
 		}))
 	} else {
 		// Registered anyway, so the answer says why instead of the status
@@ -426,4 +437,13 @@ func newMux(d muxDeps) *http.ServeMux {
 	})
 	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info()}))
 	return mux
+}
+
+// clientRate maps --web.probe-client-rate (0: unlimited) to
+// ProbeHandlerOptions.ClientRate (0: the default, < 0: unlimited).
+func clientRate(flag float64) float64 {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }
