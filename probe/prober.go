@@ -215,7 +215,7 @@ func (p *Prober) newRun(t Target) *probeRun {
 // the run's outcome, whose text is redacted.
 func (r *probeRun) finish(err error) {
 	res := r.res
-	resolve, connect, tlsTime, _, _ := r.trace.snapshot()
+	resolve, connect, tlsTime, _ := r.trace.snapshot()
 	res.Phases[PhaseResolve] = resolve
 	res.Phases[PhaseConnect] = connect
 	res.Phases[PhaseTLS] = tlsTime
@@ -366,13 +366,12 @@ func (r *probeRun) do(ctx context.Context, kind RequestKind, req *http.Request) 
 // transportFailure turns an exchange error into a probeError naming the
 // step and the redacted URL.
 func (r *probeRun) transportFailure(ctx context.Context, step string, req *http.Request, err error) *probeError {
-	_, _, _, tlsFailed, leaf := r.trace.snapshot()
+	// No TLS expiry from a failed handshake: a certificate that did not
+	// verify may be anyone's (an intercepting proxy's), and exporting its
+	// NotAfter as the registry's would be a lie; the tls reason and the
+	// error text say what failed.
+	_, _, _, tlsFailed := r.trace.snapshot()
 	reason := classifyTransportError(ctx, err, tlsFailed)
-	if reason == ReasonTLS && leaf != nil && strings.EqualFold(req.URL.Host, r.apiHost()) {
-		// The certificate did not verify, but its expiry is still worth
-		// reporting (an expired certificate is a common cause).
-		r.res.TLSCertExpiry = leaf.NotAfter
-	}
 	return failf(reason, "%s %s %s: %s", step, req.Method, redactURL(req.URL), describeTransportError(err))
 }
 
