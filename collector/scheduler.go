@@ -620,7 +620,8 @@ func (s *Scheduler) Snapshot() Snapshot {
 // reason (not_found, then forbidden, then unauthorized). An unauthorized
 // answer to a target probed with pull secrets (a Keychain) counts as
 // per-credential, not registry-level. No target, or no target probed yet,
-// gives CauseUnprobed. probe.Cause weighs the results.
+// gives CauseUnprobed; results that failed on the exporter's own files
+// (config) are left out. probe.Cause weighs the results.
 func (s *Scheduler) RegistryCause(registry string) string {
 	registry = probe.NormalizeRegistry(registry)
 	s.mu.Lock()
@@ -673,7 +674,9 @@ func (s *Scheduler) TagResult(registry, repository, tag string) (digest string, 
 		r.mu.Lock()
 		last := r.st.Last
 		r.mu.Unlock()
-		if last == nil {
+		if last == nil || (!last.Success && last.Reason.Local()) {
+			// A probe that failed on the exporter's own files (config)
+			// says nothing about what the tag serves.
 			continue
 		}
 		if best == nil || (last.Success && !best.Success) ||
