@@ -53,7 +53,7 @@ func BenchmarkParseBigConfig(b *testing.B) {
 // at its byte budget), and a mistake repeated on every target is listed 20
 // times, then counted.
 func TestBigConfigErrors(t *testing.T) {
-	data := bigConfig(256<<10, "  - name: x\n   image: bad indent\n")
+	data := bigConfig(16<<10, "  - name: x\n   image: bad indent\n")
 	bad := bytes.Count(data, []byte("\n")) // the mis-indented line
 	// Within the budget, the line is exact.
 	_, err := Parse("big.yml", data)
@@ -63,7 +63,7 @@ func TestBigConfigErrors(t *testing.T) {
 	}
 	// Past it, a range that holds the line.
 	defer func(b int) { syntaxSearchBudget = b }(syntaxSearchBudget)
-	syntaxSearchBudget = 1 << 20
+	syntaxSearchBudget = 64 << 10
 	_, err = Parse("big.yml", data)
 	var ce *Error
 	if !errors.As(err, &ce) || len(ce.Problems) != 1 {
@@ -79,7 +79,7 @@ func TestBigConfigErrors(t *testing.T) {
 		t.Errorf("problem %+v does not hold line %d", p, bad)
 	}
 
-	data = []byte(strings.ReplaceAll(string(bigConfig(64<<10, "")), "module: local", "modul: local"))
+	data = []byte(strings.ReplaceAll(string(bigConfig(16<<10, "")), "module: local", "modul: local"))
 	_, err = Parse("big.yml", data)
 	if !errors.As(err, &ce) || len(ce.Problems) != maxProblems+1 {
 		t.Fatalf("Parse = %v", err)
