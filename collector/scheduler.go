@@ -443,10 +443,12 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 		s.logger.Debug("probe skipped: registry request budget spent", "target", r.spec.name, "registry", reg)
 		return
 	}
-	s.recordRegistry(reg, &res)
-	if ctx.Err() != nil {
-		// The target was removed or the exporter stops: a cancelled
-		// probe says nothing about the registry.
+	if !s.recordIfCurrent(ctx, r, &res) {
+		// The target was removed or changed by a reload, or the exporter
+		// stops: a probe that was in flight then says nothing that should
+		// be kept, and must not re-create the registry's series that the
+		// reload pruned (its requests were counted by the Sender, under
+		// "other" when nothing probes the registry any more).
 		return
 	}
 	r.record(res)
@@ -455,6 +457,21 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 			"reason", string(res.Reason), "err", res.Error)
 	}
 	s.probeMirrors(ctx, r)
+}
+
+// recordIfCurrent records the registry-wide state of res (rate limits, TLS
+// expiry) when r still belongs to the scheduler and its probe was not
+// cancelled, and says whether it did. The check and the record happen
+// under s.mu, which reconcile holds while it removes runners and prunes
+// registry series, so a reload cannot slip between them.
+func (s *Scheduler) recordIfCurrent(ctx context.Context, r *runner, res *probe.Result) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ctx.Err() != nil || s.runners[r.spec.name] != r {
+		return false
+	}
+	s.recordRegistry(r.spec.ref.Registry, res)
+	return true
 }
 
 func (r *runner) record(res probe.Result) {
@@ -668,7 +685,8 @@ func (s *Scheduler) Snapshot() Snapshot {
 // reason (not_found, then forbidden, then unauthorized). An unauthorized
 // answer to a target probed with pull secrets (a Keychain) counts as
 // per-credential, not registry-level. No target, or no target probed yet,
-// gives CauseUnprobed. probe.Cause weighs the results.
+// gives CauseUnprobed; results that failed on the exporter's own files
+// (config) are left out. probe.Cause weighs the results.
 func (s *Scheduler) RegistryCause(registry string) string {
 	registry = probe.NormalizeRegistry(registry)
 	s.mu.Lock()
@@ -721,7 +739,9 @@ func (s *Scheduler) TagResult(registry, repository, tag string) (digest string, 
 		r.mu.Lock()
 		last := r.st.Last
 		r.mu.Unlock()
-		if last == nil {
+		if last == nil || (!last.Success && last.Reason.Local()) {
+			// A probe that failed on the exporter's own files (config)
+			// says nothing about what the tag serves.
 			continue
 		}
 		if best == nil || (last.Success && !best.Success) ||

@@ -141,7 +141,10 @@ func (s *Sender) count(send Send, res *probe.Result) {
 	// prunes the Sender: ask before locking, or a /probe and a reload can
 	// deadlock.
 	reg := send.Registry
-	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
+	// A scheduled probe still in flight when a reload removed the last
+	// target of its registry: its requests were sent and count, but under
+	// "other", or they would re-create the series the reload pruned.
+	if (send.Purpose == PurposeOnDemand || send.Purpose == PurposeScheduled) && s.known != nil && !s.known(reg) {
 		reg = OtherRegistry
 	}
 	s.mu.Lock()

@@ -38,6 +38,8 @@
     registryLevelReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized', 'protocol'],
     // Failure reasons about one image, which say nothing about the registry's other images; the join reports them only when every target of a registry fails that way.
     perImageReasons: ['not_found', 'forbidden'],
+    // Failure reasons about the exporter's own files (a missing password_file, an unreadable CA bundle or docker config), never a registry's or an image's cause (Reason.Local): in no alert's list, since the registry may be fine; they show in imagepull_probe_failure_reason and /logs.
+    localReasons: ['config'],
 
     // Probe failure reasons that mean the registry itself cannot be reached or is broken (ImagePullRegistryUnreachable).
     unreachableReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'],

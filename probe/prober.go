@@ -215,7 +215,7 @@ func (p *Prober) newRun(t Target) *probeRun {
 // the run's outcome, whose text is redacted.
 func (r *probeRun) finish(err error) {
 	res := r.res
-	resolve, connect, tlsTime, _, _ := r.trace.snapshot()
+	resolve, connect, tlsTime, _ := r.trace.snapshot()
 	res.Phases[PhaseResolve] = resolve
 	res.Phases[PhaseConnect] = connect
 	res.Phases[PhaseTLS] = tlsTime
@@ -281,15 +281,29 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 	if kc == nil {
 		var err error
 		if kc, err = ModuleKeychain(r.m); err != nil {
-			r.res.AuthChecked = true
-			return nil, failf(ReasonUnauthorized, "module credentials: %v", err)
+			return nil, failf(ReasonConfig, "module credentials: %v", err)
 		}
+		// The module's own keychain reads only local files (password_file,
+		// docker_config): when it fails, nothing was asked of the
+		// registry, so the failure is the exporter's setup (config), never
+		// the registry's unauthorized.
+		creds, err := kc.Resolve(r.credentialRef())
+		if err != nil {
+			return nil, failf(ReasonConfig, "module credentials: %v; fix the file or the module's auth: settings", err)
+		}
+		return r.dial(creds, now)
 	}
 	creds, err := kc.Resolve(r.credentialRef())
 	if err != nil {
 		r.res.AuthChecked = true
 		return nil, failf(ReasonUnauthorized, "credentials: %v", err)
 	}
+	return r.dial(creds, now)
+}
+
+// dial makes the run's HTTP client on the cached transport of the module
+// and origin, for the credentials resolved.
+func (r *probeRun) dial(creds []Credential, now time.Time) ([]Credential, error) {
 	r.red.AddCredentials(creds...)
 
 	scheme := "https"
@@ -300,7 +314,9 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 	r.origin = scheme + "://" + apiHost
 	rt, err := r.p.transport(r.t.ModuleName, r.origin, r.m, now)
 	if err != nil {
-		return nil, failf(ReasonTLS, "%v", err)
+		// Only a local CA bundle can fail here (unreadable, not PEM):
+		// the exporter's setup, not the registry's TLS.
+		return nil, failf(ReasonConfig, "%v; fix the module's tls.ca_file", err)
 	}
 	r.client = &http.Client{
 		Transport: r.endpointTransport(&recorder{base: rt, run: r, apiHost: apiHost}),
@@ -366,13 +382,12 @@ func (r *probeRun) do(ctx context.Context, kind RequestKind, req *http.Request) 
 // transportFailure turns an exchange error into a probeError naming the
 // step and the redacted URL.
 func (r *probeRun) transportFailure(ctx context.Context, step string, req *http.Request, err error) *probeError {
-	_, _, _, tlsFailed, leaf := r.trace.snapshot()
+	// No TLS expiry from a failed handshake: a certificate that did not
+	// verify may be anyone's (an intercepting proxy's), and exporting its
+	// NotAfter as the registry's would be a lie; the tls reason and the
+	// error text say what failed.
+	_, _, _, tlsFailed := r.trace.snapshot()
 	reason := classifyTransportError(ctx, err, tlsFailed)
-	if reason == ReasonTLS && leaf != nil && strings.EqualFold(req.URL.Host, r.apiHost()) {
-		// The certificate did not verify, but its expiry is still worth
-		// reporting (an expired certificate is a common cause).
-		r.res.TLSCertExpiry = leaf.NotAfter
-	}
 	return failf(reason, "%s %s %s: %s", step, req.Method, redactURL(req.URL), describeTransportError(err))
 }
 
