@@ -409,6 +409,7 @@ func TestRedirectPolicy(t *testing.T) {
 		{[]string{"https://r.example/v2/"}, "https://R.EXAMPLE:443/v2/x", true, true, ""},
 		{[]string{"https://r.example/v2/"}, "https://r.example:8443/v2/", false, false, ""},
 		{[]string{"https://r.example/v2/"}, "https://cdn.example/blob", false, false, ""},
+		{[]string{"https://s.example/v2/"}, "https://ſ.example/v2/", false, false, ""}, // long s: not ASCII-equal
 		{[]string{"http://r.example/v2/"}, "https://r.example/v2/", false, false, ""},
 		{[]string{"http://r.example:80/v2/"}, "http://r.example/v2/", false, true, ""},
 		{[]string{"https://r.example/v2/"}, "http://r.example/v2/", false, false, "from https to http"},

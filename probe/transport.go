@@ -279,10 +279,31 @@ func redirectPolicy(chain []*url.URL, next *url.URL, hasBody bool) (keepAuth boo
 }
 
 // sameOrigin reports whether a and b have the same scheme, host and port
-// (RFC 6454), with the scheme's default port filled in.
+// (RFC 6454), with the scheme's default port filled in. Case is folded for
+// ASCII letters only: strings.EqualFold would also take the long s "ſ" for
+// "s", and so two host names that are not the same for one.
 func sameOrigin(a, b *url.URL) bool {
-	return strings.EqualFold(a.Scheme, b.Scheme) && strings.EqualFold(a.Hostname(), b.Hostname()) &&
+	return asciiEqualFold(a.Scheme, b.Scheme) && asciiEqualFold(a.Hostname(), b.Hostname()) &&
 		effectivePort(a) == effectivePort(b)
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 func effectivePort(u *url.URL) string {
