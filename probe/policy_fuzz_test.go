@@ -75,6 +75,8 @@ func FuzzRedirectPolicy(f *testing.F) {
 		{"HTTPS://R.example/", "https://r.example/", "hTTps://r.EXAMPLE:443/"},
 		{"https://r.example/", "https://r.example/", "//evil.example/"},
 		{"https://s.example/", "https://s.example/", "https://\u017f.example/"},
+		{"http://r.example/", "http://r.example/", "http://169.254.169.254/latest/meta-data/"},
+		{"http://r.example/", "http://r.example/", "http://[fd00:ec2::254]/"},
 	} {
 		f.Add(s[0], s[1], s[2], false)
 		f.Add(s[0], s[1], s[2], true)
@@ -103,6 +105,9 @@ func FuzzRedirectPolicy(f *testing.F) {
 			if strings.EqualFold(u.Scheme, "https") && !strings.EqualFold(nu.Scheme, "https") {
 				t.Fatalf("%v -> %s: a redirect from https to %q allowed", chain, next, nu.Scheme)
 			}
+		}
+		if forbiddenHost(nu.Hostname()) && fuzzOrigin(chain[0]) != fuzzOrigin(nu) && asciiLowerForTest(chain[0].Hostname()) != asciiLowerForTest(nu.Hostname()) {
+			t.Fatalf("%v -> %s: a redirect to a metadata address allowed", chain, next)
 		}
 		same := fuzzOrigin(chain[0]) == fuzzOrigin(chain[1]) && fuzzOrigin(chain[0]) == fuzzOrigin(nu)
 		if keep && !same {

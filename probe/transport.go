@@ -258,7 +258,8 @@ func checkRedirect(req *http.Request, via []*http.Request) error {
 // header: only when the hop and every URL before it are of the first URL's
 // origin, so that a credential, once it left, is not sent after the
 // redirect target comes back. A hop from https to http is refused, and so
-// is a body (the OAuth2 form carries the password) for another origin.
+// is a body (the OAuth2 form carries the password) for another origin, and
+// a hop to a literal link-local or metadata address on another host.
 func redirectPolicy(chain []*url.URL, next *url.URL, hasBody bool) (keepAuth bool, err error) {
 	if len(chain) == 0 || next == nil {
 		return false, &policyError{msg: "redirect without a request"}
@@ -267,6 +268,11 @@ func redirectPolicy(chain []*url.URL, next *url.URL, hasBody bool) (keepAuth boo
 		if strings.EqualFold(u.Scheme, "https") && !strings.EqualFold(next.Scheme, "https") {
 			return false, &policyError{msg: "refusing a redirect from https to " + printable(next.Scheme, 20) + " (" + redactURL(next) + ")"}
 		}
+	}
+	if h := next.Hostname(); forbiddenHost(h) && !asciiEqualFold(h, chain[0].Hostname()) {
+		// Also checked at dial time on every resolved address; this
+		// catches the literal when a proxy dials for us.
+		return false, &policyError{msg: "refusing a redirect to " + redactURL(next) + ": a link-local or cloud metadata address is never contacted unless it is the registry itself"}
 	}
 	keepAuth = true
 	for _, u := range append(chain[1:len(chain):len(chain)], next) {
