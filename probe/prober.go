@@ -174,12 +174,6 @@ type probeRun struct {
 	dropAuth bool
 }
 
-// maxRedirects bounds redirects of one request (token realms and some
-// registries redirect; containerd follows them too).
-const maxRedirects = 3
-
-var errTooManyRedirects = fmt.Errorf("more than %d redirects", maxRedirects)
-
 // Probe probes one target once: it never retries, and every network step is
 // bounded by ctx and the module's Timeout. The Result says how it went.
 func (p *Prober) Probe(ctx context.Context, t Target) Result {
@@ -318,15 +312,7 @@ func (r *probeRun) dial(creds []Credential, now time.Time) ([]Credential, error)
 		// the exporter's setup, not the registry's TLS.
 		return nil, failf(ReasonConfig, "%v; fix the module's tls.ca_file", err)
 	}
-	r.client = &http.Client{
-		Transport: r.endpointTransport(&recorder{base: rt, run: r, apiHost: apiHost}),
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) > maxRedirects {
-				return errTooManyRedirects
-			}
-			return nil
-		},
-	}
+	r.client = newClient(r.endpointTransport(&recorder{base: rt, run: r, apiHost: apiHost}))
 
 	return creds, nil
 }
@@ -388,6 +374,9 @@ func (r *probeRun) transportFailure(ctx context.Context, step string, req *http.
 	// error text say what failed.
 	_, _, _, tlsFailed := r.trace.snapshot()
 	reason := classifyTransportError(ctx, err, tlsFailed)
+	if isPolicyError(err) {
+		reason = ReasonProtocol // the registry sent us where credentials policy forbids (transport.go)
+	}
 	return failf(reason, "%s %s %s: %s", step, req.Method, redactURL(req.URL), describeTransportError(err))
 }
 

@@ -1,13 +1,18 @@
 package probe
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
+	"strings"
+	"syscall"
 	"time"
 )
 
@@ -53,7 +58,7 @@ func (p *Prober) transport(module, origin string, m Module, now time.Time) (*htt
 	}
 	p.mu.Unlock()
 
-	rt, err := newTransport(m)
+	rt, err := newTransport(m, origin)
 	if err != nil {
 		return nil, err
 	}
@@ -80,7 +85,10 @@ func (p *Prober) transport(module, origin string, m Module, now time.Time) (*htt
 // resend a request once when a kept-alive connection turns out to be closed
 // before any reply; that request never reached a live connection, and
 // without the resend keep-alive would produce false connect failures.)
-func newTransport(m Module) (*http.Transport, error) {
+//
+// origin is the registry's own scheme://host[:port]: the one host the
+// transport may reach at a link-local or metadata address (guardedDial).
+func newTransport(m Module, origin string) (*http.Transport, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.TLS.InsecureSkipVerify} //nolint:gosec // opt-in per module
 	if m.TLS.CAFile != "" {
 		pem, err := readBounded(m.TLS.CAFile, maxCAFile)
@@ -107,7 +115,7 @@ func newTransport(m Module) (*http.Transport, error) {
 	}
 	return &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: m.Timeout, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:            guardedDial(&net.Dialer{Timeout: m.Timeout, KeepAlive: 30 * time.Second}, originHost(origin)),
 		TLSClientConfig:        tc,
 		TLSHandshakeTimeout:    m.Timeout,
 		ResponseHeaderTimeout:  m.Timeout,
@@ -118,4 +126,201 @@ func newTransport(m Module) (*http.Transport, error) {
 		MaxResponseHeaderBytes: 256 << 10,
 		DisableCompression:     true,
 	}, nil
+}
+
+// The credentials policy of the transport: where a probe's requests may go.
+// A registry names other hosts in two places, the bearer realm of its
+// challenge and the Location of a redirect, and both are outside input (a
+// /probe caller can name any registry). The rules, enforced here and in
+// fetchToken (token.go) whatever the credential:
+//
+//   - a link-local or cloud metadata address is never dialed, unless it is
+//     the registry's own host (an operator may run one there): checked on
+//     the resolved address, so a name that resolves to 169.254.169.254 is
+//     refused like the literal;
+//   - a redirect never goes from https to http;
+//   - Authorization and request bodies never follow a redirect to another
+//     origin (scheme, host and port; net/http drops Authorization only when
+//     the host name changes, and replays a 307/308 body anywhere).
+//
+// A request refused by the policy fails with a policyError, which the probe
+// reports as ReasonProtocol: the registry sent us somewhere it must not.
+
+// maxRedirects bounds redirects of one request (token realms and some
+// registries redirect; containerd follows them too).
+const maxRedirects = 3
+
+var errTooManyRedirects = fmt.Errorf("more than %d redirects", maxRedirects)
+
+// policyError is a request the credentials policy refused to send.
+type policyError struct{ msg string }
+
+func (e *policyError) Error() string { return e.msg }
+
+// isPolicyError reports whether err, or an error it wraps, is a
+// policyError.
+func isPolicyError(err error) bool {
+	var pe *policyError
+	return errors.As(err, &pe)
+}
+
+// forbiddenPrefixes are the addresses no realm or redirect may reach: the
+// link-local ranges, where every cloud serves its instance metadata and
+// credentials (169.254.169.254 on AWS, GCP, Azure, OpenStack; AWS's IPv6
+// IMDS fd00:ec2::254 is a unique-local address, hence listed alone).
+var forbiddenPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("169.254.0.0/16"),
+	netip.MustParsePrefix("fe80::/10"),
+	netip.MustParsePrefix("fd00:ec2::254/128"),
+}
+
+// forbiddenAddr reports whether a is a link-local or metadata address, in
+// any of its spellings (IPv4-mapped IPv6, with a zone).
+func forbiddenAddr(a netip.Addr) bool {
+	a = a.WithZone("").Unmap() // Prefix.Contains is false for zoned addresses
+	for _, p := range forbiddenPrefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forbiddenHost reports whether host (a URL's Hostname) is a literal
+// link-local or metadata address.
+func forbiddenHost(host string) bool {
+	a, err := netip.ParseAddr(host)
+	return err == nil && forbiddenAddr(a)
+}
+
+// originHost is the host name of a scheme://host[:port] origin.
+func originHost(origin string) string {
+	u, err := url.Parse(origin)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// guardedDial dials like d, except that a connection to a link-local or
+// metadata address is refused before it is made (in the dialer's Control
+// hook, which sees every resolved address tried) unless the name dialed is
+// registryHost. Through a proxy the proxy resolves names, and only the
+// proxy's own address is checked here.
+func guardedDial(d *net.Dialer, registryHost string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	guarded := *d
+	guarded.Control = func(_, address string, _ syscall.RawConn) error {
+		if ap, err := netip.ParseAddrPort(address); err == nil && forbiddenAddr(ap.Addr()) {
+			return &policyError{msg: "refusing to connect to " + address + ": a link-local or cloud metadata address is never contacted unless it is the registry itself"}
+		}
+		return nil
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if host, _, err := net.SplitHostPort(addr); err == nil && registryHost != "" && strings.EqualFold(host, registryHost) {
+			return d.DialContext(ctx, network, addr)
+		}
+		return guarded.DialContext(ctx, network, addr)
+	}
+}
+
+// newClient is the HTTP client of one probe run on rt: the redirect policy
+// lives here so that Probe and ListTags follow the same rules.
+func newClient(rt http.RoundTripper) *http.Client {
+	return &http.Client{Transport: rt, CheckRedirect: checkRedirect}
+}
+
+// checkRedirect applies redirectPolicy to a hop net/http is about to send:
+// it refuses the hop or drops its Authorization header.
+func checkRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) > maxRedirects {
+		return errTooManyRedirects
+	}
+	chain := make([]*url.URL, len(via))
+	for i, v := range via {
+		chain[i] = v.URL
+	}
+	keepAuth, err := redirectPolicy(chain, req.URL, req.Body != nil && req.Body != http.NoBody)
+	if err != nil {
+		return err
+	}
+	if !keepAuth {
+		req.Header.Del("Authorization")
+		req.Header.Del("Proxy-Authorization")
+		req.Header.Del("Cookie")
+	}
+	return nil
+}
+
+// redirectPolicy decides a redirect to next of a request sent along chain
+// (chain[0] is the URL first asked for, the last one the URL that answered
+// with the redirect); hasBody says the hop would resend the request body
+// (a 307 or 308). It returns whether the hop may keep the Authorization
+// header: only when the hop and every URL before it are of the first URL's
+// origin, so that a credential, once it left, is not sent after the
+// redirect target comes back. A hop from https to http is refused, and so
+// is a body (the OAuth2 form carries the password) for another origin, and
+// a hop to a literal link-local or metadata address on another host.
+func redirectPolicy(chain []*url.URL, next *url.URL, hasBody bool) (keepAuth bool, err error) {
+	if len(chain) == 0 || next == nil {
+		return false, &policyError{msg: "redirect without a request"}
+	}
+	for _, u := range chain {
+		if strings.EqualFold(u.Scheme, "https") && !strings.EqualFold(next.Scheme, "https") {
+			return false, &policyError{msg: "refusing a redirect from https to " + printable(next.Scheme, 20) + " (" + redactURL(next) + ")"}
+		}
+	}
+	if h := next.Hostname(); forbiddenHost(h) && !asciiEqualFold(h, chain[0].Hostname()) {
+		// Also checked at dial time on every resolved address; this
+		// catches the literal when a proxy dials for us.
+		return false, &policyError{msg: "refusing a redirect to " + redactURL(next) + ": a link-local or cloud metadata address is never contacted unless it is the registry itself"}
+	}
+	keepAuth = true
+	for _, u := range append(chain[1:len(chain):len(chain)], next) {
+		keepAuth = keepAuth && sameOrigin(chain[0], u)
+	}
+	if hasBody && !keepAuth {
+		return false, &policyError{msg: "refusing to resend a request body (credentials) on a redirect to another origin (" + redactURL(next) + ")"}
+	}
+	return keepAuth, nil
+}
+
+// sameOrigin reports whether a and b have the same scheme, host and port
+// (RFC 6454), with the scheme's default port filled in. Case is folded for
+// ASCII letters only: strings.EqualFold would also take the long s "ſ" for
+// "s", and so two host names that are not the same for one.
+func sameOrigin(a, b *url.URL) bool {
+	return asciiEqualFold(a.Scheme, b.Scheme) && asciiEqualFold(a.Hostname(), b.Hostname()) &&
+		effectivePort(a) == effectivePort(b)
+}
+
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
+func effectivePort(u *url.URL) string {
+	if p := u.Port(); p != "" {
+		return p
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return "443"
+	case "http":
+		return "80"
+	}
+	return ""
 }
