@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -62,7 +63,7 @@ testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is n
 	"invalid-targets-type.yml":          `testdata/invalid-targets-type.yml:1: targets: want a list of targets, got the string "nginx"`,
 	"invalid-timeout-over-interval.yml": `testdata/invalid-timeout-over-interval.yml:3: module "slow": timeout 2m0s is longer than interval 1m0s; lower the timeout or raise the interval`,
 	"invalid-undefined-module.yml":      `testdata/invalid-undefined-module.yml:12: target "x": module "foo" is not defined (defined: default, ecr); add it under modules: or fix the name`,
-	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config)`,
+	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries)`,
 	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)`,
 	"invalid-unknown-target-key.yml":    `testdata/invalid-unknown-target-key.yml:4: target "hub": unknown key "modul"; did you mean "module"? (valid keys: name, image, module, interval)`,
 	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery, mirrors)`,
@@ -120,7 +121,7 @@ func TestLoadConfigGood(t *testing.T) {
 		t.Errorf("inline auth = %+v", inline.Auth)
 	}
 	// A module with nothing under it is all defaults.
-	if got := cfg.Modules["empty"]; got != probe.DefaultModule {
+	if got := cfg.Modules["empty"]; !reflect.DeepEqual(got, probe.DefaultModule) {
 		t.Errorf("empty module = %+v, want probe.DefaultModule", got)
 	}
 	// Relative paths are relative to the config file.
