@@ -18,6 +18,12 @@ import (
 // The exact error text of every invalid file: the errors are the user
 // interface of --config.check, so a change in wording is a change in behaviour.
 var invalidConfigs = map[string]string{
+	"invalid-auth-registries.yml": `testdata/invalid-auth-registries.yml:8: module "private": auth.registries[1] "https://registry.example.com" holds a scheme; give the registry host only, e.g. "registry.example.com"
+testdata/invalid-auth-registries.yml:9: module "private": auth.registries[2] "registry.example.com/team" is not a registry host; give a host[:port] glob only (no path, user or spaces), e.g. "registry.example.com" or "*.example.com"
+testdata/invalid-auth-registries.yml:10: module "private": auth.registries[3] "reg[0-9].example.com": '[' is not allowed in a host glob; use letters, digits, '-', '.' and '*' (the only wildcard, as in the kubelet's keyring)
+testdata/invalid-auth-registries.yml:11: module "private": auth.registries[4] is empty; remove it or give a registry host glob such as "*.example.com"
+testdata/invalid-auth-registries.yml:15: module "hub": auth.registries binds auth.username's credentials, but auth.username is not set; remove auth.registries (docker_config entries are matched by their own registry keys)
+testdata/invalid-auth-registries.yml:20: module "empty": auth.registries is empty; list the registry hosts the credentials belong to (e.g. registry.example.com, *.example.com) or remove the key to bind them to the module's targets' registries`,
 	"invalid-auth-type.yml":       `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
 	"invalid-bool.yml":            `testdata/invalid-bool.yml:3: module "local": plain_http: "yes please" is not a boolean; write true or false`,
 	"invalid-ca-file-missing.yml": `testdata/invalid-ca-file-missing.yml:4: module "internal": tls.ca_file: /nonexistent/ca.pem: no such file or directory; fix the path (relative paths are relative to the config file)`,
@@ -117,7 +123,8 @@ func TestLoadConfigGood(t *testing.T) {
 	if inline.Timeout != probe.DefaultTimeout || inline.Interval != probe.DefaultInterval || inline.AuthCheckInterval != probe.DefaultAuthCheckInterval {
 		t.Errorf("inline module did not get defaults: %+v", inline)
 	}
-	if inline.Auth.Username != "bob" || inline.Auth.Password != "hunter2-inline" {
+	if inline.Auth.Username != "bob" || inline.Auth.Password != "hunter2-inline" ||
+		!reflect.DeepEqual(inline.Auth.Registries, []string{"*.example.com", "ghcr.io"}) {
 		t.Errorf("inline auth = %+v", inline.Auth)
 	}
 	// A module with nothing under it is all defaults.
