@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strconv"
@@ -165,4 +166,15 @@ func resolveUnbound(kc Keychain, ref Reference) ([]Credential, error) {
 		return s.credentials()
 	}
 	return kc.Resolve(ref)
+}
+
+// unboundIn is m's binding error for registry with the module's name
+// filled in, or nil.
+func unboundIn(m Module, name, registry string) error {
+	err := m.CheckBinding(registry)
+	var ue *UnboundError
+	if errors.As(err, &ue) {
+		ue.Module = name
+	}
+	return err
 }

@@ -181,6 +181,10 @@ func TestHostileRegistryGetsNoModuleCredentials(t *testing.T) {
 			if res.Success || res.Reason != ReasonUnauthorized {
 				t.Errorf("attacker's registry: %v %s %s, want an anonymous probe answered unauthorized", res.Success, res.Reason, res.Error)
 			}
+			// The failure says why no credential was presented.
+			if want := `(probed anonymously: the credentials of module "test" are not bound to registry ` + sink.Addr; !strings.Contains(res.Error, want) {
+				t.Errorf("error %q lacks %q", res.Error, want)
+			}
 			reqs := sink.Requests()[before:]
 			if len(reqs) == 0 {
 				t.Fatal("the sink saw no request: the case proves nothing")

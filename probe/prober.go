@@ -172,6 +172,10 @@ type probeRun struct {
 	red *Redactor
 	// dropAuth is set when the HEAD was answered 401.
 	dropAuth bool
+	// unbound is set when the module's credentials were withheld because
+	// they are not bound to the registry (binding.go): the probe ran
+	// anonymously, and an auth failure says why.
+	unbound error
 }
 
 // maxRedirects bounds redirects of one request (token realms and some
@@ -231,6 +235,9 @@ func (r *probeRun) finish(err error) {
 		res.Success = false
 		res.Reason = pe.reason
 		res.Error = r.red.Redact(pe.msg)
+		if r.unbound != nil && (res.Reason == ReasonUnauthorized || res.Reason == ReasonForbidden) {
+			res.Error += " (probed anonymously: " + r.unbound.Error() + ")"
+		}
 		if res.Reason != ReasonRateLimited {
 			res.RetryAfter = 0
 		}
@@ -284,6 +291,9 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 			r.res.AuthChecked = true
 			return nil, failf(ReasonUnauthorized, "module credentials: %v", err)
 		}
+	}
+	if r.t.Keychain == nil {
+		r.unbound = unboundIn(r.m, r.t.ModuleName, r.credentialRef().Registry)
 	}
 	creds, err := kc.Resolve(r.credentialRef())
 	if err != nil {

@@ -174,6 +174,9 @@ func TestScheduledDiscoveredAndMirrorProbesKeepCredentialsHome(t *testing.T) {
 		if l := byName(n).Last; l.Success || l.Reason != probe.ReasonUnauthorized {
 			t.Errorf("discovered %s on the attacker's host: %v %s %s, want an anonymous probe answered unauthorized", n, l.Success, l.Reason, l.Error)
 		}
+		if l := byName(n).Last; !strings.Contains(l.Error, "probed anonymously: the credentials of module") {
+			t.Errorf("discovered %s: error %q does not say why no credential was presented", n, l.Error)
+		}
 	}
 	testenv.WaitFor(t, "the mirror probed", func() bool {
 		for _, r := range e.sink.Requests() {
