@@ -145,7 +145,19 @@ func ValidateRegistryGlob(g string) error {
 			return fmt.Errorf("%q: port %q is not a number from 1 to 65535 (a port cannot be a glob)", g, port)
 		}
 	}
-	for _, l := range strings.Split(host, ".") {
+	labels := strings.Split(host, ".")
+	wild := 0
+	for _, l := range labels {
+		if strings.Trim(l, "*") == "" {
+			wild++
+		}
+	}
+	if wild == len(labels) {
+		// "*", "*.*": every registry of that many labels, the attacker's
+		// included. The kubelet would accept it; a binding would be void.
+		return fmt.Errorf("%q matches every registry host of %d label(s); name the registry's domain, e.g. \"*.example.com\"", g, len(labels))
+	}
+	for _, l := range labels {
 		if l == "" {
 			return fmt.Errorf("%q has an empty host label (a leading, trailing or double dot)", g)
 		}

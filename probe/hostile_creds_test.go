@@ -77,6 +77,10 @@ func TestValidateRegistryGlob(t *testing.T) {
 		{"reg?.example.com", `'?' is not allowed`},
 		{"registry.example.com:*", "a port cannot be a glob"},
 		{"[::1", "not a valid IPv6 literal"},
+		{"*", "matches every registry host of 1 label(s)"},
+		{"*.*", "matches every registry host of 2 label(s)"},
+		{"*.*:5000", "matches every registry host of 2 label(s)"},
+		{"*.*.example.com", ""},
 	} {
 		err := ValidateRegistryGlob(tc.glob)
 		switch {

@@ -267,6 +267,10 @@ func TestConfigCheck(t *testing.T) {
 			"read config file: open /nonexistent/config.yml: no such file or directory\n"},
 		{[]string{"--config.check", "--config.file", credDefault}, 0, credDefault + ": OK: 1 modules, 0 targets\n",
 			credDefault + `: warning: module "default" has static credentials (auth.username) and is the discovery default: discovery falls back to it for any image a pod names. Its credentials are bound to registry.example.com (by its auth.registries); a discovered image on any other registry is probed anonymously. Set auth.registries to exactly the registries the credentials belong to, or keep the default module anonymous and map registries to this module under discovery: modules:` + "\n"},
+		// The probe command refuses a module's credentials on a registry
+		// they are not bound to, before sending anything, as /probe does.
+		{[]string{"probe", "--config.file", credDefault, "evil.example/x:1"}, 1, "",
+			`imagepull_exporter: refused: the credentials of module "default" are not bound to registry evil.example: they are bound to registry.example.com; to send them there, add evil.example to the module's auth.registries` + "\n"},
 		{[]string{"--no-such-flag"}, 2, "", "imagepull_exporter: unknown long flag '--no-such-flag'; see --help\n"},
 		{[]string{"--probe.registry-budget=0.5", "--config.check"}, 2, "",
 			"imagepull_exporter: --probe.registry-budget must be 0 (unlimited) or at least 1, got 0.5\n"},
