@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -117,15 +118,17 @@ func RegistryBound(bound []string, registry string) bool {
 // wildcard: the kubelet's keyring parses its keys as URLs, where '[' and '?'
 // do not survive, so neither would mean what the author meant. An IPv6
 // literal ("[::1]:5000") is accepted and matched by name. The error says
-// what is wrong in words a config file's author can act on.
+// what is wrong in words a config file's author can act on, and never
+// quotes the entry: it sits under auth:, and a config error echoes no value
+// from there (a pasted password looks like any other string).
 func ValidateRegistryGlob(g string) error {
 	switch {
 	case strings.TrimSpace(g) == "":
-		return fmt.Errorf("is empty; remove it or give a registry host glob such as \"*.example.com\"")
+		return fmt.Errorf("is empty; remove it or give a registry host glob such as *.example.com")
 	case strings.Contains(g, "://"):
-		return fmt.Errorf("%q holds a scheme; give the registry host only, e.g. %q", g, g[strings.Index(g, "://")+3:])
+		return fmt.Errorf("holds a scheme; give the registry host only, without https://")
 	case strings.ContainsAny(g, "/@ \t\\"):
-		return fmt.Errorf("%q is not a registry host; give a host[:port] glob only (no path, user or spaces), e.g. \"registry.example.com\" or \"*.example.com\"", g)
+		return fmt.Errorf("is not a registry host: it holds a path, user name or space; give host[:port] only, e.g. registry.example.com or *.example.com")
 	}
 	if strings.HasPrefix(g, "[") {
 		if host, _, err := net.SplitHostPort(g); err == nil && net.ParseIP(host) != nil {
@@ -134,15 +137,15 @@ func ValidateRegistryGlob(g string) error {
 		if net.ParseIP(strings.Trim(g, "[]")) != nil && strings.HasSuffix(g, "]") {
 			return nil
 		}
-		return fmt.Errorf("%q is not a valid IPv6 literal; write it as \"[::1]:5000\"", g)
+		return fmt.Errorf("is not a valid IPv6 literal; write it as [2001:db8::1]:5000")
 	}
 	host, port, hasPort := strings.Cut(g, ":")
 	if hasPort {
 		if port == "" {
-			return fmt.Errorf("%q has an empty port", g)
+			return fmt.Errorf("has an empty port")
 		}
 		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("%q: port %q is not a number from 1 to 65535 (a port cannot be a glob)", g, port)
+			return fmt.Errorf("has a port that is not a number from 1 to 65535 (a port cannot be a glob)")
 		}
 	}
 	labels := strings.Split(host, ".")
@@ -152,18 +155,18 @@ func ValidateRegistryGlob(g string) error {
 			wild++
 		}
 	}
-	if wild == len(labels) {
+	if wild == len(labels) && !slices.Contains(labels, "") {
 		// "*", "*.*": every registry of that many labels, the attacker's
 		// included. The kubelet would accept it; a binding would be void.
-		return fmt.Errorf("%q matches every registry host of %d label(s); name the registry's domain, e.g. \"*.example.com\"", g, len(labels))
+		return fmt.Errorf("matches every registry host of %d label(s); name the registry's domain, e.g. *.example.com", len(labels))
 	}
 	for _, l := range labels {
 		if l == "" {
-			return fmt.Errorf("%q has an empty host label (a leading, trailing or double dot)", g)
+			return fmt.Errorf("has an empty host label (a leading, trailing or double dot)")
 		}
 		for _, c := range l {
 			if !(c == '*' || c == '-' || c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-				return fmt.Errorf("%q: %q is not allowed in a host glob; use letters, digits, '-', '.' and '*' (the only wildcard, as in the kubelet's keyring)", g, c)
+				return fmt.Errorf("holds a character not allowed in a host glob; use letters, digits, '-', '.', '*' and a :port ('*' is the only wildcard, as in the kubelet's keyring: '[' and '?' are not)")
 			}
 		}
 	}

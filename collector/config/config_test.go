@@ -18,10 +18,10 @@ import (
 // The exact error text of every invalid file: the errors are the user
 // interface of --config.check, so a change in wording is a change in behaviour.
 var invalidConfigs = map[string]string{
-	"invalid-auth-registries.yml": `testdata/invalid-auth-registries.yml:8: module "private": auth.registries[1] "https://registry.example.com" holds a scheme; give the registry host only, e.g. "registry.example.com"
-testdata/invalid-auth-registries.yml:9: module "private": auth.registries[2] "registry.example.com/team" is not a registry host; give a host[:port] glob only (no path, user or spaces), e.g. "registry.example.com" or "*.example.com"
-testdata/invalid-auth-registries.yml:10: module "private": auth.registries[3] "reg[0-9].example.com": '[' is not allowed in a host glob; use letters, digits, '-', '.' and '*' (the only wildcard, as in the kubelet's keyring)
-testdata/invalid-auth-registries.yml:11: module "private": auth.registries[4] is empty; remove it or give a registry host glob such as "*.example.com"
+	"invalid-auth-registries.yml": `testdata/invalid-auth-registries.yml:8: module "private": auth.registries[1] holds a scheme; give the registry host only, without https://
+testdata/invalid-auth-registries.yml:9: module "private": auth.registries[2] is not a registry host: it holds a path, user name or space; give host[:port] only, e.g. registry.example.com or *.example.com
+testdata/invalid-auth-registries.yml:10: module "private": auth.registries[3] holds a character not allowed in a host glob; use letters, digits, '-', '.', '*' and a :port ('*' is the only wildcard, as in the kubelet's keyring: '[' and '?' are not)
+testdata/invalid-auth-registries.yml:11: module "private": auth.registries[4] is empty; remove it or give a registry host glob such as *.example.com
 testdata/invalid-auth-registries.yml:15: module "hub": auth.registries binds auth.username's credentials, but auth.username is not set; remove auth.registries (docker_config entries are matched by their own registry keys)
 testdata/invalid-auth-registries.yml:20: module "empty": auth.registries is empty; list the registry hosts the credentials belong to (e.g. registry.example.com, *.example.com) or remove the key to bind them to the module's targets' registries`,
 	"invalid-auth-type.yml":       `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
