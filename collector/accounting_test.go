@@ -19,21 +19,6 @@ import (
 // and classified by method and path (testenv.AccessLogEntry.RequestKind),
 // not by the prober's own labels.
 
-// wantAgreement fails unless counted equals, for every kind and code, the
-// requests logged, and unless logged holds every kind of musthave (so that
-// the comparison is not vacuous).
-func wantAgreement(t *testing.T, what string, counted, logged map[testenv.KindCode]int, musthave ...testenv.KindCode) {
-	t.Helper()
-	if d := testenv.DiffKindCodes(counted, logged); d != "" {
-		t.Errorf("%s: the counter and the servers disagree:\n%s\ncounted %v\nlogged  %v", what, d, counted, logged)
-	}
-	for _, kc := range musthave {
-		if logged[kc] == 0 {
-			t.Errorf("%s: no %s request with code %s was sent; the scenario does not exercise what it should (logged %v)", what, kc.Kind, kc.Code, logged)
-		}
-	}
-}
-
 // TestScheduledProbeAccounting: scheduled probes of a token-auth registry,
 // cold (ping, token, HEAD) then warm (HEAD only), of a tag that exists and
 // one that does not: imagepull_registry_requests_total equals the
@@ -63,9 +48,9 @@ func TestScheduledProbeAccounting(t *testing.T) {
 			testenv.FilterUA(r.Fence(t, "fence-"+round), ua),
 			r.Issuer.AccessLogBy(ua))
 		samples := gatherSeries(t, reg, "imagepull_registry_requests_total")
-		wantAgreement(t, round, testenv.CountedKindCodes(samples, "imagepull_registry_requests_total", fmt.Sprintf("registry=%q", r.Addr)), logged, musthave...)
+		testenv.WantAgreement(t, round, testenv.CountedKindCodes(samples, "imagepull_registry_requests_total", fmt.Sprintf("registry=%q", r.Addr)), logged, musthave...)
 		// Nothing of it is counted under another registry.
-		wantAgreement(t, round+", every registry", testenv.CountedKindCodes(samples, "imagepull_registry_requests_total"), logged)
+		testenv.WantAgreement(t, round+", every registry", testenv.CountedKindCodes(samples, "imagepull_registry_requests_total"), logged)
 	}
 
 	for _, name := range []string{"ok", "missing"} {
@@ -130,14 +115,14 @@ targets:
 	}
 
 	samples := gatherSeries(t, reg, "imagepull_mirror_requests_total", "imagepull_registry_requests_total")
-	wantAgreement(t, "mirror",
+	testenv.WantAgreement(t, "mirror",
 		testenv.CountedKindCodes(samples, "imagepull_mirror_requests_total", fmt.Sprintf("mirror=%q", mirror.Addr), fmt.Sprintf("upstream=%q", upstream.Addr)),
 		testenv.LoggedKindCodes(testenv.FilterUA(mirror.Fence(t, "fence-mirror"), ua)),
 		testenv.KindCode{Kind: "manifest_head", Code: "200"}, testenv.KindCode{Kind: "manifest_head", Code: "404"})
-	wantAgreement(t, "every mirror series",
+	testenv.WantAgreement(t, "every mirror series",
 		testenv.CountedKindCodes(samples, "imagepull_mirror_requests_total"),
 		testenv.LoggedKindCodes(testenv.FilterUA(mirror.AccessLog(), ua)))
-	wantAgreement(t, "upstream",
+	testenv.WantAgreement(t, "upstream",
 		testenv.CountedKindCodes(samples, "imagepull_registry_requests_total"),
 		testenv.LoggedKindCodes(testenv.FilterUA(upstream.Fence(t, "fence-upstream"), ua)),
 		testenv.KindCode{Kind: "ping", Code: "200"}, testenv.KindCode{Kind: "manifest_head", Code: "200"})

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"errors"
 	"sort"
 	"sync"
 	"time"
@@ -14,20 +15,56 @@ import (
 // probe (one HEAD) costs 1 and a cold one (ping, token, HEAD) costs 3. The
 // bucket holds at most one minute's worth, and may go into debt by as much,
 // which then delays the next probes of that registry.
+//
+// /probe (on-demand) callers have a share of their own, OnDemandShare of
+// the budget, and what they send is charged to the registry's bucket too:
+// a /probe flood then takes at most that share of the rate, and scheduled
+// probes keep the rest, so an outage of the registry cannot be hidden by
+// someone looping on /probe; and a /probe still runs while the scheduler
+// is busy with the registry. Buckets that only on-demand callers
+// created are capped in number (MaxOnDemandRegistries), since /probe takes
+// any registry a caller names.
 type RequestBudget struct {
 	perMinute float64 // 0 = unlimited
 	now       func() time.Time
 
 	mu        sync.Mutex
 	buckets   map[string]*bucket
+	onDemand  int               // buckets with onDemandOnly set
 	exhausted map[string]uint64 // probes skipped, per registry
 	lastSweep time.Time
 }
 
 type bucket struct {
-	tokens float64
+	tokens float64 // everything sent to the registry
+	share  float64 // what /probe may still send (OnDemandShare)
 	last   time.Time
+	// onDemandOnly: created by /probe and not used by anything else
+	// since; these count against MaxOnDemandRegistries.
+	onDemandOnly bool
 }
+
+// OnDemandShare is the share of every registry's budget that /probe may
+// spend; scheduled probes keep the rest whatever /probe does.
+const OnDemandShare = 0.2
+
+// MaxOnDemandRegistries caps the buckets of registries that only /probe
+// names: past it a /probe of yet another registry is refused until one of
+// them has refilled (and is then forgotten).
+const MaxOnDemandRegistries = 256
+
+// OnDemandCost is charged when a /probe starts, before its requests are
+// known: a /probe is cold (ping, token, manifest HEAD). Charging up front
+// keeps concurrent /probe calls from all passing the share check before
+// any of them is charged.
+const OnDemandCost = 3
+
+// ErrBudgetSpent and ErrTooManyRegistries are the reasons a RequestBudget
+// refuses an on-demand probe.
+var (
+	ErrBudgetSpent       = errors.New("request budget spent")
+	ErrTooManyRegistries = errors.New("too many registries named only by /probe")
+)
 
 // NewRequestBudget returns a budget of perMinute requests per minute per
 // registry; perMinute <= 0 means unlimited. now nil means time.Now.
@@ -45,27 +82,65 @@ func NewRequestBudget(perMinute float64, now func() time.Time) *RequestBudget {
 // probed lately: /probe takes any registry a caller names.
 const bucketIdle = 2 * time.Minute
 
-func (b *RequestBudget) refill(registry string) *bucket {
+// refill returns registry's bucket refilled to now, creating it when
+// missing; nil when onDemand asks for a new one and MaxOnDemandRegistries
+// are in use. A bucket created or used by anything but onDemand is not
+// on-demand-only any more.
+func (b *RequestBudget) refill(registry string, onDemand bool) *bucket {
 	now := b.now()
 	bk, ok := b.buckets[registry]
 	if !ok {
 		if now.Sub(b.lastSweep) >= bucketIdle {
-			b.lastSweep = now
-			for reg, old := range b.buckets {
-				if now.Sub(old.last) >= bucketIdle {
-					delete(b.buckets, reg)
-				}
+			b.sweep(now, func(old *bucket) bool { return now.Sub(old.last) >= bucketIdle })
+		}
+		if onDemand && b.onDemand >= MaxOnDemandRegistries {
+			// A refilled bucket is the same as a new one: forget those
+			// (never one with a /probe in flight, which was charged
+			// OnDemandCost up front and is not full).
+			b.sweep(now, func(old *bucket) bool {
+				el := now.Sub(old.last).Minutes()
+				return old.onDemandOnly && old.tokens+el*b.perMinute >= b.perMinute &&
+					old.share+el*b.shareRate() >= b.shareCap()
+			})
+			if b.onDemand >= MaxOnDemandRegistries {
+				return nil
 			}
 		}
-		bk = &bucket{tokens: b.perMinute, last: now}
+		bk = &bucket{tokens: b.perMinute, share: b.shareCap(), last: now, onDemandOnly: onDemand}
+		if onDemand {
+			b.onDemand++
+		}
 		b.buckets[registry] = bk
 		return bk
 	}
+	if !onDemand && bk.onDemandOnly {
+		bk.onDemandOnly = false
+		b.onDemand--
+	}
 	if el := now.Sub(bk.last); el > 0 {
 		bk.tokens = min(b.perMinute, bk.tokens+el.Minutes()*b.perMinute)
+		bk.share = min(b.shareCap(), bk.share+el.Minutes()*b.shareRate())
 		bk.last = now
 	}
 	return bk
+}
+
+// shareRate is the on-demand share's refill per minute; shareCap its
+// depth, at least one request so that a small budget still allows /probe.
+func (b *RequestBudget) shareRate() float64 { return OnDemandShare * b.perMinute }
+func (b *RequestBudget) shareCap() float64  { return max(1, b.shareRate()) }
+
+// sweep drops the buckets drop says to. b.mu is held.
+func (b *RequestBudget) sweep(now time.Time, drop func(*bucket) bool) {
+	b.lastSweep = now
+	for reg, old := range b.buckets {
+		if drop(old) {
+			if old.onDemandOnly {
+				b.onDemand--
+			}
+			delete(b.buckets, reg)
+		}
+	}
 }
 
 // Take reports whether a scheduled probe of registry may start now. A
@@ -74,9 +149,9 @@ func (b *RequestBudget) Take(registry string) bool {
 	return b.take(registry, true)
 }
 
-// Allow is Take for /probe: a refusal is answered 429 to the caller and not
-// counted, so that callers naming arbitrary registries cannot create
-// counter series (the scheduler's registries bound the counter's labels).
+// Allow is Take for the exporter's other background senders (mirrors, pull
+// secret checks, diagnose): a refusal is not counted as a skipped
+// scheduled probe.
 func (b *RequestBudget) Allow(registry string) bool {
 	return b.take(registry, false)
 }
@@ -87,7 +162,7 @@ func (b *RequestBudget) take(registry string, count bool) bool {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.refill(registry).tokens >= 1 {
+	if b.refill(registry, false).tokens >= 1 {
 		return true
 	}
 	if count {
@@ -96,15 +171,59 @@ func (b *RequestBudget) take(registry string, count bool) bool {
 	return false
 }
 
+// AllowOnDemand is Take for /probe: it spends the on-demand share
+// (OnDemandShare) and, like every request, the registry's bucket, into
+// debt if need be, which the scheduled probes then wait out: at most the
+// share's rate. It is charged OnDemandCost at once (Settle corrects that
+// to what was sent). A refusal is answered to the caller and
+// not counted, so that callers naming arbitrary registries cannot create
+// counter series (the scheduler's registries bound the counter's labels).
+func (b *RequestBudget) AllowOnDemand(registry string) error {
+	if b == nil || b.perMinute <= 0 {
+		return nil
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	bk := b.refill(registry, true)
+	if bk == nil {
+		return ErrTooManyRegistries
+	}
+	if bk.share < 1 {
+		return ErrBudgetSpent
+	}
+	bk.share -= OnDemandCost
+	bk.tokens = max(-b.perMinute, bk.tokens-OnDemandCost)
+	return nil
+}
+
 // Charge takes n requests off registry's budget.
 func (b *RequestBudget) Charge(registry string, n int) {
-	if b == nil || b.perMinute <= 0 || n <= 0 {
+	if n <= 0 {
+		return
+	}
+	b.charge(registry, float64(n), false)
+}
+
+// Settle charges an on-demand probe that sent n requests, of which
+// OnDemandCost were charged by AllowOnDemand.
+func (b *RequestBudget) Settle(registry string, n int) {
+	b.charge(registry, float64(n-OnDemandCost), true)
+}
+
+func (b *RequestBudget) charge(registry string, n float64, onDemand bool) {
+	if b == nil || b.perMinute <= 0 || n == 0 {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	bk := b.refill(registry)
-	bk.tokens = max(-b.perMinute, bk.tokens-float64(n))
+	bk := b.refill(registry, onDemand)
+	if bk == nil {
+		return // only an on-demand refund of a bucket forgotten since
+	}
+	bk.tokens = min(b.perMinute, max(-b.perMinute, bk.tokens-n))
+	if onDemand {
+		bk.share = min(b.shareCap(), max(-b.shareCap(), bk.share-n))
+	}
 }
 
 // Exhausted returns the number of probes skipped per registry, sorted by

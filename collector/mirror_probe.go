@@ -230,7 +230,13 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 		if len(a.results) == 0 {
 			continue
 		}
-		cause := mirrorCause(a.results)
+		cause, known := mirrorCause(a.results)
+		if !known {
+			// Every probe failed on the exporter's own files (reason
+			// config): nothing is known of the mirror, so it is neither
+			// up nor down (no false ImagePullMirrorDown).
+			continue
+		}
 		ch <- prometheus.MustNewConstMetric(descMirrorUp, prometheus.GaugeValue, boolFloat(cause == probe.ReasonNone), k.mirror, k.upstream)
 		for _, reason := range probe.Reasons {
 			ch <- prometheus.MustNewConstMetric(descMirrorWhy, prometheus.GaugeValue, boolFloat(cause == reason), k.mirror, k.upstream, string(reason))
@@ -250,12 +256,13 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 // a failure about the mirror itself wins; else any success means up
 // (ReasonNone); else the per-image reason (not_found before forbidden): a
 // mirror that serves none of the probed images does not serve its purpose.
-// results is never empty here.
-func mirrorCause(results []*probe.Result) probe.Reason {
+// results is never empty here. known is false when every result failed on
+// the exporter's own setup (probe.Reason.Local), which says nothing of the
+// mirror.
+func mirrorCause(results []*probe.Result) (cause probe.Reason, known bool) {
 	ev := make([]probe.Evidence, len(results))
 	for i, res := range results {
 		ev[i] = probe.Evidence{Success: res.Success, Reason: res.Reason}
 	}
-	cause, _ := probe.Cause(ev)
-	return cause
+	return probe.Cause(ev)
 }

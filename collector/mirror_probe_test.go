@@ -189,3 +189,20 @@ targets:
 		}
 	}
 }
+
+// TestMirrorCauseLeavesConfigOut: probes of a mirror that failed on the
+// exporter's own files say nothing of the mirror: it is neither up nor
+// down (no ImagePullMirrorDown), and beside other results they do not
+// count.
+func TestMirrorCauseLeavesConfigOut(t *testing.T) {
+	cfgFail := &probe.Result{Reason: probe.ReasonConfig}
+	if c, known := mirrorCause([]*probe.Result{cfgFail, cfgFail}); known {
+		t.Errorf("only config failures: cause %q, known; want unknown", c)
+	}
+	if c, known := mirrorCause([]*probe.Result{cfgFail, {Reason: probe.ReasonNotFound}}); !known || c != probe.ReasonNotFound {
+		t.Errorf("config and not_found: %q, %t; want not_found", c, known)
+	}
+	if c, known := mirrorCause([]*probe.Result{cfgFail, {Success: true}}); !known || c != probe.ReasonNone {
+		t.Errorf("config and a success: %q, %t; want up", c, known)
+	}
+}

@@ -109,6 +109,9 @@ type Scheduler struct {
 
 	// waiting counts probes blocked on the concurrency bound (for tests).
 	waiting atomic.Int64
+	// maxInterval is the longest target interval (a time.Duration), set
+	// by reconcile: rate limits live three of it (rateLimitTTL).
+	maxInterval atomic.Int64
 }
 
 type rateLimitKey struct{ registry, source string }
@@ -322,10 +325,13 @@ func (s *Scheduler) reconcile() {
 
 	s.byRegistry = map[string][]*runner{}
 	s.sources = map[string]int{SourceConfig: 0, SourceDiscovered: 0}
+	var maxIv time.Duration
 	for _, r := range s.sortedRunners() {
+		maxIv = max(maxIv, r.spec.interval)
 		s.byRegistry[r.spec.ref.Registry] = append(s.byRegistry[r.spec.ref.Registry], r)
 		s.sources[r.spec.source]++
 	}
+	s.maxInterval.Store(int64(maxIv))
 	// Spread the first probes of the new targets of each registry evenly
 	// over their interval, so a start or a reload does not send a burst to
 	// one registry; a registry with one new target is probed at once, so
@@ -439,10 +445,12 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 		s.logger.Debug("probe skipped: registry request budget spent", "target", r.spec.name, "registry", reg)
 		return
 	}
-	s.recordRegistry(reg, &res)
-	if ctx.Err() != nil {
-		// The target was removed or the exporter stops: a cancelled
-		// probe says nothing about the registry.
+	if !s.recordIfCurrent(ctx, r, &res) {
+		// The target was removed or changed by a reload, or the exporter
+		// stops: a probe that was in flight then says nothing that should
+		// be kept, and must not re-create the registry's series that the
+		// reload pruned (its requests were counted by the Sender, under
+		// "other" when nothing probes the registry any more).
 		return
 	}
 	r.record(res)
@@ -451,6 +459,21 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 			"reason", string(res.Reason), "err", res.Error)
 	}
 	s.probeMirrors(ctx, r)
+}
+
+// recordIfCurrent records the registry-wide state of res (rate limits, TLS
+// expiry) when r still belongs to the scheduler and its probe was not
+// cancelled, and says whether it did. The check and the record happen
+// under s.mu, which reconcile holds while it removes runners and prunes
+// registry series, so a reload cannot slip between them.
+func (s *Scheduler) recordIfCurrent(ctx context.Context, r *runner, res *probe.Result) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ctx.Err() != nil || s.runners[r.spec.name] != r {
+		return false
+	}
+	s.recordRegistry(r.spec.ref.Registry, res)
+	return true
 }
 
 func (r *runner) record(res probe.Result) {
@@ -463,11 +486,52 @@ func (s *Scheduler) recordRegistry(reg string, res *probe.Result) {
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	if res.RateLimit != nil {
-		s.rateLimits[rateLimitKey{reg, res.RateLimit.Source}] = rateLimitEntry{*res.RateLimit, s.now()}
+		s.putRateLimit(rateLimitKey{reg, res.RateLimit.Source}, rateLimitEntry{*res.RateLimit, s.now()})
 	}
 	if !res.TLSCertExpiry.IsZero() {
 		s.certExpiry[reg] = res.TLSCertExpiry
 	}
+}
+
+// maxRateLimitSources caps the `source` values kept per registry: the
+// source is whatever the registry sends in docker-ratelimit-source, and a
+// registry that varies it on every reply must not grow series without
+// bound. Past the cap the oldest source of the registry is replaced: the
+// newest says most about the headroom left now.
+const maxRateLimitSources = 8
+
+// putRateLimit stores e under k, first deleting the registry's expired
+// sources, then its oldest if it still has maxRateLimitSources. s.regMu is
+// held.
+func (s *Scheduler) putRateLimit(k rateLimitKey, e rateLimitEntry) {
+	if _, ok := s.rateLimits[k]; !ok {
+		ttl := s.rateLimitTTL()
+		var n int
+		var oldest rateLimitKey
+		for key, oe := range s.rateLimits {
+			if key.registry != k.registry {
+				continue
+			}
+			if e.updated.Sub(oe.updated) > ttl {
+				delete(s.rateLimits, key)
+				continue
+			}
+			if n == 0 || oe.updated.Before(s.rateLimits[oldest].updated) {
+				oldest = key
+			}
+			n++
+		}
+		if n >= maxRateLimitSources {
+			delete(s.rateLimits, oldest)
+		}
+	}
+	s.rateLimits[k] = e
+}
+
+// rateLimitTTL is how long a rate limit is kept without being refreshed:
+// rateLimitTTL, or three of the longest interval.
+func (s *Scheduler) rateLimitTTL() time.Duration {
+	return max(rateLimitTTL, 3*time.Duration(s.maxInterval.Load()))
 }
 
 // StatusLabel is the `code` label of a request: its HTTP status, or
@@ -597,6 +661,7 @@ func (s *Scheduler) Snapshot() Snapshot {
 	s.regMu.Lock()
 	for k, e := range s.rateLimits {
 		if now.Sub(e.updated) > ttl {
+			delete(s.rateLimits, k) // deleted, not only hidden: the map stays bounded
 			continue
 		}
 		snap.RateLimits = append(snap.RateLimits, RateLimitStatus{Registry: k.registry, RateLimit: e.rl, Updated: e.updated})
@@ -622,7 +687,8 @@ func (s *Scheduler) Snapshot() Snapshot {
 // reason (not_found, then forbidden, then unauthorized). An unauthorized
 // answer to a target probed with pull secrets (a Keychain) counts as
 // per-credential, not registry-level. No target, or no target probed yet,
-// gives CauseUnprobed. probe.Cause weighs the results.
+// gives CauseUnprobed; results that failed on the exporter's own files
+// (config) are left out. probe.Cause weighs the results.
 func (s *Scheduler) RegistryCause(registry string) string {
 	registry = probe.NormalizeRegistry(registry)
 	s.mu.Lock()
@@ -675,7 +741,9 @@ func (s *Scheduler) TagResult(registry, repository, tag string) (digest string, 
 		r.mu.Lock()
 		last := r.st.Last
 		r.mu.Unlock()
-		if last == nil {
+		if last == nil || (!last.Success && last.Reason.Local()) {
+			// A probe that failed on the exporter's own files (config)
+			// says nothing about what the tag serves.
 			continue
 		}
 		if best == nil || (last.Success && !best.Success) ||

@@ -437,6 +437,11 @@ func TestRegistryCausePrecedence(t *testing.T) {
 		{results: []probe.Reason{probe.ReasonNone, probe.ReasonRateLimited}, want: string(probe.ReasonRateLimited)},
 		{results: []probe.Reason{probe.ReasonNotFound, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized)},
 		{results: []probe.Reason{probe.ReasonTimeout, probe.ReasonDNS, probe.ReasonServerError}, want: string(probe.ReasonDNS)},
+		// The exporter's own file problems (config) are never the
+		// registry's cause: left out, as if that target were unprobed.
+		{results: []probe.Reason{probe.ReasonConfig}, want: CauseUnprobed},
+		{results: []probe.Reason{probe.ReasonConfig, probe.ReasonNotFound}, want: string(probe.ReasonNotFound)},
+		{results: []probe.Reason{probe.ReasonConfig, probe.ReasonNone}, want: CauseRegistryOK},
 	} {
 		s := NewScheduler(SchedulerOptions{})
 		var targets []config.TargetConfig
@@ -454,6 +459,18 @@ func TestRegistryCausePrecedence(t *testing.T) {
 		if got := s.RegistryCause("registry.example.com"); got != c.want {
 			t.Errorf("results %v (pull secrets %v): RegistryCause = %q, want %q", c.results, c.withSecrets, got, c.want)
 		}
+	}
+}
+
+// TestTagResultIgnoresConfig: a target whose probe failed on the
+// exporter's own files says nothing about what its tag serves, so the join
+// does not blame the image or the registry for it.
+func TestTagResultIgnoresConfig(t *testing.T) {
+	s := NewScheduler(SchedulerOptions{})
+	s.ApplyConfig(testConfig(tc(t, "a", "registry.example.com/app:v1", time.Hour)))
+	s.runners["a"].record(probe.Result{Reason: probe.ReasonConfig, Start: time.Now()})
+	if d, r, ok := s.TagResult("registry.example.com", "app", "v1"); ok {
+		t.Errorf("TagResult = %q, %q, true; want nothing known", d, r)
 	}
 }
 

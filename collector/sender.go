@@ -22,8 +22,9 @@ const (
 	// imagepull_mirror_requests_total{mirror,upstream}; the caller counts
 	// refusals per mirror.
 	PurposeMirror
-	// PurposeOnDemand is a /probe request: a refusal is answered to the
-	// caller and not counted, and its requests are counted under the
+	// PurposeOnDemand is a /probe request: it spends its own share of the
+	// budget (OnDemandShare) as well as the registry's, a refusal is
+	// answered to the caller and not counted, and its requests are counted under the
 	// registry only when the scheduler probes that registry (else under
 	// registry="other"), so that callers naming arbitrary registries
 	// cannot create series.
@@ -98,24 +99,40 @@ func (s *Sender) Budget() *RequestBudget { return s.budget }
 // requests its Result reports. ok is false when the budget refused: then
 // exchange did not run and nothing was sent.
 func (s *Sender) Do(ctx context.Context, send Send, exchange func(context.Context) probe.Result) (res probe.Result, ok bool) {
+	res, err := s.Try(ctx, send, exchange)
+	return res, err == nil
+}
+
+// Try is Do that says why the budget refused: ErrBudgetSpent, or for
+// PurposeOnDemand ErrTooManyRegistries. On-demand probes spend only their
+// share of the budget (RequestBudget.AllowOnDemand).
+func (s *Sender) Try(ctx context.Context, send Send, exchange func(context.Context) probe.Result) (probe.Result, error) {
 	bucket := send.Registry
 	if send.Purpose == PurposeMirror {
 		bucket = send.Mirror
 	}
-	var allowed bool
 	switch send.Purpose {
 	case PurposeScheduled:
-		allowed = s.budget.Take(bucket)
+		if !s.budget.Take(bucket) {
+			return probe.Result{}, ErrBudgetSpent
+		}
+	case PurposeOnDemand:
+		if err := s.budget.AllowOnDemand(bucket); err != nil {
+			return probe.Result{}, err
+		}
 	default:
-		allowed = s.budget.Allow(bucket)
+		if !s.budget.Allow(bucket) {
+			return probe.Result{}, ErrBudgetSpent
+		}
 	}
-	if !allowed {
-		return probe.Result{}, false
+	res := exchange(ctx)
+	if send.Purpose == PurposeOnDemand {
+		s.budget.Settle(bucket, len(res.Requests))
+	} else {
+		s.budget.Charge(bucket, len(res.Requests))
 	}
-	res = exchange(ctx)
-	s.budget.Charge(bucket, len(res.Requests))
 	s.count(send, &res)
-	return res, true
+	return res, nil
 }
 
 // count adds the requests of res, and its malformed header values.
@@ -124,7 +141,10 @@ func (s *Sender) count(send Send, res *probe.Result) {
 	// prunes the Sender: ask before locking, or a /probe and a reload can
 	// deadlock.
 	reg := send.Registry
-	if send.Purpose == PurposeOnDemand && s.known != nil && !s.known(reg) {
+	// A scheduled probe still in flight when a reload removed the last
+	// target of its registry: its requests were sent and count, but under
+	// "other", or they would re-create the series the reload pruned.
+	if (send.Purpose == PurposeOnDemand || send.Purpose == PurposeScheduled) && s.known != nil && !s.known(reg) {
 		reg = OtherRegistry
 	}
 	s.mu.Lock()

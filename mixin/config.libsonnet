@@ -38,6 +38,8 @@
     registryLevelReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized', 'protocol'],
     // Failure reasons about one image, which say nothing about the registry's other images; the join reports them only when every target of a registry fails that way.
     perImageReasons: ['not_found', 'forbidden'],
+    // Failure reasons about the exporter's own files (a missing password_file, an unreadable CA bundle or docker config), never a registry's or an image's cause (Reason.Local): no registry or image alert lists them, since the registry may be fine; ImagePullExporterConfigBroken pages the exporter's owners instead.
+    localReasons: ['config'],
 
     // Probe failure reasons that mean the registry itself cannot be reached or is broken (ImagePullRegistryUnreachable).
     unreachableReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'],
@@ -102,6 +104,8 @@
     exporterDownFor: '5m',
     // How long probes must be stale before ImagePullProbesStale fires.
     probesStaleFor: '5m',
+    // How long a target's probes must fail for a local reason (the exporter's own files) before ImagePullExporterConfigBroken fires.
+    exporterConfigBrokenFor: '10m',
     // How long a shard must be missing before ImagePullExporterShardMissing fires; a restarting StatefulSet pod is back within a minute or two.
     shardMissingFor: '5m',
     // How long shards must disagree on --total-shards before ImagePullExporterShardsMisconfigured fires; a rolling resize disagrees briefly.

@@ -284,8 +284,8 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 			}
 		}
 	}
-	if len(rules) != 21 {
-		t.Errorf("rendered %d alert rules, want 21 (18 alerts, three of them with critical and warning rules)", len(rules))
+	if len(rules) != 22 {
+		t.Errorf("rendered %d alert rules, want 22 (19 alerts, three of them with critical and warning rules)", len(rules))
 	}
 
 	// firing[rule] holds eval times per test case at which the rule fires;
@@ -713,12 +713,15 @@ func reasonClasses(t *testing.T, configOverrides string) map[string][]string {
 func checkReasonClasses(classes map[string][]string) []string {
 	var problems []string
 	known := map[string]bool{}
-	var registryLevel, perImage []string
+	var registryLevel, perImage, local []string
 	for _, r := range probe.Reasons {
 		known[string(r)] = true
-		if r.RegistryLevel() {
+		switch {
+		case r.RegistryLevel():
 			registryLevel = append(registryLevel, string(r))
-		} else {
+		case r.Local():
+			local = append(local, string(r))
+		default:
 			perImage = append(perImage, string(r))
 		}
 	}
@@ -727,7 +730,7 @@ func checkReasonClasses(classes map[string][]string) []string {
 		level[r] = true
 	}
 	joinCause := map[string]bool{collector.CauseRegistryOK: true, collector.CauseUnprobed: true}
-	for _, name := range []string{"registryLevelReasons", "perImageReasons", "unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+	for _, name := range []string{"registryLevelReasons", "perImageReasons", "localReasons", "unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
 		if _, ok := classes[name]; !ok {
 			problems = append(problems, fmt.Sprintf("_config.%s is missing", name))
 		}
@@ -755,7 +758,23 @@ func checkReasonClasses(classes map[string][]string) []string {
 		problems = append(problems, fmt.Sprintf("_config.registryLevelReasons = %q, want Go's RegistryLevel reasons in probe.Reasons order %q", got, registryLevel))
 	}
 	if got := classes["perImageReasons"]; !slices.Equal(got, perImage) {
-		problems = append(problems, fmt.Sprintf("_config.perImageReasons = %q, want the other reasons in probe.Reasons order %q", got, perImage))
+		problems = append(problems, fmt.Sprintf("_config.perImageReasons = %q, want the reasons neither registry-level nor local in probe.Reasons order %q", got, perImage))
+	}
+	if got := classes["localReasons"]; !slices.Equal(got, local) {
+		problems = append(problems, fmt.Sprintf("_config.localReasons = %q, want Go's Local reasons in probe.Reasons order %q", got, local))
+	}
+	// A local reason (the exporter's own files) is never a registry's
+	// cause: no alert may page or warn on it as the registry's problem.
+	localSet := map[string]bool{}
+	for _, r := range local {
+		localSet[r] = true
+	}
+	for _, name := range []string{"unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+		for _, r := range classes[name] {
+			if localSet[r] {
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is the exporter's own problem (Reason.Local), never the registry's", name, r))
+			}
+		}
 	}
 	for _, name := range []string{"unreachableReasons", "podsBlockedCriticalCauses"} {
 		for _, r := range classes[name] {
@@ -782,6 +801,9 @@ func TestReasonClassesCheckFails(t *testing.T) {
 		`{ registryLevelReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized'] }`,
 		`{ registryLevelReasons: ['connect', 'dns', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized', 'protocol'] }`,
 		`{ perImageReasons: ['forbidden', 'not_found'] }`,
+		`{ perImageReasons: ['not_found', 'forbidden', 'config'] }`,
+		`{ localReasons: [] }`,
+		`{ authFailureReasons: ['unauthorized', 'forbidden', 'config'] }`,
 		`{ unreachableReasons: ['dns', 'not_found'] }`,
 		`{ podsBlockedCriticalCauses: ['dns', 'registry_ok'] }`,
 		`{ authFailureReasons: ['unauthorised'] }`,

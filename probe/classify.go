@@ -35,7 +35,7 @@ func failf(reason Reason, format string, args ...any) *probeError {
 func classifyTransportError(ctx context.Context, err error, tlsFailed bool) Reason {
 	var dnsErr *net.DNSError
 	switch {
-	case errors.Is(err, errTooManyRedirects), errors.Is(err, errManifestGet):
+	case errors.Is(err, errTooManyRedirects), errors.Is(err, errManifestGet), isOversizedHeaders(err):
 		return ReasonProtocol
 	case errors.Is(err, context.DeadlineExceeded), ctx.Err() != nil:
 		return ReasonTimeout
@@ -54,6 +54,14 @@ func classifyTransportError(ctx context.Context, err error, tlsFailed bool) Reas
 	// Refused, reset, unreachable, a closed connection: the registry (or
 	// the path to it) is not answering.
 	return ReasonConnect
+}
+
+// isOversizedHeaders reports net/http's refusal of a reply whose headers
+// exceed Transport.MaxResponseHeaderBytes: the registry answered, with a
+// reply no client should accept, so it is a protocol failure, not connect.
+// net/http has no error type for it; its text is stable since Go 1.7.
+func isOversizedHeaders(err error) bool {
+	return strings.Contains(err.Error(), "net/http: server response headers exceeded ")
 }
 
 func isTLSError(err error) bool {

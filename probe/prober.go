@@ -219,7 +219,7 @@ func (p *Prober) newRun(t Target) *probeRun {
 // the run's outcome, whose text is redacted.
 func (r *probeRun) finish(err error) {
 	res := r.res
-	resolve, connect, tlsTime, _, _ := r.trace.snapshot()
+	resolve, connect, tlsTime, _ := r.trace.snapshot()
 	res.Phases[PhaseResolve] = resolve
 	res.Phases[PhaseConnect] = connect
 	res.Phases[PhaseTLS] = tlsTime
@@ -288,18 +288,30 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 	if kc == nil {
 		var err error
 		if kc, err = ModuleKeychain(r.m); err != nil {
-			r.res.AuthChecked = true
-			return nil, failf(ReasonUnauthorized, "module credentials: %v", err)
+			return nil, failf(ReasonConfig, "module credentials: %v", err)
 		}
-	}
-	if r.t.Keychain == nil {
+		// The module's own keychain reads only local files (password_file,
+		// docker_config): when it fails, nothing was asked of the
+		// registry, so the failure is the exporter's setup (config), never
+		// the registry's unauthorized.
 		r.unbound = unboundIn(r.m, r.t.ModuleName, r.credentialRef().Registry)
+		creds, err := kc.Resolve(r.credentialRef())
+		if err != nil {
+			return nil, failf(ReasonConfig, "module credentials: %v; fix the file or the module's auth: settings", err)
+		}
+		return r.dial(creds, now)
 	}
 	creds, err := kc.Resolve(r.credentialRef())
 	if err != nil {
 		r.res.AuthChecked = true
 		return nil, failf(ReasonUnauthorized, "credentials: %v", err)
 	}
+	return r.dial(creds, now)
+}
+
+// dial makes the run's HTTP client on the cached transport of the module
+// and origin, for the credentials resolved.
+func (r *probeRun) dial(creds []Credential, now time.Time) ([]Credential, error) {
 	r.red.AddCredentials(creds...)
 
 	scheme := "https"
@@ -310,7 +322,9 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 	r.origin = scheme + "://" + apiHost
 	rt, err := r.p.transport(r.t.ModuleName, r.origin, r.m, now)
 	if err != nil {
-		return nil, failf(ReasonTLS, "%v", err)
+		// Only a local CA bundle can fail here (unreadable, not PEM):
+		// the exporter's setup, not the registry's TLS.
+		return nil, failf(ReasonConfig, "%v; fix the module's tls.ca_file", err)
 	}
 	r.client = &http.Client{
 		Transport: r.endpointTransport(&recorder{base: rt, run: r, apiHost: apiHost}),
@@ -376,13 +390,12 @@ func (r *probeRun) do(ctx context.Context, kind RequestKind, req *http.Request) 
 // transportFailure turns an exchange error into a probeError naming the
 // step and the redacted URL.
 func (r *probeRun) transportFailure(ctx context.Context, step string, req *http.Request, err error) *probeError {
-	_, _, _, tlsFailed, leaf := r.trace.snapshot()
+	// No TLS expiry from a failed handshake: a certificate that did not
+	// verify may be anyone's (an intercepting proxy's), and exporting its
+	// NotAfter as the registry's would be a lie; the tls reason and the
+	// error text say what failed.
+	_, _, _, tlsFailed := r.trace.snapshot()
 	reason := classifyTransportError(ctx, err, tlsFailed)
-	if reason == ReasonTLS && leaf != nil && strings.EqualFold(req.URL.Host, r.apiHost()) {
-		// The certificate did not verify, but its expiry is still worth
-		// reporting (an expired certificate is a common cause).
-		r.res.TLSCertExpiry = leaf.NotAfter
-	}
 	return failf(reason, "%s %s %s: %s", step, req.Method, redactURL(req.URL), describeTransportError(err))
 }
 
@@ -570,6 +583,20 @@ func (r *probeRun) checkBasic(ctx context.Context, c Credential) error {
 	return r.statusFailure("basic auth check", req, resp, body, hint)
 }
 
+// authorize presents what the auth answer says on a request to the
+// registry: the bearer token, or the Basic credential; nothing when
+// anonymous.
+func (st authState) authorize(req *http.Request) {
+	switch st.scheme {
+	case schemeBearer:
+		req.Header.Set("Authorization", "Bearer "+st.token)
+	case schemeBasic:
+		if !st.cred.Anonymous() {
+			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))
+		}
+	}
+}
+
 // basicSecret is what goes into Basic auth: the password, or the identity
 // token when that is all there is.
 func basicSecret(c Credential) string {
@@ -590,14 +617,7 @@ func (r *probeRun) headManifest(ctx context.Context, st authState, warm bool) er
 		return failf(ReasonProtocol, "manifest HEAD: %v", err)
 	}
 	req.Header.Set("Accept", manifestAccept)
-	switch st.scheme {
-	case schemeBearer:
-		req.Header.Set("Authorization", "Bearer "+st.token)
-	case schemeBasic:
-		if !st.cred.Anonymous() {
-			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))
-		}
-	}
+	st.authorize(req)
 	resp, err := r.do(ctx, KindManifestHead, req)
 	if err != nil {
 		return r.transportFailure(ctx, "manifest", req, err)

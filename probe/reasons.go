@@ -1,6 +1,9 @@
 package probe
 
-import "sort"
+import (
+	"slices"
+	"sort"
+)
 
 // Reason is why a probe failed. The set is closed: every failure maps to exactly
 // one of the constants below, and metrics expose one series per Reason.
@@ -19,6 +22,7 @@ const (
 	ReasonRateLimited  Reason = "rate_limited" // 429 TOOMANYREQUESTS
 	ReasonServerError  Reason = "server_error" // 5xx
 	ReasonProtocol     Reason = "protocol"     // a reply that breaks the distribution spec
+	ReasonConfig       Reason = "config"       // a local file of the module (password_file, tls.ca_file, docker_config) is missing, unreadable or invalid
 )
 
 // Reasons lists every failure reason once, in precedence order: an earlier
@@ -29,10 +33,15 @@ const (
 // last. Cause weighs results in this order, metrics expose one series per
 // reason, and the mixin's reason lists are tested against it
 // (mixin/mixin_test.go): a new reason is added here, at its rank.
+//
+// ReasonConfig comes last: it is about the exporter's own files, never
+// about the registry or an image (Reason.Local), so Cause leaves it out and
+// its rank only orders the metric series.
 var Reasons = []Reason{
 	ReasonDNS, ReasonConnect, ReasonTLS, ReasonTimeout, ReasonServerError,
 	ReasonRateLimited, ReasonUnauthorized, ReasonProtocol,
 	ReasonNotFound, ReasonForbidden,
+	ReasonConfig,
 }
 
 // RegistryLevel reports whether r is a failure about the registry itself
@@ -49,6 +58,13 @@ func (r Reason) RegistryLevel() bool {
 	}
 	return false
 }
+
+// Local reports whether r is a failure of the exporter's own setup (a
+// password_file, CA bundle or docker config it cannot use): the probe never
+// asked the registry anything, so such a result is no evidence about the
+// registry or the image. Cause and the join leave it out; it is neither
+// RegistryLevel nor per-image.
+func (r Reason) Local() bool { return r == ReasonConfig }
 
 // Evidence is one latest result as Cause weighs it.
 type Evidence struct {
@@ -68,6 +84,10 @@ type Evidence struct {
 // reason: ReasonNone when the registry serves, else why it does not. probed
 // is false when ev is empty, and the reason is then ReasonNone.
 //
+// Results with a Local reason are left out: they say nothing about the
+// registry (a deleted password_file is not the registry's unauthorized).
+// Only Local failures give ReasonNone and probed false, as no result does.
+//
 // Precedence, deterministic whatever the order of ev:
 //  1. the first registry-level reason, in Reasons order, among failures that
 //     are not PerCredential: a failure about the registry itself explains
@@ -80,6 +100,7 @@ type Evidence struct {
 //  5. then reasons outside Reasons, the lexicographically smallest first,
 //     reported rather than hidden.
 func Cause(ev []Evidence) (reason Reason, probed bool) {
+	ev = slices.DeleteFunc(slices.Clone(ev), func(e Evidence) bool { return !e.Success && e.Reason.Local() })
 	if len(ev) == 0 {
 		return ReasonNone, false
 	}
@@ -109,7 +130,7 @@ func Cause(ev []Evidence) (reason Reason, probed bool) {
 		return ReasonNone, true
 	}
 	for _, r := range Reasons {
-		if !r.RegistryLevel() && failed[r] {
+		if !r.RegistryLevel() && !r.Local() && failed[r] {
 			return r, true
 		}
 	}

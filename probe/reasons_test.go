@@ -8,7 +8,7 @@ import (
 // TestReasonsClosedSet pins the set and its precedence order: moving a
 // reason changes which cause a registry reports when its targets disagree.
 func TestReasonsClosedSet(t *testing.T) {
-	want := []Reason{"dns", "connect", "tls", "timeout", "server_error", "rate_limited", "unauthorized", "protocol", "not_found", "forbidden"}
+	want := []Reason{"dns", "connect", "tls", "timeout", "server_error", "rate_limited", "unauthorized", "protocol", "not_found", "forbidden", "config"}
 	if !reflect.DeepEqual(Reasons, want) {
 		t.Errorf("Reasons = %v, want %v", Reasons, want)
 	}
@@ -27,9 +27,15 @@ func TestReasonsClosedSet(t *testing.T) {
 	if want := want[:8]; !reflect.DeepEqual(level, want) {
 		t.Errorf("registry-level reasons = %v, want %v", level, want)
 	}
-	for _, r := range []Reason{ReasonNone, "made_up"} {
+	for _, r := range []Reason{ReasonNone, "made_up", ReasonConfig} {
 		if r.RegistryLevel() {
 			t.Errorf("%q.RegistryLevel() = true", r)
+		}
+	}
+	// The exporter's own problems come last and are the only Local ones.
+	for i, r := range Reasons {
+		if r.Local() != (r == ReasonConfig) || (r.Local() && i != len(Reasons)-1) {
+			t.Errorf("%q.Local() = %t at rank %d", r, r.Local(), i)
 		}
 	}
 }
@@ -65,6 +71,13 @@ func TestCause(t *testing.T) {
 		{name: "unknown reasons lexicographically", ev: []Evidence{fail("zz_new"), fail("mm_new"), fail("aa_new")}, want: "aa_new", probed: true},
 		{name: "a failure without a reason is not up", ev: []Evidence{ok, {Success: false}}, want: ReasonProtocol, probed: true},
 		{name: "unknown reason loses to success", ev: []Evidence{fail("zz_new"), ok}, want: ReasonNone, probed: true},
+		// The exporter's own file problems are no evidence about the
+		// registry: never its cause, whatever else is known.
+		{name: "config alone is not probed", ev: []Evidence{fail(ReasonConfig), fail(ReasonConfig)}, want: ReasonNone, probed: false},
+		{name: "config is ignored beside success", ev: []Evidence{fail(ReasonConfig), ok}, want: ReasonNone, probed: true},
+		{name: "config is ignored beside per-image", ev: []Evidence{fail(ReasonConfig), fail(ReasonForbidden)}, want: ReasonForbidden, probed: true},
+		{name: "config is ignored beside a pull secret", ev: []Evidence{fail(ReasonConfig), secret(ReasonUnauthorized)}, want: ReasonUnauthorized, probed: true},
+		{name: "config is ignored beside unknown", ev: []Evidence{fail(ReasonConfig), fail("aa_new")}, want: "aa_new", probed: true},
 	} {
 		got, probed := Cause(c.ev)
 		if got != c.want || probed != c.probed {

@@ -3,7 +3,6 @@ package probe
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"net/http"
 	"net/http/httptrace"
@@ -81,8 +80,11 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp.StatusCode == http.StatusTooManyRequests {
 		r.run.observeRetryAfter(resp.Header)
 	}
-	if resp.TLS != nil && len(resp.TLS.PeerCertificates) > 0 && strings.EqualFold(req.URL.Host, r.apiHost) {
-		r.run.res.TLSCertExpiry = resp.TLS.PeerCertificates[0].NotAfter
+	// The expiry of a verified chain's leaf only: with insecure_skip_verify
+	// nothing is verified (VerifiedChains is empty) and the certificate may
+	// be an interceptor's, so the registry's expiry is not known.
+	if resp.TLS != nil && len(resp.TLS.VerifiedChains) > 0 && len(resp.TLS.VerifiedChains[0]) > 0 && strings.EqualFold(req.URL.Host, r.apiHost) {
+		r.run.res.TLSCertExpiry = resp.TLS.VerifiedChains[0][0].NotAfter
 	}
 	return resp, nil
 }
@@ -96,7 +98,6 @@ type phaseTrace struct {
 	dnsStart, connStart, tlsStart time.Time
 	dialing                       int
 	tlsFailed                     bool
-	unverifiedLeaf                *x509.Certificate
 }
 
 func (pt *phaseTrace) clientTrace() *httptrace.ClientTrace {
@@ -146,18 +147,14 @@ func (pt *phaseTrace) clientTrace() *httptrace.ClientTrace {
 			}
 			if err != nil {
 				pt.tlsFailed = true
-				var ve *tls.CertificateVerificationError
-				if errors.As(err, &ve) && len(ve.UnverifiedCertificates) > 0 {
-					pt.unverifiedLeaf = ve.UnverifiedCertificates[0]
-				}
 			}
 			pt.mu.Unlock()
 		},
 	}
 }
 
-func (pt *phaseTrace) snapshot() (resolve, connect, tlsTime time.Duration, tlsFailed bool, leaf *x509.Certificate) {
+func (pt *phaseTrace) snapshot() (resolve, connect, tlsTime time.Duration, tlsFailed bool) {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
-	return pt.resolve, pt.connect, pt.tlsTime, pt.tlsFailed, pt.unverifiedLeaf
+	return pt.resolve, pt.connect, pt.tlsTime, pt.tlsFailed
 }

@@ -156,14 +156,7 @@ func (r *probeRun) getTagsPage(ctx context.Context, u *url.URL, st authState) ([
 		return nil, nil, failf(ReasonProtocol, "tags: %v", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	switch st.scheme {
-	case schemeBearer:
-		req.Header.Set("Authorization", "Bearer "+st.token)
-	case schemeBasic:
-		if !st.cred.Anonymous() {
-			req.SetBasicAuth(st.cred.Username, basicSecret(st.cred))
-		}
-	}
+	st.authorize(req)
 	resp, err := r.do(ctx, KindOther, req)
 	if err != nil {
 		return nil, nil, r.transportFailure(ctx, "tags", req, err)

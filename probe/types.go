@@ -98,7 +98,7 @@ type Result struct {
 	// imagepull_malformed_headers_total{header}.
 	MalformedHeaderNames []string
 
-	TLSCertExpiry time.Time // NotAfter of the registry's leaf certificate; zero over plain HTTP or when no handshake happened
+	TLSCertExpiry time.Time // NotAfter of the registry's leaf certificate from a verified chain; zero over plain HTTP, with insecure_skip_verify, or when no handshake succeeded
 
 	Requests []Request // every request this probe sent, in order
 }

@@ -54,6 +54,9 @@ func TestClassifyTransportError(t *testing.T) {
 		{"eof during handshake", live, io.EOF, true, ReasonTLS},
 		{"net timeout", live, dial(timeoutErr{}), false, ReasonTimeout},
 		{"redirect loop", live, &url.Error{Op: "Get", URL: "u", Err: errTooManyRedirects}, false, ReasonProtocol},
+		// net/http's text when a reply's headers pass MaxResponseHeaderBytes:
+		// the registry answered, badly (not connect).
+		{"oversized headers", live, &url.Error{Op: "Get", URL: "u", Err: errors.New("net/http: server response headers exceeded 262144 bytes; aborted")}, false, ReasonProtocol},
 	} {
 		if got := classifyTransportError(tc.ctx, tc.err, tc.tlsFailed); got != tc.want {
 			t.Errorf("%s: %q, want %q", tc.name, got, tc.want)

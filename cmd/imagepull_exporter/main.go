@@ -65,9 +65,17 @@ type flags struct {
 	configCheck    bool
 	concurrency    int
 	registryBudget float64
+	probeConc      int     // --web.probe-concurrency
+	probeRate      float64 // --web.probe-client-rate
 	demo           bool
 	web            *toolkitweb.FlagConfig
 	log            *promslog.Config
+
+	// probeEndpoint: serve /probe. Off by default in node-local mode
+	// (resolved in run), where it would let anyone who reaches the
+	// node's port probe any registry from the node's own address.
+	probeEndpoint    bool
+	probeEndpointSet bool
 
 	probeImage   string
 	probeModule  string
@@ -92,9 +100,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Default(fmt.Sprint(collector.DefaultConcurrency)).IntVar(&f.concurrency)
 	app.Flag("probe.registry-budget", "Requests per minute the exporter may send to one registry (scheduled and /probe probes together); a probe that would exceed it is skipped and counted. 0 means unlimited.").
 		Default(fmt.Sprint(collector.DefaultRegistryBudget)).Float64Var(&f.registryBudget)
+	app.Flag("web.probe-concurrency", "How many /probe probes may run at once; a request waits at most half its timeout for a slot, then gets 503. Kept below --probe.concurrency: /probe runs beside the scheduled probes.").
+		Default(fmt.Sprint(web.DefaultProbeConcurrency)).IntVar(&f.probeConc)
+	app.Flag("web.probe-client-rate", "/probe requests per minute one client address may make (IPv6: per /64; X-Forwarded-For is not honoured), in bursts of ten seconds' worth; more get 429. 0 means unlimited.").
+		Default(fmt.Sprint(web.DefaultProbeClientRate)).Float64Var(&f.probeRate)
 	app.Flag("demo", "Also start an in-process registry on loopback holding demo/hello:v1 and probe it, to see a healthy target without internet access.").
 		BoolVar(&f.demo)
 	f.web = kingpinflag.AddFlags(app, defaultListenAddress)
+	app.Flag("web.enable-probe-endpoint", "Serve /probe (probe any image on request, blackbox_exporter style). Default: on, except in node-local mode (--node.name), whose pods on hostNetwork would otherwise probe on anyone's request from the node's address.").
+		IsSetByUser(&f.probeEndpointSet).BoolVar(&f.probeEndpoint)
 	f.log = &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, f.log)
 	f.kube = kube.AddFlags(app)
@@ -119,6 +133,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: --probe.registry-budget must be 0 (unlimited) or at least 1, got %g\n", programName, f.registryBudget)
 		return exitUsage
 	}
+	if f.probeConc < 1 || f.probeRate < 0 {
+		fmt.Fprintf(stderr, "%s: --web.probe-concurrency must be at least 1 and --web.probe-client-rate at least 0, got %d and %g\n", programName, f.probeConc, f.probeRate)
+		return exitUsage
+	}
 	if f.concurrency < 1 {
 		fmt.Fprintf(stderr, "%s: --probe.concurrency must be at least 1, got %d\n", programName, f.concurrency)
 		return exitUsage
@@ -126,6 +144,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err := f.scale.resolve(f.kube, os.Hostname); err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitUsage
+	}
+
+	if !f.probeEndpointSet {
+		f.probeEndpoint = f.scale.node.Name == ""
 	}
 
 	if f.configCheck {
@@ -393,9 +415,18 @@ func newMux(d muxDeps) *http.ServeMux {
 		Registry:          d.reg, // promhttp_metric_handler_* for the scrape itself
 		EnableOpenMetrics: true,
 	}))
-	mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
-		Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.concurrency, UserAgent: userAgent(), Logger: d.logger,
-	}))
+	if d.flags.probeEndpoint {
+		mux.Handle("/probe", web.NewProbeHandler(web.ProbeHandlerOptions{
+			Config: d.sc.Get, Sender: d.sched.Sender(), Concurrency: d.flags.probeConc,
+			ClientRate: clientRate(d.flags.probeRate), UserAgent: userAgent(), Logger: d.logger,
+		}))
+	} else {
+		// Registered anyway, so the answer says why instead of the status
+		// page's bare 404.
+		mux.HandleFunc("/probe", func(w http.ResponseWriter, _ *http.Request) {
+			http.Error(w, "/probe is disabled on this exporter (--web.enable-probe-endpoint; off by default in node-local mode)", http.StatusNotFound)
+		})
+	}
 	mux.Handle("/logs", web.NewLogs(web.LogsOptions{Snapshot: d.sched.Snapshot, Config: d.sc.Get}))
 	mux.HandleFunc("/-/healthy", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "Healthy")
@@ -421,4 +452,13 @@ func newMux(d muxDeps) *http.ServeMux {
 	})
 	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info()}))
 	return mux
+}
+
+// clientRate maps --web.probe-client-rate (0: unlimited) to
+// ProbeHandlerOptions.ClientRate (0: the default, < 0: unlimited).
+func clientRate(flag float64) float64 {
+	if flag == 0 {
+		return -1
+	}
+	return flag
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -89,7 +90,7 @@ func TestShardFromHostnameFlag(t *testing.T) {
 // registry (or a namespace × registry) and must come from one shard only.
 var perProcessFamilies = []string{"go_", "process_", "promhttp_", "imagepull_exporter_build_info",
 	"imagepull_exporter_config_", "imagepull_exporter_targets", "imagepull_exporter_shard_ordinal",
-	"imagepull_exporter_total_shards", "imagepull_kube_watch_"}
+	"imagepull_exporter_total_shards", "imagepull_kube_watch_", "imagepull_kube_registries_folded"}
 
 // seriesSet is every series of a scrape (name and labels, no value) outside
 // perProcessFamilies, and the registries they mention.
@@ -473,4 +474,43 @@ func copyImage(t *testing.T, from, to *testenv.Registry, repo, tag string) {
 		t.Fatalf("read %s: %v", src, err)
 	}
 	to.PushImage(t, repo, tag, img)
+}
+
+// Node-local pods run on hostNetwork: their /probe would let anyone who
+// reaches the node's port probe any registry from the node's address. So
+// node-local mode serves no /probe unless --web.enable-probe-endpoint asks,
+// and the central exporter keeps it unless --no-web.enable-probe-endpoint.
+func TestProbeEndpointFlag(t *testing.T) {
+	cfg := filepath.Join(t.TempDir(), "config.yml")
+	writeFile(t, cfg, "targets: []\n")
+	root := t.TempDir()
+	node := []string{"--node.name=node-a",
+		"--node.containerd-certs-dir=" + filepath.Join(root, "certs.d"),
+		"--node.containerd-config=" + filepath.Join(root, "config.toml"),
+		"--node.crio-registries-conf=" + filepath.Join(root, "registries.conf")}
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		serve bool
+	}{
+		{"central", nil, true},
+		{"central, disabled", []string{"--no-web.enable-probe-endpoint"}, false},
+		{"node-local", node, false},
+		{"node-local, asked", append(slices.Clone(node), "--web.enable-probe-endpoint"), true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := startExporter(t, append([]string{"--config.file=" + cfg}, tc.args...)...)
+			// No target: a served /probe answers 400, a disabled one 404.
+			code, body := e.get("/probe")
+			if tc.serve && code != http.StatusBadRequest {
+				t.Errorf("/probe: %d %q, want 400 from the probe handler", code, body)
+			}
+			if !tc.serve && (code != http.StatusNotFound || !strings.Contains(body, "--web.enable-probe-endpoint")) {
+				t.Errorf("/probe: %d %q, want 404 naming --web.enable-probe-endpoint", code, body)
+			}
+			if code, _ := e.get("/metrics"); code != http.StatusOK {
+				t.Errorf("/metrics: %d", code)
+			}
+		})
+	}
 }

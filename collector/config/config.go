@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,11 +88,42 @@ func (t TargetConfig) EffectiveInterval(cfg *Config) time.Duration {
 // modules (password_file, ca_file, docker_config) are resolved against the
 // file's directory, so a config works the same from any working directory.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(path, data)
+}
+
+// MaxFileSize bounds a configuration file. A real one is a few KiB; even
+// thousands of generated targets stay far below this. Beyond it, parsing
+// (a node tree per pass, kept while errors are located) costs hundreds of
+// MiB, and a reload must not be able to take the exporter down.
+const MaxFileSize = 16 << 20
+
+// readBounded reads path, refusing one larger than MaxFileSize without
+// reading it whole: at most MaxFileSize+1 bytes are read whatever the file
+// is (a FIFO, a growing file, /dev/zero).
+func readBounded(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read config file: %w", err)
 	}
-	return Parse(path, data)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	if len(data) > MaxFileSize {
+		size := "more than 16 MiB"
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Size() > MaxFileSize {
+			size = fmt.Sprintf("%.1f MiB (%d bytes)", float64(fi.Size())/(1<<20), fi.Size())
+		}
+		return nil, &Error{File: path, Problems: []Problem{{Msg: fmt.Sprintf(
+			"the file is %s, over the limit of %d MiB for a configuration file; nothing was loaded. Check that the path names the configuration and not another file, and keep it under the limit (list many registries with discovery: rather than one target each)",
+			size, MaxFileSize>>20)}}}
+	}
+	return data, nil
 }
 
 // LoadDefault parses the embedded default configuration.
@@ -149,15 +181,113 @@ type parser struct {
 	dir      string
 	root     *yaml.Node // the document's top mapping; nil for an empty file
 	problems []Problem
+
+	// secrets knows every scalar under an auth: key (authSecrets); every
+	// problem text passes it (err).
+	secrets *probe.Redactor
+	// index holds visit's entries by line, built once on the first
+	// locate: a file with many problems must not walk its tree per problem.
+	index *locateIndex
 }
 
 func (p *parser) addf(line int, format string, args ...any) {
 	p.problems = append(p.problems, Problem{Line: line, Msg: fmt.Sprintf(format, args...)})
 }
 
+// maxProblems bounds the problems an error lists: a generated file with one
+// mistake repeated a million times gives a readable answer (and a reload
+// answer and log line of bounded size); fixing the first ones usually fixes
+// the rest.
+const maxProblems = 20
+
+// err returns the problems found, sorted by line, at most maxProblems of
+// them, each scrubbed of every value found under an auth: key.
 func (p *parser) err() error {
 	sort.SliceStable(p.problems, func(i, j int) bool { return p.problems[i].Line < p.problems[j].Line })
-	return &Error{File: p.name, Problems: p.problems}
+	// One node reached twice (an alias) gives the same problem twice.
+	problems := slices.Compact(p.problems)
+	if n := len(problems) - maxProblems; n > 0 {
+		problems = append(problems[:maxProblems:maxProblems], Problem{Msg: fmt.Sprintf("and %d more problems; fix the ones above first", n)})
+	}
+	for i := range problems {
+		problems[i].Msg = p.secrets.Redact(problems[i].Msg)
+	}
+	return &Error{File: p.name, Problems: problems}
+}
+
+// authSecrets returns a Redactor (probe's one redactor) that knows every
+// scalar found anywhere under a key named auth, in every form a problem text
+// can show it: as written, quoted by strconv.Quote, and as yaml.v3 shortens
+// a value in its type errors (seven bytes and "..."). A value there may be a
+// password whatever its key (a password pasted into password_file, or in
+// place of the auth: mapping), so none is trusted. Keys under auth are
+// collected too, except the schema's keys and their near-misspellings
+// ("pasword" is a typo to point at, not a secret).
+//
+// Values shorter than four bytes are not scrubbed by text (the Redactor
+// ignores them: "a" or "12" would be cut out of every word and line number
+// of the message, and a password that short is guessed faster than read).
+// They are protected by structure instead: locateValue marks every value
+// under auth: secret, and a secret value is never quoted.
+func authSecrets(doc *yaml.Node) *probe.Redactor {
+	r := probe.NewRedactor()
+	authKeys := yamlKeys(reflect.TypeFor[probe.AuthConfig]())
+	seen := map[*yaml.Node]bool{}
+	add := func(v string) {
+		if v == "" {
+			return
+		}
+		q := strconv.Quote(v)
+		r.Add(v, q[1:len(q)-1])
+		if len(v) > 10 {
+			short := v[:7] + "..."
+			q := strconv.Quote(short)
+			r.Add(short, q[1:len(q)-1])
+		}
+	}
+	var collect func(n *yaml.Node)
+	collect = func(n *yaml.Node) {
+		if n == nil || seen[n] {
+			return
+		}
+		seen[n] = true
+		switch n.Kind {
+		case yaml.ScalarNode:
+			add(n.Value)
+		case yaml.AliasNode:
+			collect(n.Alias)
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				k := n.Content[i]
+				if k.Kind != yaml.ScalarNode || (!slices.Contains(authKeys, k.Value) && closest(k.Value, authKeys) == "") {
+					collect(k)
+				}
+				collect(n.Content[i+1])
+			}
+		default:
+			for _, c := range n.Content {
+				collect(c)
+			}
+		}
+	}
+	var find func(n *yaml.Node)
+	find = func(n *yaml.Node) {
+		if n == nil {
+			return
+		}
+		if n.Kind == yaml.MappingNode {
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				if n.Content[i].Value == "auth" {
+					collect(n.Content[i+1])
+				}
+			}
+		}
+		for _, c := range n.Content {
+			find(c)
+		}
+	}
+	find(doc)
+	return r
 }
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -169,12 +299,17 @@ func (p *parser) parse(data []byte) (*Config, error) {
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		if m := yamlLineRE.FindStringSubmatch(err.Error()); m != nil {
 			line, _ := strconv.Atoi(m[1])
-			p.addf(syntaxErrorLine(data, line), "invalid YAML: %s", m[2])
+			if at, upTo := syntaxErrorLine(data, line); upTo > at {
+				p.addf(at, "invalid YAML: %s, somewhere from this line to line %d (a file this large is not searched further; look there for a wrong indentation or an unclosed quote or bracket)", m[2], upTo)
+			} else {
+				p.addf(at, "invalid YAML: %s", m[2])
+			}
 		} else {
 			p.addf(0, "invalid YAML: %s", strings.TrimPrefix(err.Error(), "yaml: "))
 		}
 		return nil, p.err()
 	}
+	p.secrets = authSecrets(&doc)
 	cfg := &Config{}
 	if len(doc.Content) > 0 {
 		p.root = doc.Content[0]
@@ -216,7 +351,13 @@ func (p *parser) parse(data []byte) (*Config, error) {
 // prefix of the file that fails to parse ends on the offending line; a
 // binary search finds it in O(log n) parses (exact when, as usual, every
 // longer prefix fails too).
-func syntaxErrorLine(data []byte, reported int) int {
+//
+// Each parse costs time and memory in proportion to the prefix (a 12 MB
+// file: 1.5 s and 240 MB per parse), so the search stops once it has
+// parsed syntaxSearchBudget bytes in all: a file of a few MiB still gets
+// its exact line, a bigger one the range [line, upTo] the search narrowed
+// it to (upTo == line when exact).
+func syntaxErrorLine(data []byte, reported int) (line, upTo int) {
 	lines := bytes.SplitAfter(data, []byte("\n"))
 	ends := make([]int, len(lines)) // ends[i] = length of the first i+1 lines
 	n := 0
@@ -224,16 +365,20 @@ func syntaxErrorLine(data []byte, reported int) int {
 		n += len(l)
 		ends[i] = n
 	}
+	spent := 0
 	fails := func(i int) bool {
+		spent += ends[i]
 		var v yaml.Node
 		return yaml.Unmarshal(data[:ends[i]], &v) != nil
 	}
 	lo := max(reported-1, 0) // the problem is not before its block
-	if lo >= len(lines) || !fails(len(lines)-1) {
-		return reported
+	if lo >= len(lines) {
+		return reported, reported
 	}
+	// The whole file fails (that is why we are here): no need to parse it
+	// again.
 	hi := len(lines) - 1
-	for lo < hi {
+	for lo < hi && spent < syntaxSearchBudget {
 		mid := (lo + hi) / 2
 		if fails(mid) {
 			hi = mid
@@ -241,8 +386,12 @@ func syntaxErrorLine(data []byte, reported int) int {
 			lo = mid + 1
 		}
 	}
-	return lo + 1
+	return lo + 1, hi + 1
 }
+
+// syntaxSearchBudget bounds the bytes syntaxErrorLine parses in all (a var
+// for tests).
+var syntaxSearchBudget = 32 << 20
 
 func nodeKind(n *yaml.Node) string {
 	switch n.Kind {
@@ -312,6 +461,10 @@ func (p *parser) rewordDecodeError(e string) {
 			// Never echo a value that may be a credential.
 			shown = "the value"
 		}
+		if secret {
+			// Nor its length, its shortened form or its unit.
+			value = ""
+		}
 		switch goType {
 		case "time.Duration":
 			if tag == "!!int" || tag == "!!float" {
@@ -330,8 +483,14 @@ func (p *parser) rewordDecodeError(e string) {
 				got = "a list"
 			case "!!str":
 				got = "the string " + shown
+				if secret {
+					got = "a string (not shown: a value under auth: may be a password)"
+				}
 			case "!!int", "!!float":
 				got = "the number " + shown
+				if secret {
+					got = "a number (not shown: a value under auth: may be a password)"
+				}
 			}
 			p.addf(line, "%swant %s, got %s", prefix, humanType(goType), got)
 		}
@@ -499,30 +658,63 @@ func joinWhere(where, key string) string {
 	return where + ": " + key
 }
 
-// locateKey finds the mapping that holds key at line, for an unknown-key error.
-func (p *parser) locateKey(line int, key string) (where string, typ reflect.Type) {
-	p.visit(func(w string, t reflect.Type, k, _ *yaml.Node) bool {
-		if k.Line == line && k.Value == key {
-			where, typ = w, t
-			return true
-		}
-		return false
-	})
-	return where, typ
+// locateEntry is one key of one mapping as visit reports it.
+type locateEntry struct {
+	where string
+	typ   reflect.Type
+	k, v  *yaml.Node
 }
 
-// locateValue finds the key whose value is at line, for a type error. secret
-// is true when the value sits under auth:, where no value may be echoed.
-func (p *parser) locateValue(line int, value string) (where, key string, secret bool) {
-	p.visit(func(w string, _ reflect.Type, k, v *yaml.Node) bool {
-		if v.Line == line && (v.Kind != yaml.ScalarNode || v.Value == value) {
-			where, key = w, k.Value
-			secret = strings.HasSuffix(w, ": auth")
-			return true
+// locateIndex holds visit's entries by the line of their key and of their
+// value, in visit order, so that each lookup costs one map access instead
+// of a walk of the whole tree.
+type locateIndex struct {
+	byKeyLine, byValueLine map[int][]locateEntry
+}
+
+func (p *parser) locations() *locateIndex {
+	if p.index == nil {
+		p.index = &locateIndex{byKeyLine: map[int][]locateEntry{}, byValueLine: map[int][]locateEntry{}}
+		p.visit(func(w string, t reflect.Type, k, v *yaml.Node) bool {
+			e := locateEntry{w, t, k, v}
+			p.index.byKeyLine[k.Line] = append(p.index.byKeyLine[k.Line], e)
+			p.index.byValueLine[v.Line] = append(p.index.byValueLine[v.Line], e)
+			return false
+		})
+	}
+	return p.index
+}
+
+// locateKey finds the mapping that holds key at line, for an unknown-key error.
+func (p *parser) locateKey(line int, key string) (where string, typ reflect.Type) {
+	for _, e := range p.locations().byKeyLine[line] {
+		if e.k.Value == key {
+			return e.where, e.typ
 		}
-		return false
-	})
-	return where, key, secret
+	}
+	return "", nil
+}
+
+// locateValue finds the key whose value is at line, for a type error; value
+// is as yaml.v3 shows it (shortened past ten bytes). secret is true when the
+// value is auth: itself or sits under it, where no value may be echoed
+// whatever its form.
+func (p *parser) locateValue(line int, value string) (where, key string, secret bool) {
+	for _, e := range p.locations().byValueLine[line] {
+		if e.v.Kind != yaml.ScalarNode || yamlShown(e.v.Value) == value {
+			secret = e.k.Value == "auth" || strings.HasSuffix(e.where, ": auth") || strings.Contains(e.where, ": auth: ")
+			return e.where, e.k.Value, secret
+		}
+	}
+	return "", "", false
+}
+
+// yamlShown is a scalar as yaml.v3's type errors show it.
+func yamlShown(v string) string {
+	if len(v) > 10 {
+		return v[:7] + "..."
+	}
+	return v
 }
 
 func mapValue(n *yaml.Node, key string) *yaml.Node {

@@ -24,6 +24,21 @@ testdata/invalid-auth-registries.yml:10: module "private": auth.registries[3] ho
 testdata/invalid-auth-registries.yml:11: module "private": auth.registries[4] is empty; remove it or give a registry host glob such as *.example.com
 testdata/invalid-auth-registries.yml:15: module "hub": auth.registries binds auth.username's credentials, but auth.username is not set; remove auth.registries (docker_config entries are matched by their own registry keys)
 testdata/invalid-auth-registries.yml:20: module "empty": auth.registries is empty; list the registry hosts the credentials belong to (e.g. registry.example.com, *.example.com) or remove the key to bind them to the module's targets' registries`,
+	// A value under auth: is never echoed, whatever its form or length
+	// (item 6 of issue 9): the structural rule (locateValue) words it
+	// without the value, and the scrub (authSecrets) removes every scalar
+	// found under auth: from every problem text.
+	"invalid-auth-secret-alias.yml":         `testdata/invalid-auth-secret-alias.yml:4: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
+	"invalid-auth-secret-escaped.yml":       `testdata/invalid-auth-secret-escaped.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
+	"invalid-auth-secret-list.yml":          `testdata/invalid-auth-secret-list.yml:3: module "m": auth: want a mapping, got a list`,
+	"invalid-auth-secret-long.yml":          `testdata/invalid-auth-secret-long.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
+	"invalid-auth-secret-number.yml":        `testdata/invalid-auth-secret-number.yml:3: module "m": auth: want a mapping, got a number (not shown: a value under auth: may be a password)`,
+	"invalid-auth-secret-password-file.yml": `testdata/invalid-auth-secret-password-file.yml:5: module "m": auth.password_file: testdata/<redacted>: no such file or directory; fix the path (relative paths are relative to the config file) or its permissions`,
+	"invalid-auth-secret-password-map.yml":  `testdata/invalid-auth-secret-password-map.yml:5: module "m": auth: password: want a string, got a mapping`,
+	"invalid-auth-secret-short.yml":         `testdata/invalid-auth-secret-short.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
+	"invalid-auth-secret-string.yml":        `testdata/invalid-auth-secret-string.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
+	"invalid-auth-secret-unknown-key.yml": `testdata/invalid-auth-secret-unknown-key.yml:6: module "m": auth: unknown key "passwd"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries)
+testdata/invalid-auth-secret-unknown-key.yml:7: module "m": auth: unknown key "<redacted>"; fix the spelling or remove it (valid keys: username, password, password_file, docker_config, registries)`,
 	"invalid-auth-type.yml":       `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
 	"invalid-bool.yml":            `testdata/invalid-bool.yml:3: module "local": plain_http: "yes please" is not a boolean; write true or false`,
 	"invalid-ca-file-missing.yml": `testdata/invalid-ca-file-missing.yml:4: module "internal": tls.ca_file: /nonexistent/ca.pem: no such file or directory; fix the path (relative paths are relative to the config file)`,
@@ -49,7 +64,7 @@ testdata/invalid-mirrors.yml:14: mirrors: "quay.io": no mirrors listed; list at 
 	"invalid-mirrors-types.yml": `testdata/invalid-mirrors-types.yml:3: mirrors: "docker.io"[0]: unknown key "modul"; did you mean "module"? (valid keys: url, module)
 testdata/invalid-mirrors-types.yml:4: want a mirror URL or a mapping {url, module}, got a list
 testdata/invalid-mirrors-types.yml:5: want a list of mirror URLs, got the string "https:/..."`,
-	"invalid-docker-config-missing.yml": `testdata/invalid-docker-config-missing.yml:4: module "dc": auth.docker_config: testdata/no-such-dir/config.json: no such file or directory; point it at a docker config.json or the directory holding one`,
+	"invalid-docker-config-missing.yml": `testdata/invalid-docker-config-missing.yml:4: module "dc": auth.docker_config: testdata/<redacted>: no such file or directory; point it at a docker config.json or the directory holding one`,
 	"invalid-duplicate-key.yml":         `testdata/invalid-duplicate-key.yml:4: key "timeout" is already set at line 3; remove one of them`,
 	"invalid-duplicate-target.yml": `testdata/invalid-duplicate-target.yml:4: target "hub": the name is already used by the target at line 2; target names must be unique (a target without name: is named after its image)
 testdata/invalid-duplicate-target.yml:7: target "alpine": the name is already used by the target at line 6; target names must be unique (a target without name: is named after its image)`,
@@ -62,7 +77,7 @@ testdata/invalid-image.yml:5: target "tag": invalid image reference "nginx:-bad"
 testdata/invalid-nonpositive-durations.yml:4: module "zero": auth_check_interval must be positive, got -5m0s; use e.g. 15m`,
 	"invalid-not-a-mapping.yml":         `testdata/invalid-not-a-mapping.yml:1: the file must be a mapping with the keys modules: and targets:, got a list`,
 	"invalid-password-and-file.yml":     `testdata/invalid-password-and-file.yml:6: module "private": auth.password and auth.password_file are both set; keep only one`,
-	"invalid-password-file-missing.yml": `testdata/invalid-password-file-missing.yml:5: module "private": auth.password_file: testdata/no-such-password-file: no such file or directory; fix the path (relative paths are relative to the config file) or its permissions`,
+	"invalid-password-file-missing.yml": `testdata/invalid-password-file-missing.yml:5: module "private": auth.password_file: testdata/<redacted>: no such file or directory; fix the path (relative paths are relative to the config file) or its permissions`,
 	"invalid-syntax.yml":                `testdata/invalid-syntax.yml:4: invalid YAML: did not find expected key`,
 	"invalid-target-interval.yml": `testdata/invalid-target-interval.yml:7: target "fast": interval 5s is shorter than module "default"'s timeout 10s; raise the interval or lower the module's timeout
 testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is negative; use a positive duration or leave it out to use the module's`,
@@ -100,7 +115,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 				t.Errorf("error:\n got: %s\nwant: %s", got, want)
 			}
 			// Passwords in these files must never be echoed back.
-			for _, secret := range []string{"hunter2", "do-not-print"} {
+			for _, secret := range []string{"hunter2", "do-not-print",
+				"SuperSe", "SuperSecretKey456", "98765432109876", "9876543", "Sb9", "Secret", "er\\Sec", `Sup\"er`} {
 				if strings.Contains(err.Error(), secret) {
 					t.Errorf("error text reveals the secret %q: %s", secret, err)
 				}

@@ -17,21 +17,6 @@ import (
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
-// wantAgreement fails unless counted equals, for every kind and code, the
-// requests logged, and unless logged holds every kind of musthave (so that
-// the comparison is not vacuous).
-func wantAgreement(t *testing.T, what string, counted, logged map[testenv.KindCode]int, musthave ...testenv.KindCode) {
-	t.Helper()
-	if d := testenv.DiffKindCodes(counted, logged); d != "" {
-		t.Errorf("%s: the counter and the servers disagree:\n%s\ncounted %v\nlogged  %v", what, d, counted, logged)
-	}
-	for _, kc := range musthave {
-		if logged[kc] == 0 {
-			t.Errorf("%s: no %s request with code %s was sent; the scenario does not exercise what it should (logged %v)", what, kc.Kind, kc.Code, logged)
-		}
-	}
-}
-
 // testAuthCheckAccounting (issue 8, item 1): with --kube.use-pull-secrets
 // (and no target discovery, so that the scheduler itself sends nothing to
 // the registry), the pull secrets' auth checks are sent through the
@@ -69,7 +54,7 @@ func testAuthCheckAccounting(t *testing.T, k *testenv.Kube) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		wantAgreement(t, what,
+		testenv.WantAgreement(t, what,
 			testenv.CountedKindCodes(testenv.Samples(mfs), "imagepull_registry_requests_total", fmt.Sprintf("registry=%q", r.Addr)),
 			testenv.LoggedKindCodes(testenv.FilterUA(r.Fence(t, fmt.Sprintf("fence-%d", fences)), ua), r.Issuer.AccessLogBy(ua)),
 			musthave...)

@@ -54,6 +54,10 @@ type Options struct {
 	// Sharding keeps only the containers and images of registries this
 	// shard owns (shard.go); the zero value keeps everything.
 	Sharding collector.Sharding
+	// MaxRegistries caps the distinct registries of the join's series
+	// (--kube.max-registries); the rest count under registry="other".
+	// <= 0 means no cap.
+	MaxRegistries int
 }
 
 // Cluster watches one Kubernetes cluster and exposes the join's metrics.

@@ -12,6 +12,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/imagepull/imagepull_exporter/collector"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
@@ -71,6 +73,39 @@ imagepull_pod_containers_waiting{namespace="waiting-b",reason="ErrImageNeverPull
 imagepull_kube_watch_up{resource="nodes"} 1
 imagepull_kube_watch_up{resource="pods"} 1
 `, "imagepull_kube_watch_up")
+	})
+
+	// Issue 9: image references come from whoever may create pods, so
+	// the registry label of the join's series is capped
+	// (--kube.max-registries); the registries with the most containers
+	// keep their label, the others count under registry="other".
+	t.Run("registries past the cap fold into other", func(t *testing.T) {
+		const ns = "fold"
+		k.EnsureNamespace(t, ns)
+		e := startExporter(t, exporterOptions{rest: k.Config, namespaces: []string{ns}, config: configYAML(""), maxRegistries: 2})
+		for i, img := range []string{"a.example/x:1", "a.example/y:1", "a.example/z:1", "b.example/x:1", "b.example/y:1", "c.example/x:1", "d.example/x:1"} {
+			kl.pod(podSpec{ns: ns, name: fmt.Sprintf("w%d", i), node: "n1", ctrs: []ctr{{image: img, waiting: "ImagePullBackOff"}}})
+		}
+		kl.pod(podSpec{ns: ns, name: "r0", node: "n1", ctrs: []ctr{{image: "e.example/x:1", running: true, imageID: "e.example/x@" + digestA}}})
+		waitMetrics(t, e.reg, `
+# HELP imagepull_kube_registries_folded Distinct registries beyond --kube.max-registries in the latest join, whose containers the registry-labelled Kubernetes series count under registry="other" (and whose per-tag series are left out).
+# TYPE imagepull_kube_registries_folded gauge
+imagepull_kube_registries_folded 3
+# HELP imagepull_pod_containers_waiting Containers (init and regular) waiting with an image pull reason, per namespace, registry and reason; a series exists only while its count is above zero. InvalidImageName counts under registry="invalid".
+# TYPE imagepull_pod_containers_waiting gauge
+imagepull_pod_containers_waiting{namespace="fold",reason="ImagePullBackOff",registry="a.example"} 3
+imagepull_pod_containers_waiting{namespace="fold",reason="ImagePullBackOff",registry="b.example"} 2
+imagepull_pod_containers_waiting{namespace="fold",reason="ImagePullBackOff",registry="other"} 2
+# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).
+# TYPE imagepull_registry_blocked_containers gauge
+imagepull_registry_blocked_containers{cause="unprobed",registry="a.example"} 3
+imagepull_registry_blocked_containers{cause="unprobed",registry="b.example"} 2
+imagepull_registry_blocked_containers{cause="unprobed",registry="other"} 2
+`, "imagepull_kube_registries_folded", "imagepull_pod_containers_waiting", "imagepull_registry_blocked_containers")
+		series := testenv.Series(testenv.Samples(gatherAll(t, e)), "imagepull_pod_containers_mutable_ref")
+		if len(series) != 1 || !strings.Contains(series[0], `registry="other"`) {
+			t.Errorf("mutable refs of e.example (folded) = %v, want one series under registry=\"other\"", series)
+		}
 	})
 
 	t.Run("the join's three causes", func(t *testing.T) {
@@ -238,4 +273,13 @@ func del(t *testing.T, c kubernetes.Interface, ns string, names ...string) {
 			t.Fatalf("delete pod %s/%s: %v", ns, n, err)
 		}
 	}
+}
+
+func gatherAll(t *testing.T, e *exporter) []*dto.MetricFamily {
+	t.Helper()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mfs
 }

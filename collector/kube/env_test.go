@@ -53,6 +53,8 @@ type exporterOptions struct {
 	// forward filters what discovery hands the scheduler (nil = all); the
 	// full set is kept in exporter.discovered.
 	forward func(collector.DiscoveredTarget) bool
+	// maxRegistries is --kube.max-registries (0: no cap).
+	maxRegistries int
 }
 
 func startExporter(t *testing.T, o exporterOptions) *exporter {
@@ -81,6 +83,7 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 		WatchServiceAccounts: o.pullSecret,
 		Status:               e.sched,
 		Logger:               testLogger(t),
+		MaxRegistries:        o.maxRegistries,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -2,6 +2,7 @@ package kube
 
 import (
 	"slices"
+	"strings"
 	"unique"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +38,9 @@ var (
 	descDrift = prometheus.NewDesc("imagepull_tag_registry_drift",
 		"1 when a container running this tag runs a digest other than the one the registry serves for it now (a reschedule would start a different image), 0 when all match; only for tags that run and whose latest probe succeeded.",
 		[]string{"registry", "repository", "tag"}, nil)
+	descFolded = prometheus.NewDesc("imagepull_kube_registries_folded",
+		"Distinct registries beyond --kube.max-registries in the latest join, whose containers the registry-labelled Kubernetes series count under registry=\"other\" (and whose per-tag series are left out).",
+		nil, nil)
 	descRescheduleRisk = prometheus.NewDesc("imagepull_reschedule_risk_containers",
 		"Running containers whose image the registry cannot serve now (its probe fails, or the image's own probe fails, e.g. not_found), leaving out images another node already holds per node.status.images (which the kubelet caps at --node-status-max-images, default 50) unless the pull policy is Always.",
 		[]string{"namespace", "registry", "cause"}, nil)
@@ -56,6 +60,7 @@ type joinResult struct {
 	drift          map[tagKey]int // 0 or 1
 	rescheduleRisk map[nsRegReason]int
 	nodesSynced    bool
+	folded         int // registries folded into "other" (foldRegistries)
 }
 
 // statusCache memoises ProbeStatus answers for one evaluation: thousands of
@@ -228,7 +233,98 @@ func (c *Cluster) join() *joinResult {
 			res.rescheduleRisk[nsRegReason{r.namespace, r.registry, r.cause}]++
 		}
 	}
+	res.foldRegistries(c.opts.MaxRegistries)
 	return res
+}
+
+// foldRegistries keeps at most limit distinct registries in the join's
+// series: those with the most containers (ties by name), so that the
+// series stay where the containers are. The containers of the others are
+// counted under registry="other"; their per-tag series (tag digests,
+// drift), which are not counts, are left out. Image references come from
+// whoever may create pods, so without a cap anyone with that right could
+// grow the registry label without bound. "invalid" is not a registry and
+// is always kept.
+func (res *joinResult) foldRegistries(limit int) {
+	if limit <= 0 {
+		return
+	}
+	weight := map[string]int{}
+	add := func(reg string, n int) {
+		if reg != RegistryInvalid {
+			weight[reg] += n
+		}
+	}
+	for k, v := range res.waiting {
+		add(k.registry, v)
+	}
+	for k, v := range res.mutable {
+		add(k.registry, v)
+	}
+	for k, v := range res.rescheduleRisk {
+		add(k.registry, v)
+	}
+	for k := range res.tagDigests {
+		add(k.registry, 0)
+	}
+	for k := range res.drift {
+		add(k.registry, 0)
+	}
+	if len(weight) <= limit {
+		return
+	}
+	regs := make([]string, 0, len(weight))
+	for r := range weight {
+		regs = append(regs, r)
+	}
+	slices.SortFunc(regs, func(a, b string) int {
+		if d := weight[b] - weight[a]; d != 0 {
+			return d
+		}
+		return strings.Compare(a, b)
+	})
+	folded := map[string]bool{}
+	for _, r := range regs[limit:] {
+		folded[r] = true
+	}
+	res.folded = len(folded)
+	other := func(reg string) string {
+		if folded[reg] {
+			return collector.OtherRegistry
+		}
+		return reg
+	}
+	waiting := map[nsRegReason]int{}
+	for k, v := range res.waiting {
+		k.registry = other(k.registry)
+		waiting[k] += v
+	}
+	blocked := map[regCause]int{}
+	for k, v := range res.blocked {
+		k.registry = other(k.registry)
+		blocked[k] += v
+	}
+	mutable := map[mutableKey]int{}
+	for k, v := range res.mutable {
+		k.registry = other(k.registry)
+		mutable[k] += v
+	}
+	risk := map[nsRegReason]int{}
+	for k, v := range res.rescheduleRisk {
+		k.registry = other(k.registry)
+		risk[k] += v
+	}
+	res.waiting, res.blocked, res.mutable, res.rescheduleRisk = waiting, blocked, mutable, risk
+	for k := range res.tagDigests {
+		if folded[k.registry] {
+			delete(res.tagDigests, k)
+		}
+	}
+	for k := range res.drift {
+		if folded[k.registry] {
+			delete(res.drift, k)
+		}
+	}
 }
 
 // rescheduleCause says why the registry cannot serve ref now, or "". The
@@ -262,7 +358,7 @@ func heldElsewhere(nodes []string, own string) bool {
 // Describe implements prometheus.Collector.
 func (c *Cluster) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWatchUp, descWatchLastEvent, descWaiting, descBlocked,
-		descMutable, descTagDigests, descDrift, descRescheduleRisk} {
+		descMutable, descTagDigests, descDrift, descRescheduleRisk, descFolded} {
 		ch <- d
 	}
 }
@@ -290,6 +386,7 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 // collect sends the join's series; the reschedule risk only once the nodes
 // have synced, since an image a node not yet listed holds would count.
 func (res *joinResult) collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descFolded, prometheus.GaugeValue, float64(res.folded))
 	for k, v := range res.waiting {
 		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
 	}

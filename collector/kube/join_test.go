@@ -293,3 +293,34 @@ func TestJoin(t *testing.T) {
 		t.Errorf("rescheduleRisk = %v, want %v", res.rescheduleRisk, wantRisk)
 	}
 }
+
+// Past --kube.max-registries the folded registries' counts go to "other",
+// their per-tag series (not counts) go, and "invalid" is not a registry.
+func TestFoldRegistries(t *testing.T) {
+	res := &joinResult{
+		waiting: map[nsRegReason]int{
+			{"ns", "a.example", "ErrImagePull"}: 3, {"ns", "b.example", "ErrImagePull"}: 1,
+			{"ns", "c.example", "ErrImagePull"}: 1, {"ns", RegistryInvalid, "InvalidImageName"}: 5},
+		blocked: map[regCause]int{{"a.example", "unprobed"}: 3, {"b.example", "unprobed"}: 1,
+			{"c.example", "unprobed"}: 1, {RegistryInvalid, "unprobed"}: 5},
+		mutable:        map[mutableKey]int{},
+		tagDigests:     map[tagKey]int{{"a.example", "x", "1"}: 2, {"c.example", "x", "1"}: 2},
+		drift:          map[tagKey]int{{"b.example", "x", "1"}: 1},
+		rescheduleRisk: map[nsRegReason]int{},
+	}
+	res.foldRegistries(1)
+	want := map[nsRegReason]int{{"ns", "a.example", "ErrImagePull"}: 3, {"ns", "other", "ErrImagePull"}: 2,
+		{"ns", RegistryInvalid, "InvalidImageName"}: 5}
+	if !reflect.DeepEqual(res.waiting, want) {
+		t.Errorf("waiting = %v, want %v", res.waiting, want)
+	}
+	if res.blocked[regCause{"other", "unprobed"}] != 2 || len(res.blocked) != 3 {
+		t.Errorf("blocked = %v", res.blocked)
+	}
+	if len(res.tagDigests) != 1 || len(res.drift) != 0 {
+		t.Errorf("tag series of folded registries kept: digests %v, drift %v", res.tagDigests, res.drift)
+	}
+	if res.folded != 2 {
+		t.Errorf("folded = %d, want 2", res.folded)
+	}
+}

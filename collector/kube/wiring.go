@@ -26,7 +26,11 @@ type Flags struct {
 	DiscoverTargets bool
 	MaxDiscovered   int
 	UsePullSecrets  bool
+	MaxRegistries   int
 }
+
+// DefaultMaxRegistries is the default of --kube.max-registries.
+const DefaultMaxRegistries = 100
 
 // AddFlags registers the Kubernetes flags on app (serve's flags; diagnose
 // reads --kubeconfig too):
@@ -36,6 +40,7 @@ type Flags struct {
 //	--kube.discover-targets            probe every image the cluster runs or will run
 //	--kube.max-discovered-targets=N    cap on discovered targets
 //	--kube.use-pull-secrets            probe with the pods' pull secrets, check them
+//	--kube.max-registries=N            cap on registries in the join's series
 func AddFlags(app *kingpin.Application) *Flags {
 	f := &Flags{}
 	app.Flag("kubeconfig", "Kubeconfig file of the cluster to join probe results with. Without it: the in-cluster service account, else $KUBECONFIG, else the exporter runs as a pure prober.").
@@ -48,6 +53,8 @@ func AddFlags(app *kingpin.Application) *Flags {
 		Default(fmt.Sprint(collector.DefaultMaxDiscovered)).IntVar(&f.MaxDiscovered)
 	app.Flag("kube.use-pull-secrets", "Probe discovered images with the credentials the kubelet would use (the pod's imagePullSecrets, or its service account's) and report whether each referenced pull secret still logs in. Needs `get` on secrets (deploy/overlays/pull-secrets).").
 		BoolVar(&f.UsePullSecrets)
+	app.Flag("kube.max-registries", "Cap on distinct registries in the Kubernetes-side series (containers waiting, blocked, mutable references, reschedule risk, tag digests and drift): the registries with the most containers keep their label, the others are counted under registry=\"other\" (imagepull_kube_registries_folded says how many). 0 means no cap.").
+		Default(fmt.Sprint(DefaultMaxRegistries)).IntVar(&f.MaxRegistries)
 	return f
 }
 
@@ -160,6 +167,7 @@ func StartWithConfig(ctx context.Context, cfg *rest.Config, f *Flags, d Deps) (*
 		Status:               d.Scheduler,
 		Logger:               d.Logger,
 		Sharding:             d.Sharding,
+		MaxRegistries:        f.MaxRegistries,
 	})
 	if err != nil {
 		return nil, err

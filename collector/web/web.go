@@ -38,17 +38,25 @@ type ProbeHandlerOptions struct {
 	// that both share one budget per registry); nil means a Sender of
 	// its own without a budget.
 	Sender *collector.Sender
-	// Concurrency bounds /probe probes in flight; extra requests get 503.
-	// <= 0 means collector.DefaultConcurrency.
+	// Concurrency bounds /probe probes in flight (--web.probe-concurrency);
+	// a request waits at most half its timeout for a slot, then gets 503.
+	// <= 0 means DefaultProbeConcurrency.
 	Concurrency int
+	// ClientRate is how many /probe requests one client address may make
+	// per minute (--web.probe-client-rate); more get 429. 0 means
+	// DefaultProbeClientRate, < 0 unlimited.
+	ClientRate float64
+	// Now is the clock of the per-client limit; nil means time.Now.
+	Now func() time.Time
 	// UserAgent of the probes; empty means the prober's default.
 	UserAgent string
 	Logger    *slog.Logger
 }
 
 type probeHandler struct {
-	opts ProbeHandlerOptions
-	sem  chan struct{}
+	opts    ProbeHandlerOptions
+	sem     chan struct{}
+	clients *clientLimiter
 }
 
 // NewProbeHandler serves /probe?target=<image>&module=<name>, blackbox
@@ -58,7 +66,10 @@ type probeHandler struct {
 // request log (credentials redacted), the result and the metrics.
 func NewProbeHandler(opts ProbeHandlerOptions) http.Handler {
 	if opts.Concurrency <= 0 {
-		opts.Concurrency = collector.DefaultConcurrency
+		opts.Concurrency = DefaultProbeConcurrency
+	}
+	if opts.ClientRate == 0 {
+		opts.ClientRate = DefaultProbeClientRate
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
@@ -66,7 +77,8 @@ func NewProbeHandler(opts ProbeHandlerOptions) http.Handler {
 	if opts.Sender == nil {
 		opts.Sender = collector.NewSender(nil)
 	}
-	return &probeHandler{opts: opts, sem: make(chan struct{}, opts.Concurrency)}
+	return &probeHandler{opts: opts, sem: make(chan struct{}, opts.Concurrency),
+		clients: newClientLimiter(opts.ClientRate, opts.Now)}
 }
 
 func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -117,23 +129,44 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	debug := q.Get("debug") == "true"
 
+	if ok, full := h.clients.allow(clientKey(r)); !ok {
+		if full {
+			http.Error(w, "too many /probe clients at once; retry later", http.StatusServiceUnavailable)
+		} else {
+			http.Error(w, "too many /probe requests from your address (--web.probe-client-rate); retry later", http.StatusTooManyRequests)
+		}
+		return
+	}
+	// Wait for a slot at most half the timeout, leaving the probe the
+	// rest: slow probes in flight must not make everyone else wait for
+	// as long as they take.
+	deadline := time.Now().Add(timeout)
+	wait := time.NewTimer(timeout / 2)
 	select {
 	case h.sem <- struct{}{}:
+		wait.Stop()
 		defer func() { <-h.sem }()
-	default:
-		http.Error(w, fmt.Sprintf("too many probes in flight (%d); retry later", cap(h.sem)), http.StatusServiceUnavailable)
+	case <-wait.C:
+		http.Error(w, fmt.Sprintf("too many /probe probes in flight (%d, --web.probe-concurrency); retry later", cap(h.sem)), http.StatusServiceUnavailable)
+		return
+	case <-r.Context().Done():
+		wait.Stop()
 		return
 	}
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: h.opts.UserAgent})
 	defer prober.Close()
-	ctx, cancel := context.WithTimeout(r.Context(), timeout)
+	ctx, cancel := context.WithDeadline(r.Context(), deadline)
 	defer cancel()
-	res, ok := h.opts.Sender.Do(ctx, collector.Send{Purpose: collector.PurposeOnDemand, Registry: ref.Registry},
+	res, err := h.opts.Sender.Try(ctx, collector.Send{Purpose: collector.PurposeOnDemand, Registry: ref.Registry},
 		func(ctx context.Context) probe.Result {
 			return prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: modName, Module: m})
 		})
-	if !ok {
-		http.Error(w, fmt.Sprintf("the request budget of registry %s is spent (--probe.registry-budget); retry later", ref.Registry), http.StatusTooManyRequests)
+	switch {
+	case errors.Is(err, collector.ErrTooManyRegistries):
+		http.Error(w, fmt.Sprintf("/probe names too many registries at once (at most %d besides the scheduled ones); retry later", collector.MaxOnDemandRegistries), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, fmt.Sprintf("the /probe share of registry %s's request budget is spent (/probe may send %d%% of --probe.registry-budget; the rest is kept for scheduled probes); retry later", ref.Registry, int(100*collector.OnDemandShare)), http.StatusTooManyRequests)
 		return
 	}
 	if !res.Success {

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,15 +144,16 @@ func TestProbeHandlerBudget(t *testing.T) {
 	testenv.PushRandom(t, reg.Host, "demo/app:v1")
 	cfg := testConfig()
 	frozen := time.Now()
-	budget := collector.NewRequestBudget(2, func() time.Time { return frozen })
+	// 10 a minute, of which /probe may send 2.
+	budget := collector.NewRequestBudget(10, func() time.Time { return frozen })
 	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Sender: collector.NewSender(budget)})
 	target := "/probe?module=local&target=" + url.QueryEscape(reg.Host+"/demo/app:v1")
-	// Each /probe is cold: ping + HEAD = 2 requests, the whole budget.
+	// Each /probe is cold: ping + HEAD = 2 requests, the whole /probe share.
 	if code, _, body := get(t, h, target); code != 200 {
 		t.Fatalf("first probe: %d %s", code, body)
 	}
 	code, _, body := get(t, h, target)
-	if code != http.StatusTooManyRequests || !strings.Contains(body, "request budget of registry "+reg.Host+" is spent") {
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "/probe share of registry "+reg.Host+"'s request budget is spent") {
 		t.Errorf("second probe: %d %q, want 429", code, body)
 	}
 	// /probe callers may name any registry: their refusals are answered,
@@ -158,12 +161,174 @@ func TestProbeHandlerBudget(t *testing.T) {
 	if ex := budget.Exhausted(); len(ex) != 0 {
 		t.Errorf("exhausted after a /probe refusal = %+v, want none", ex)
 	}
-	// The scheduler's refusals of the same registry are counted.
+	// The scheduled probes still have the rest...
+	if !budget.Take(reg.Host) {
+		t.Fatal("Take after /probe spent its share = false; the rest is the scheduler's")
+	}
+	// ...and their own refusals of the same registry are counted.
+	budget.Charge(reg.Host, 8)
 	if budget.Take(reg.Host) {
 		t.Fatal("Take after the budget was spent = true")
 	}
 	if ex := budget.Exhausted(); len(ex) != 1 || ex[0].Count != 1 || ex[0].Registry != reg.Host {
 		t.Errorf("exhausted after a scheduled refusal = %+v", ex)
+	}
+}
+
+// serveFrom is get with the request coming from client's address.
+func serveFrom(h http.Handler, client, target string) (int, string) {
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	req.RemoteAddr = client
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec.Code, rec.Body.String()
+}
+
+// Issue 9: a /probe loop against one registry must not spend the budget
+// the scheduler needs. Thirty seconds of a fake budget clock, /probe called
+// thirty times a second against a real (in-process) registry, scheduled
+// probes through the same Sender twice a second (the whole 60/min rate):
+// at least 80% of the scheduled probes run.
+func TestProbeFloodLeavesScheduledRate(t *testing.T) {
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, reg.Host, "demo/app:v1")
+	ref, err := probe.ParseReference(reg.Host + "/demo/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig()
+	now := time.Now()
+	budget := collector.NewRequestBudget(60, func() time.Time { return now })
+	sender := collector.NewSender(budget)
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Sender: sender, ClientRate: -1})
+	scheduled := probe.NewProber(probe.ProberOptions{})
+	defer scheduled.Close()
+	target := "/probe?module=local&target=" + url.QueryEscape(ref.String())
+
+	var run, flooded int
+	for step := 0; step < 300; step++ { // 100 ms steps
+		for i := 0; i < 3; i++ {
+			if code, _ := serveFrom(h, fmt.Sprintf("198.51.100.%d:4000", i), target); code == http.StatusOK {
+				flooded++
+			}
+		}
+		if step%5 == 0 {
+			_, ok := sender.Do(context.Background(), collector.Send{Purpose: collector.PurposeScheduled, Registry: ref.Registry},
+				func(ctx context.Context) probe.Result {
+					return scheduled.Probe(ctx, probe.Target{Ref: ref, ModuleName: "local", Module: localModule})
+				})
+			if ok {
+				run++
+			}
+		}
+		now = now.Add(100 * time.Millisecond)
+	}
+	skipped := 0
+	for _, e := range budget.Exhausted() {
+		skipped += int(e.Count)
+	}
+	t.Logf("scheduled: %d run, %d skipped; /probe: %d of 900 answered 200", run, skipped, flooded)
+	if run+skipped != 60 || run < 48 {
+		t.Errorf("scheduled probes during a /probe flood: %d run, %d skipped; want at least 80%% of 60 run", run, skipped)
+	}
+	if flooded == 0 {
+		t.Error("no /probe got through: it should have its share")
+	}
+}
+
+// Issue 9: eight slow /probe calls held the semaphore and everyone else got
+// 503 at once, or (with a queue) would wait for as long as they take. Now
+// a caller waits at most half its timeout for a slot, and the scheduler,
+// which has its own concurrency bound, goes on probing.
+func TestProbeSlowCallsDoNotBlockOthers(t *testing.T) {
+	slow := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, slow.Host, "demo/app:v1")
+	fast := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, fast.Host, "demo/app:v1")
+
+	mod := localModule
+	mod.Timeout = 2 * time.Second
+	cfg := &config.Config{Modules: map[string]probe.Module{"local": mod}}
+	fastRef, err := probe.ParseReference(fast.Host + "/demo/app:v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Targets = []config.TargetConfig{{Name: "fast", Image: fastRef.String(), Module: "local", Interval: 200 * time.Millisecond, Ref: fastRef}}
+	sched := collector.NewScheduler(collector.SchedulerOptions{})
+	sched.ApplyConfig(cfg)
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, Sender: sched.Sender()})
+
+	release := slow.Hold()
+	defer release()
+	target := "/probe?module=local&target=" + url.QueryEscape(slow.Host+"/demo/app:v1")
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Go(func() { serveFrom(h, "192.0.2.1:5000", target) })
+	}
+	testenv.WaitFor(t, "the /probe slots to fill", func() bool { return slow.Count(http.MethodGet, "/v2/") >= DefaultProbeConcurrency })
+
+	start := time.Now()
+	code, body := serveFrom(h, "192.0.2.2:5000", target)
+	waited := time.Since(start)
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "--web.probe-concurrency") {
+		t.Errorf("ninth caller: %d %q, want 503 naming --web.probe-concurrency", code, body)
+	}
+	if waited > mod.Timeout {
+		t.Errorf("ninth caller waited %s, want at most half the %s timeout", waited, mod.Timeout)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- sched.Run(ctx) }()
+	testenv.WaitFor(t, "a scheduled probe while /probe is saturated", func() bool {
+		for _, ts := range sched.Snapshot().Targets {
+			if ts.Name == "fast" && ts.Successes > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	cancel()
+	<-done
+	release()
+	wg.Wait()
+}
+
+// The per-client limit answers 429 to the client that exceeds it, by its
+// connection address (X-Forwarded-For is not honoured), and not to others.
+func TestProbeClientLimit(t *testing.T) {
+	reg := testenv.StartMemRegistry(t, testenv.NewMemRegistryHandler())
+	testenv.PushRandom(t, reg.Host, "demo/app:v1")
+	cfg := testConfig()
+	now := time.Now()
+	// 6 a minute: a burst of one, one more every ten seconds.
+	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }, ClientRate: 6,
+		Now: func() time.Time { return now }})
+	target := "/probe?module=local&target=" + url.QueryEscape(reg.Host+"/demo/app:v1")
+	if code, body := serveFrom(h, "192.0.2.1:1000", target); code != http.StatusOK {
+		t.Fatalf("first request: %d %s", code, body)
+	}
+	req := httptest.NewRequest(http.MethodGet, target, nil)
+	req.RemoteAddr = "192.0.2.1:1001"
+	req.Header.Set("X-Forwarded-For", "203.0.113.9")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusTooManyRequests || !strings.Contains(rec.Body.String(), "--web.probe-client-rate") {
+		t.Errorf("second request of the same address (with X-Forwarded-For): %d %q, want 429", rec.Code, rec.Body.String())
+	}
+	if code, body := serveFrom(h, "192.0.2.2:1000", target); code != http.StatusOK {
+		t.Errorf("another client: %d %s, want 200", code, body)
+	}
+	// One IPv6 host holds its /64.
+	if code, _ := serveFrom(h, "[2001:db8::1]:1000", target); code != http.StatusOK {
+		t.Errorf("first IPv6 request: %d", code)
+	}
+	if code, _ := serveFrom(h, "[2001:db8::2]:1000", target); code != http.StatusTooManyRequests {
+		t.Errorf("same /64: %d, want 429", code)
+	}
+	now = now.Add(10 * time.Second)
+	if code, body := serveFrom(h, "192.0.2.1:1000", target); code != http.StatusOK {
+		t.Errorf("after ten seconds: %d %s, want 200", code, body)
 	}
 }
 

@@ -94,14 +94,16 @@ func renderings(t *testing.T) []rendering {
 	for _, ov := range overlays {
 		out = append(out, rendering{"kustomize " + ov.dir, dt.KustomizeYAML(t, ov.dir), ov.dir != "deploy/overlays/node-probe"})
 	}
-	all := dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe")
+	all := dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe", "deploy/components/network-policy", "deploy/components/web-config")
 	out = append(out, rendering{"kustomize all components", dt.KustomizeYAML(t, all), false})
 	for _, sets := range [][]string{
 		nil,
 		{"pullSecrets.enabled=true"},
 		{"sharding.enabled=true"},
 		{"nodeProbe.enabled=true"},
-		{"pullSecrets.enabled=true", "sharding.enabled=true", "nodeProbe.enabled=true"},
+		{"networkPolicy.enabled=true"},
+		{"webConfig.enabled=true"},
+		{"pullSecrets.enabled=true", "sharding.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true", "webConfig.enabled=true"},
 	} {
 		out = append(out, rendering{fmt.Sprintf("helm %v", sets), dt.HelmTemplateYAML(t, sets...), !slices.Contains(sets, "nodeProbe.enabled=true")})
 	}

@@ -40,6 +40,7 @@ func TestManifestFlagsExist(t *testing.T) {
 		for _, c := range spec["containers"].([]any) {
 			for _, a := range strs(c.(map[string]any)["args"]) {
 				name, _, _ := strings.Cut(strings.TrimPrefix(a, "--"), "=")
+				name = strings.TrimPrefix(name, "no-") // kingpin's --[no-]flag
 				if !strings.HasPrefix(a, "--") || !known[name] {
 					t.Errorf("a manifest passes %q, which `imagepull_exporter --help` does not list", a)
 				}
@@ -113,6 +114,16 @@ func TestNodeProbeRunsWithoutToken(t *testing.T) {
 			t.Fatalf("no successful probe series with node=\"node-a\":\n%s\nlog:\n%s", grepLines(metrics, "imagepull_probe_success"), p.Output())
 		}
 		time.Sleep(250 * time.Millisecond)
+	}
+	// On hostNetwork, /probe would probe any registry from the node's
+	// address for whoever reaches the port: the DaemonSet's args keep it off.
+	if resp, err := client.Get("http://" + addr + "/probe?target=" + reg.Ref("demo/app", "v1")); err != nil {
+		t.Error(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("the node probe serves /probe: %d, want 404", resp.StatusCode)
+		}
 	}
 	if strings.Contains(metrics, "imagepull_kube_watch_up") {
 		t.Errorf("the node probe runs Kubernetes watches; the join belongs to the Deployment:\n%s", grepLines(metrics, "imagepull_kube_watch_up"))

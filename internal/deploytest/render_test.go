@@ -1,6 +1,7 @@
 package deploytest_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -31,6 +32,8 @@ var overlays = []struct {
 	{"deploy/overlays/pull-secrets", []string{"pullSecrets.enabled=true"}},
 	{"deploy/overlays/sharded", []string{"sharding.enabled=true"}},
 	{"deploy/overlays/node-probe", []string{"nodeProbe.enabled=true"}},
+	{"deploy/overlays/network-policy", []string{"networkPolicy.enabled=true"}},
+	{"deploy/overlays/web-config", []string{"webConfig.enabled=true"}},
 }
 
 // helmOnlyLabels are the labels the chart adds and kustomize has no reason
@@ -106,8 +109,8 @@ func TestHelmMatchesKustomize(t *testing.T) {
 	all := struct {
 		dir  string
 		sets []string
-	}{dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe"),
-		[]string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true"}}
+	}{dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe", "deploy/components/network-policy", "deploy/components/web-config"),
+		[]string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true", "webConfig.enabled=true"}}
 	for _, ov := range append(slices.Clone(overlays), all) {
 		name := filepath.Base(ov.dir)
 		if ov.dir == all.dir {
@@ -169,7 +172,7 @@ func TestPodHardening(t *testing.T) {
 	for _, ov := range overlays {
 		renderings["kustomize "+ov.dir] = dt.Kustomize(t, ov.dir)
 	}
-	renderings["helm all options"] = dt.HelmTemplate(t, "pullSecrets.enabled=true", "sharding.enabled=true", "nodeProbe.enabled=true")
+	renderings["helm all options"] = dt.HelmTemplate(t, "pullSecrets.enabled=true", "sharding.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true")
 	for name, objs := range renderings {
 		specs := podSpecs(objs)
 		if len(specs) == 0 {
@@ -204,7 +207,14 @@ func TestPodHardening(t *testing.T) {
 				}) {
 					t.Errorf("%s: no GOMEMLIMIT from limits.memory in %v", where, c["env"])
 				}
-				if dt.Get(c, "livenessProbe", "httpGet", "path") != "/-/healthy" || dt.Get(c, "readinessProbe", "httpGet", "path") != "/-/ready" {
+				// Behind --web.config.file every path wants TLS and basic auth,
+				// which the kubelet could only send with the password in the
+				// pod spec: the port is checked instead.
+				if slices.ContainsFunc(strs(c["args"]), func(a string) bool { return strings.HasPrefix(a, "--web.config.file=") }) {
+					if dt.Get(c, "livenessProbe", "tcpSocket", "port") != "http" || dt.Get(c, "readinessProbe", "tcpSocket", "port") != "http" {
+						t.Errorf("%s: with --web.config.file, probes %v %v, want TCP checks of http", where, c["livenessProbe"], c["readinessProbe"])
+					}
+				} else if dt.Get(c, "livenessProbe", "httpGet", "path") != "/-/healthy" || dt.Get(c, "readinessProbe", "httpGet", "path") != "/-/ready" {
 					t.Errorf("%s: probes %v %v", where, c["livenessProbe"], c["readinessProbe"])
 				}
 				if dt.Get(c, "ports", "0", "containerPort") != float64(9739) || dt.Get(c, "ports", "0", "name") != "http" {
@@ -380,6 +390,7 @@ func TestNodeProbe(t *testing.T) {
 		"--node.containerd-certs-dir=/host/etc/containerd/certs.d",
 		"--node.containerd-config=/host/etc/containerd/config.toml",
 		"--node.crio-registries-conf=/host/etc/containers/registries.conf",
+		"--no-web.enable-probe-endpoint",
 	} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args %q lack %s", args, want)
@@ -595,5 +606,91 @@ func TestHelmValues(t *testing.T) {
 	}
 	if crb := dt.Find(t, other, "ClusterRoleBinding", "probe"); dt.Get(crb, "subjects", "0", "name") != "probe" {
 		t.Errorf("binding subjects %v", crb["subjects"])
+	}
+}
+
+// The NetworkPolicy selects the pods that run the Kubernetes join (the
+// Deployment or the shards), not the node probes (hostNetwork, which
+// NetworkPolicy does not cover); lets in only the monitoring namespace, on
+// the metrics port; lets out DNS to kube-dns, registries on 443/80 but
+// never link-local (metadata) addresses, and the kube-apiserver. The chart
+// takes another namespace selector and more ports.
+func TestNetworkPolicy(t *testing.T) {
+	objs := dt.Kustomize(t, dt.Combine(t, "deploy/components/sharded", "deploy/components/node-probe", "deploy/components/network-policy"))
+	np := dt.Find(t, objs, "NetworkPolicy", "imagepull-exporter")
+	sel := dt.Get(np, "spec", "podSelector", "matchLabels").(map[string]any)
+	matches := func(w dt.Object) bool {
+		for k, v := range sel {
+			if dt.Get(w, "spec", "template", "metadata", "labels", k) != v {
+				return false
+			}
+		}
+		return true
+	}
+	if sts := dt.Find(t, objs, "StatefulSet", "imagepull-exporter"); !matches(sts) {
+		t.Errorf("the policy %v does not select the exporter's pods", sel)
+	}
+	if ds := dt.Find(t, objs, "DaemonSet", "imagepull-exporter-node"); matches(ds) {
+		t.Errorf("the policy %v selects the hostNetwork node probes, which it cannot govern", sel)
+	}
+	if got := strs(dt.Get(np, "spec", "policyTypes")); !reflect.DeepEqual(got, []string{"Ingress", "Egress"}) {
+		t.Errorf("policyTypes %q", got)
+	}
+	ingress := dt.Get(np, "spec", "ingress").([]any)
+	wantIngress := []any{map[string]any{
+		"from":  []any{map[string]any{"namespaceSelector": map[string]any{"matchLabels": map[string]any{"kubernetes.io/metadata.name": "monitoring"}}}},
+		"ports": []any{map[string]any{"port": "http", "protocol": "TCP"}},
+	}}
+	if d := cmp.Diff(wantIngress, ingress); d != "" {
+		t.Errorf("ingress (-want +got):\n%s", d)
+	}
+	if dt.Get(dt.Find(t, objs, "StatefulSet", "imagepull-exporter"), "spec", "template", "spec", "containers", "0", "ports", "0", "name") != "http" {
+		t.Error("the exporter's container has no port named http")
+	}
+	// port -> the destinations allowed on it ("*" for any).
+	egress := map[string][]string{}
+	for _, r := range dt.Get(np, "spec", "egress").([]any) {
+		to := []string{"*"}
+		if peers, ok := dt.Get(r, "to").([]any); ok {
+			to = nil
+			for _, p := range peers {
+				to = append(to, strings.TrimSpace(mustYAML(t, p)))
+			}
+		}
+		for _, p := range dt.Get(r, "ports").([]any) {
+			key := fmt.Sprintf("%v/%v", dt.Get(p, "port"), dt.Get(p, "protocol"))
+			egress[key] = append(egress[key], to...)
+		}
+	}
+	for _, dns := range []string{"53/UDP", "53/TCP"} {
+		if len(egress[dns]) != 1 || !strings.Contains(egress[dns][0], "k8s-app: kube-dns") || !strings.Contains(egress[dns][0], "kubernetes.io/metadata.name: kube-system") {
+			t.Errorf("egress %s to %q, want kube-dns only", dns, egress[dns])
+		}
+	}
+	if !slices.Contains(egress["80/TCP"], strings.TrimSpace(mustYAML(t, map[string]any{"ipBlock": map[string]any{"cidr": "0.0.0.0/0", "except": []any{"169.254.0.0/16"}}}))) ||
+		slices.Contains(egress["80/TCP"], "*") {
+		t.Errorf("egress 80/TCP to %q: want anywhere but link-local", egress["80/TCP"])
+	}
+	for _, p := range []string{"443/TCP", "6443/TCP"} {
+		if len(egress[p]) == 0 {
+			t.Errorf("no egress on %s (registries, kube-apiserver)", p)
+		}
+	}
+	if len(egress) != 5 {
+		t.Errorf("egress ports %v, want 53/UDP, 53/TCP, 80, 443, 6443", egress)
+	}
+
+	h := dt.HelmTemplate(t, "networkPolicy.enabled=true", "networkPolicy.ingress.namespaceSelector.matchLabels.team=observability",
+		"networkPolicy.registries.extraPorts={5000}", "networkPolicy.kubeAPIServer.to[0].ipBlock.cidr=10.0.0.1/32")
+	hp := dt.Find(t, h, "NetworkPolicy", "imagepull-exporter")
+	if got := dt.Get(hp, "spec", "ingress", "0", "from", "0", "namespaceSelector", "matchLabels", "team"); got != "observability" {
+		t.Errorf("chart ingress namespaceSelector: %v", dt.Get(hp, "spec", "ingress"))
+	}
+	y := mustYAML(t, dt.Get(hp, "spec", "egress"))
+	if !strings.Contains(y, "port: 5000") || !strings.Contains(y, "cidr: 10.0.0.1/32") {
+		t.Errorf("chart egress lacks the extra port or the apiserver CIDR:\n%s", y)
+	}
+	if len(dt.OfKind(dt.HelmTemplate(t), "NetworkPolicy")) != 0 {
+		t.Error("the chart renders a NetworkPolicy by default")
 	}
 }

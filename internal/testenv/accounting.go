@@ -133,3 +133,18 @@ func FilterUA(l []AccessLogEntry, userAgent string) []AccessLogEntry {
 	}
 	return out
 }
+
+// WantAgreement fails unless counted equals, for every kind and code, the
+// requests logged, and unless logged holds every kind of musthave (so that
+// the comparison is not vacuous).
+func WantAgreement(t testing.TB, what string, counted, logged map[KindCode]int, musthave ...KindCode) {
+	t.Helper()
+	if d := DiffKindCodes(counted, logged); d != "" {
+		t.Errorf("%s: the counter and the servers disagree:\n%s\ncounted %v\nlogged  %v", what, d, counted, logged)
+	}
+	for _, kc := range musthave {
+		if logged[kc] == 0 {
+			t.Errorf("%s: no %s request with code %s was sent; the scenario does not exercise what it should (logged %v)", what, kc.Kind, kc.Code, logged)
+		}
+	}
+}

@@ -50,6 +50,21 @@ local utils = import '../lib/utils.libsonnet';
                            " Check the exporter's log, --probe.concurrency and --probe.registry-budget.",
             },
           },
+          {
+            alert: 'ImagePullExporterConfigBroken',
+            // The exporter's own files (localReasons): no registry alert
+            // covers them, since the registry may well be fine, but the
+            // target is not probed at all while they are broken.
+            expr: |||
+              max by (%(by)s) (imagepull_probe_failure_reason{%(sel)s, reason=~"%(reasons)s"}) == 1
+            ||| % { by: utils.by(c, ['registry', 'target', 'reason']), sel: c.imagepullSelector, reasons: std.join('|', c.localReasons) },
+            'for': c.exporterConfigBrokenFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'The exporter cannot use its own files to probe {{ $labels.target }}.',
+              description: 'Probes of target {{ $labels.target }} ({{ $labels.registry }}) fail with reason {{ $labels.reason }}: a file the module names (password_file, tls.ca_file or docker_config) is missing, unreadable or invalid where the exporter runs. The registry is not probed for this target, so its alerts say nothing about it. /logs?target={{ $labels.target }} shows the error.',
+            },
+          },
         ],
       },
     ],

@@ -57,8 +57,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 {{- end -}}
 
-{{/* The probes every pod of the chart has. */}}
+{{/* The probes every pod of the chart has. With webConfig the endpoints
+want TLS and basic auth, which the kubelet's HTTP probes could only pass with
+the password in the pod spec: TCP checks of the port instead. */}}
 {{- define "imagepull-exporter.probes" -}}
+{{- if .Values.webConfig.enabled -}}
+livenessProbe:
+  tcpSocket:
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+readinessProbe:
+  tcpSocket:
+    port: http
+  periodSeconds: 10
+  timeoutSeconds: 5
+  failureThreshold: 3
+{{- else -}}
 livenessProbe:
   httpGet:
     path: /-/healthy
@@ -73,6 +89,57 @@ readinessProbe:
   periodSeconds: 10
   timeoutSeconds: 5
   failureThreshold: 3
+{{- end -}}
+{{- end -}}
+
+{{/* webConfig: the flag, the mount and the volume (two Secrets under
+/etc/imagepull_exporter/web/, as deploy/components/web-config). */}}
+{{- define "imagepull-exporter.webConfigArg" -}}
+- --web.config.file=/etc/imagepull_exporter/web/web-config.yml
+{{- end -}}
+{{- define "imagepull-exporter.webConfigMount" -}}
+- name: web
+  mountPath: /etc/imagepull_exporter/web
+  readOnly: true
+{{- end -}}
+{{- define "imagepull-exporter.webConfigVolume" -}}
+{{- $full := include "imagepull-exporter.fullname" . -}}
+- name: web
+  projected:
+    sources:
+      - secret:
+          name: {{ default (printf "%s-web-config" $full) .Values.webConfig.configSecret }}
+          items:
+            - key: web-config.yml
+              path: web-config.yml
+      - secret:
+          name: {{ default (printf "%s-tls" $full) .Values.webConfig.tlsSecret }}
+          items:
+            - key: tls.crt
+              path: tls.crt
+            - key: tls.key
+              path: tls.key
+{{- end -}}
+
+{{/* webConfig: how Prometheus scrapes (https, the CA of the TLS Secret, basic
+auth from the scrape Secret). */}}
+{{- define "imagepull-exporter.webConfigScrape" -}}
+{{- $full := include "imagepull-exporter.fullname" . -}}
+{{- $scrape := default (printf "%s-scrape" $full) .Values.webConfig.scrapeSecret -}}
+scheme: https
+tlsConfig:
+  ca:
+    secret:
+      name: {{ default (printf "%s-tls" $full) .Values.webConfig.tlsSecret }}
+      key: ca.crt
+  serverName: {{ default (printf "%s.%s.svc" $full .Release.Namespace) .Values.webConfig.serverName }}
+basicAuth:
+  username:
+    name: {{ $scrape }}
+    key: username
+  password:
+    name: {{ $scrape }}
+    key: password
 {{- end -}}
 
 {{/* Pod template of the exporter that runs the Kubernetes join: the
@@ -115,6 +182,9 @@ spec:
         {{- if .Values.pullSecrets.enabled }}
         - --kube.use-pull-secrets
         {{- end }}
+        {{- if .Values.webConfig.enabled }}
+        {{- include "imagepull-exporter.webConfigArg" . | nindent 8 }}
+        {{- end }}
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -137,10 +207,16 @@ spec:
         - name: config
           mountPath: /etc/imagepull_exporter
           readOnly: true
+        {{- if .Values.webConfig.enabled }}
+        {{- include "imagepull-exporter.webConfigMount" . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ include "imagepull-exporter.fullname" . }}
+    {{- if .Values.webConfig.enabled }}
+    {{- include "imagepull-exporter.webConfigVolume" . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
