@@ -30,7 +30,7 @@ func TestScheduledProbeAccounting(t *testing.T) {
 	r.Push(t, "team/app", "v1")
 
 	m := localModule
-	m.Auth = probe.AuthConfig{Username: "puller", Password: "puller-pw-3c1e"}
+	m.Auth = probe.AuthConfig{Username: "puller", Password: "puller-pw-3c1e", Registries: []string{r.Addr}}
 	cfg := &config.Config{Modules: map[string]probe.Module{"local": m},
 		Targets: []config.TargetConfig{tc(t, "ok", r.Ref("team/app", "v1"), 0), tc(t, "missing", r.Ref("team/app", "nope"), 0)}}
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: ua})

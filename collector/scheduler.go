@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"math/rand/v2"
+	"reflect"
 	"sort"
 	"strconv"
 	"sync"
@@ -120,7 +121,8 @@ type rateLimitEntry struct {
 	updated time.Time
 }
 
-// targetSpec is everything that, when changed, restarts a target.
+// targetSpec is everything that, when changed, restarts a target. It is
+// compared with reflect.DeepEqual: a module holds slices (auth.registries).
 type targetSpec struct {
 	name       string
 	source     string
@@ -302,7 +304,7 @@ func (s *Scheduler) reconcile() {
 	}
 
 	for name, r := range s.runners {
-		if w, ok := desired[name]; !ok || w.spec != r.spec {
+		if w, ok := desired[name]; !ok || !reflect.DeepEqual(w.spec, r.spec) {
 			if r.cancel != nil {
 				r.cancel()
 			}

@@ -28,6 +28,10 @@ import (
 //     pick up whatever credentials the account it runs as happens to have.
 //   - anonymous (an empty credential list).
 //
+// Static credentials are bound to registries (binding.go): for a registry
+// outside auth.registries (or, without it, the module's targets'
+// registries) the keychain resolves no credential, whoever asks.
+//
 // Docker config entries match the image's registry host (docker.io ≡
 // index.docker.io ≡ https://index.docker.io/v1/); "auth" (base64
 // user:password), username/password and identitytoken are understood.
@@ -46,7 +50,7 @@ func ModuleKeychain(m Module) (Keychain, error) {
 	}
 	switch {
 	case a.Username != "":
-		return staticModuleKeychain{user: a.Username, password: a.Password, passwordFile: a.PasswordFile}, nil
+		return staticModuleKeychain{user: a.Username, password: a.Password, passwordFile: a.PasswordFile, m: m}, nil
 	case a.DockerConfig != "":
 		return dockerConfigKeychain{path: a.DockerConfig, mustExist: true}, nil
 	case os.Getenv("DOCKER_CONFIG") != "":
@@ -63,12 +67,26 @@ type staticModuleKeychain struct {
 	user         string
 	password     Secret
 	passwordFile string
+	m            Module // for its binding (binding.go)
 }
 
 // maxPasswordFile bounds a password file read at every probe.
 const maxPasswordFile = 64 << 10
 
-func (k staticModuleKeychain) Resolve(Reference) ([]Credential, error) {
+func (k staticModuleKeychain) Resolve(ref Reference) ([]Credential, error) {
+	if k.m.CheckBinding(ref.Registry) != nil {
+		// Not a registry the credentials belong to: present nothing, as
+		// the kubelet presents nothing for a registry no key matches, and
+		// do not even read the password file.
+		return nil, nil
+	}
+	return k.credentials()
+}
+
+// credentials reads the static credential, whatever the registry: only
+// Resolve (which checks the binding) and the redactor (which must know
+// every secret of the module) call it.
+func (k staticModuleKeychain) credentials() ([]Credential, error) {
 	c := Credential{Username: k.user, Password: k.password, Source: "module auth"}
 	if k.passwordFile != "" {
 		b, err := readBounded(k.passwordFile, maxPasswordFile)

@@ -79,6 +79,11 @@ func target(t testing.TB, image string, m Module) Target {
 	if err != nil {
 		t.Fatalf("ParseReference(%q): %v", image, err)
 	}
+	if m.Auth.HasStaticCredentials() && len(m.Auth.BoundRegistries()) == 0 {
+		// As the configuration loader binds a configured target's module
+		// (probe/binding.go); the hostile tests bind explicitly.
+		m.Auth.TargetRegistries = []string{ref.Registry}
+	}
 	return Target{Ref: ref, ModuleName: "test", Module: m}
 }
 

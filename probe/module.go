@@ -39,6 +39,16 @@ type AuthConfig struct {
 	Password     Secret `yaml:"password"`
 	PasswordFile string `yaml:"password_file"`
 	DockerConfig string `yaml:"docker_config"`
+	// Registries binds the static credentials (Username with Password or
+	// PasswordFile) to the registries they belong to: host globs matched
+	// as the kubelet's keyring matches ("*.example.com", "registry:5000").
+	// The credentials are never sent to any other registry (binding.go).
+	// Empty means the registries of the configured targets using the module.
+	Registries []string `yaml:"registries"`
+	// TargetRegistries is the binding when Registries is empty: the
+	// registries of the configured targets (and mirrors) that use the
+	// module, filled by the configuration loader. Not a config key.
+	TargetRegistries []string `yaml:"-"`
 }
 
 // Secret is a string that never prints: fmt, logs and YAML marshalling show

@@ -172,6 +172,10 @@ type probeRun struct {
 	red *Redactor
 	// dropAuth is set when the HEAD was answered 401.
 	dropAuth bool
+	// unbound is set when the module's credentials were withheld because
+	// they are not bound to the registry (binding.go): the probe ran
+	// anonymously, and an auth failure says why.
+	unbound error
 }
 
 // Probe probes one target once: it never retries, and every network step is
@@ -225,6 +229,9 @@ func (r *probeRun) finish(err error) {
 		res.Success = false
 		res.Reason = pe.reason
 		res.Error = r.red.Redact(pe.msg)
+		if r.unbound != nil && (res.Reason == ReasonUnauthorized || res.Reason == ReasonForbidden) {
+			res.Error += " (probed anonymously: " + r.unbound.Error() + ")"
+		}
 		if res.Reason != ReasonRateLimited {
 			res.RetryAfter = 0
 		}
@@ -281,6 +288,7 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 		// docker_config): when it fails, nothing was asked of the
 		// registry, so the failure is the exporter's setup (config), never
 		// the registry's unauthorized.
+		r.unbound = unboundIn(r.m, r.t.ModuleName, r.credentialRef().Registry)
 		creds, err := kc.Resolve(r.credentialRef())
 		if err != nil {
 			return nil, failf(ReasonConfig, "module credentials: %v; fix the file or the module's auth: settings", err)

@@ -63,7 +63,7 @@ func ModuleRedactor(m Module, ref Reference) *Redactor {
 		r.AddCredentials(Credential{Username: m.Auth.Username, Password: m.Auth.Password})
 	}
 	if kc, err := ModuleKeychain(m); err == nil {
-		if creds, err := kc.Resolve(ref); err == nil {
+		if creds, err := resolveUnbound(kc, ref); err == nil {
 			r.AddCredentials(creds...)
 		}
 	}

@@ -202,7 +202,7 @@ func TestModuleKeychain(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("file-pw\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	kc, _ = ModuleKeychain(Module{Auth: AuthConfig{Username: "u", PasswordFile: pw, DockerConfig: dir}})
+	kc, _ = ModuleKeychain(Module{Auth: AuthConfig{Username: "u", PasswordFile: pw, DockerConfig: dir, Registries: []string{"docker.io"}}})
 	if got, _ := kc.Resolve(hub); len(got) != 1 || got[0].Password != "file-pw" || got[0].Username != "u" {
 		t.Errorf("password_file wins over docker_config: %+v", got)
 	}

@@ -178,6 +178,11 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
 	}
+	// Warnings go to stderr and leave the exit code at 0: the file is
+	// valid, but may not do what its author meant.
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintf(stderr, "%s: warning: %s\n", configName(path), w)
+	}
 	fmt.Fprintf(stdout, "%s: OK: %d modules, %d targets\n", configName(path), len(cfg.Modules), len(cfg.Targets))
 	return exitOK
 }
@@ -205,6 +210,16 @@ func probeOnce(f *flags, stdout, stderr io.Writer) int {
 	ref, err := probe.ParseReference(f.probeImage)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+		return exitFailure
+	}
+	if err := m.CheckBinding(ref.Registry); err != nil {
+		// As /probe: a probe with a module's credentials on a registry
+		// they are not bound to is refused, not silently anonymous.
+		var ue *probe.UnboundError
+		if errors.As(err, &ue) {
+			ue.Module = f.probeModule
+		}
+		fmt.Fprintf(stderr, "%s: refused: %v\n", programName, err)
 		return exitFailure
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -246,6 +246,10 @@ func writeFile(t *testing.T, path, content string) {
 
 func TestConfigCheck(t *testing.T) {
 	testdata := filepath.Join(testenv.RepoRoot(t), "collector", "config", "testdata")
+	// A credentialed discovery default is valid (exit 0) but warned about
+	// on stderr: discovery falls back to it for any image a pod names.
+	credDefault := filepath.Join(t.TempDir(), "cred-default.yml")
+	writeFile(t, credDefault, "modules:\n  default:\n    auth: {username: alice, password: hunter2-check, registries: [registry.example.com]}\n")
 	for _, c := range []struct {
 		args   []string
 		code   int
@@ -261,6 +265,12 @@ func TestConfigCheck(t *testing.T) {
 			filepath.Join(testdata, "invalid-unknown-module-key.yml") + `:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)` + "\n"},
 		{[]string{"--config.check", "--config.file", "/nonexistent/config.yml"}, 1, "",
 			"read config file: open /nonexistent/config.yml: no such file or directory\n"},
+		{[]string{"--config.check", "--config.file", credDefault}, 0, credDefault + ": OK: 1 modules, 0 targets\n",
+			credDefault + `: warning: module "default" has static credentials (auth.username) and is the discovery default: discovery falls back to it for any image a pod names. Its credentials are bound to registry.example.com (by its auth.registries); a discovered image on any other registry is probed anonymously. Set auth.registries to exactly the registries the credentials belong to, or keep the default module anonymous and map registries to this module under discovery: modules:` + "\n"},
+		// The probe command refuses a module's credentials on a registry
+		// they are not bound to, before sending anything, as /probe does.
+		{[]string{"probe", "--config.file", credDefault, "evil.example/x:1"}, 1, "",
+			`imagepull_exporter: refused: the credentials of module "default" are not bound to registry evil.example: they are bound to registry.example.com; to send them there, add evil.example to the module's auth.registries` + "\n"},
 		{[]string{"--no-such-flag"}, 2, "", "imagepull_exporter: unknown long flag '--no-such-flag'; see --help\n"},
 		{[]string{"--probe.registry-budget=0.5", "--config.check"}, 2, "",
 			"imagepull_exporter: --probe.registry-budget must be 0 (unlimited) or at least 1, got 0.5\n"},

@@ -885,6 +885,7 @@ func (p *parser) validate(cfg *Config) {
 			p.addf(lineOf(tNode, tLine, "interval"), "%s: interval %s is shorter than module %q's timeout %s; raise the interval or lower the module's timeout", where, t.Interval, t.Module, m.Timeout)
 		}
 	}
+	bindCredentials(cfg)
 }
 
 func (p *parser) validateModule(name string, m *probe.Module, n *yaml.Node, line int) {
@@ -932,6 +933,7 @@ func (p *parser) validateModule(name string, m *probe.Module, n *yaml.Node, line
 	if a.Username == "" && (a.Password != "" || a.PasswordFile != "") {
 		p.addf(lineOf(n, line, "auth"), "%s: a password is set without auth.username; add the username", where)
 	}
+	p.validateAuthRegistries(where, a, n, line)
 	if a.DockerConfig != "" {
 		a.DockerConfig = p.resolve(a.DockerConfig)
 		if _, err := os.Stat(a.DockerConfig); err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,12 @@ import (
 // The exact error text of every invalid file: the errors are the user
 // interface of --config.check, so a change in wording is a change in behaviour.
 var invalidConfigs = map[string]string{
+	"invalid-auth-registries.yml": `testdata/invalid-auth-registries.yml:8: module "private": auth.registries[1] holds a scheme; give the registry host only, without https://
+testdata/invalid-auth-registries.yml:9: module "private": auth.registries[2] is not a registry host: it holds a path, user name or space; give host[:port] only, e.g. registry.example.com or *.example.com
+testdata/invalid-auth-registries.yml:10: module "private": auth.registries[3] holds a character not allowed in a host glob; use letters, digits, '-', '.', '*' and a :port ('*' is the only wildcard, as in the kubelet's keyring: '[' and '?' are not)
+testdata/invalid-auth-registries.yml:11: module "private": auth.registries[4] is empty; remove it or give a registry host glob such as *.example.com
+testdata/invalid-auth-registries.yml:15: module "hub": auth.registries binds auth.username's credentials, but auth.username is not set; remove auth.registries (docker_config entries are matched by their own registry keys)
+testdata/invalid-auth-registries.yml:20: module "empty": auth.registries is empty; list the registry hosts the credentials belong to (e.g. registry.example.com, *.example.com) or remove the key to bind them to the module's targets' registries`,
 	// A value under auth: is never echoed, whatever its form or length
 	// (item 6 of issue 9): the structural rule (locateValue) words it
 	// without the value, and the scrub (authSecrets) removes every scalar
@@ -30,8 +37,8 @@ var invalidConfigs = map[string]string{
 	"invalid-auth-secret-password-map.yml":  `testdata/invalid-auth-secret-password-map.yml:5: module "m": auth: password: want a string, got a mapping`,
 	"invalid-auth-secret-short.yml":         `testdata/invalid-auth-secret-short.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
 	"invalid-auth-secret-string.yml":        `testdata/invalid-auth-secret-string.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
-	"invalid-auth-secret-unknown-key.yml": `testdata/invalid-auth-secret-unknown-key.yml:6: module "m": auth: unknown key "passwd"; did you mean "password"? (valid keys: username, password, password_file, docker_config)
-testdata/invalid-auth-secret-unknown-key.yml:7: module "m": auth: unknown key "<redacted>"; fix the spelling or remove it (valid keys: username, password, password_file, docker_config)`,
+	"invalid-auth-secret-unknown-key.yml": `testdata/invalid-auth-secret-unknown-key.yml:6: module "m": auth: unknown key "passwd"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries)
+testdata/invalid-auth-secret-unknown-key.yml:7: module "m": auth: unknown key "<redacted>"; fix the spelling or remove it (valid keys: username, password, password_file, docker_config, registries)`,
 	"invalid-auth-type.yml":       `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
 	"invalid-bool.yml":            `testdata/invalid-bool.yml:3: module "local": plain_http: "yes please" is not a boolean; write true or false`,
 	"invalid-ca-file-missing.yml": `testdata/invalid-ca-file-missing.yml:4: module "internal": tls.ca_file: /nonexistent/ca.pem: no such file or directory; fix the path (relative paths are relative to the config file)`,
@@ -77,7 +84,7 @@ testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is n
 	"invalid-targets-type.yml":          `testdata/invalid-targets-type.yml:1: targets: want a list of targets, got the string "nginx"`,
 	"invalid-timeout-over-interval.yml": `testdata/invalid-timeout-over-interval.yml:3: module "slow": timeout 2m0s is longer than interval 1m0s; lower the timeout or raise the interval`,
 	"invalid-undefined-module.yml":      `testdata/invalid-undefined-module.yml:12: target "x": module "foo" is not defined (defined: default, ecr); add it under modules: or fix the name`,
-	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config)`,
+	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries)`,
 	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)`,
 	"invalid-unknown-target-key.yml":    `testdata/invalid-unknown-target-key.yml:4: target "hub": unknown key "modul"; did you mean "module"? (valid keys: name, image, module, interval)`,
 	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery, mirrors)`,
@@ -132,11 +139,12 @@ func TestLoadConfigGood(t *testing.T) {
 	if inline.Timeout != probe.DefaultTimeout || inline.Interval != probe.DefaultInterval || inline.AuthCheckInterval != probe.DefaultAuthCheckInterval {
 		t.Errorf("inline module did not get defaults: %+v", inline)
 	}
-	if inline.Auth.Username != "bob" || inline.Auth.Password != "hunter2-inline" {
+	if inline.Auth.Username != "bob" || inline.Auth.Password != "hunter2-inline" ||
+		!reflect.DeepEqual(inline.Auth.Registries, []string{"*.example.com", "ghcr.io"}) {
 		t.Errorf("inline auth = %+v", inline.Auth)
 	}
 	// A module with nothing under it is all defaults.
-	if got := cfg.Modules["empty"]; got != probe.DefaultModule {
+	if got := cfg.Modules["empty"]; !reflect.DeepEqual(got, probe.DefaultModule) {
 		t.Errorf("empty module = %+v, want probe.DefaultModule", got)
 	}
 	// Relative paths are relative to the config file.

@@ -39,7 +39,7 @@ func TestProbeHandlerAccounting(t *testing.T) {
 	}
 	cfg := testConfig()
 	withAuth := localModule
-	withAuth.Auth = probe.AuthConfig{Username: "puller", Password: "puller-pw-9b2d"}
+	withAuth.Auth = probe.AuthConfig{Username: "puller", Password: "puller-pw-9b2d", Registries: []string{ref.Registry}}
 	cfg.Modules["auth"] = withAuth
 	cfg.Targets = []config.TargetConfig{{Name: "app", Image: image, Module: "auth", Interval: time.Hour, Ref: ref}}
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: schedUA})

@@ -108,6 +108,20 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, fmt.Sprintf("unknown module %q (defined: %s)", modName, strings.Join(names, ", ")), http.StatusBadRequest)
 		return
 	}
+	if err := m.CheckBinding(ref.Registry); err != nil {
+		// The caller asks for a module's credentials on a registry they do
+		// not belong to (probe/binding.go). The prober would probe
+		// anonymously, as the kubelet would; /probe refuses instead, so
+		// that the answer cannot be read as the credentials' result and
+		// nothing at all is sent to a host the caller picked.
+		var ue *probe.UnboundError
+		if errors.As(err, &ue) {
+			ue.Module = modName
+		}
+		h.opts.Logger.Info("refused /probe: credentials not bound to the registry", "image", ref.String(), "module", modName)
+		http.Error(w, "refused: "+err.Error(), http.StatusForbidden)
+		return
+	}
 	timeout, err := probeTimeout(m.Timeout, r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds"))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)

@@ -114,7 +114,7 @@ func TestProbeHandlerDebug(t *testing.T) {
 	// prints the module, not its credentials). The real-registry
 	// end-to-end test covers a password that is sent.
 	m := cfg.Modules["local"]
-	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-module-pass"}
+	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-module-pass", Registries: []string{reg.Host}}
 	cfg.Modules["local"] = m
 	h := NewProbeHandler(ProbeHandlerOptions{Config: func() *config.Config { return cfg }})
 	code, ctype, body := get(t, h, "/probe?debug=true&module=local&target="+url.QueryEscape(reg.Host+"/demo/app:v1"),
@@ -438,7 +438,7 @@ func TestLogs(t *testing.T) {
 	}
 	cfg := testConfig()
 	m := cfg.Modules["local"]
-	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-logs-pass"}
+	m.Auth = probe.AuthConfig{Username: "alice", Password: "s3cret-logs-pass", Registries: []string{ref.Registry}}
 	cfg.Modules["local"] = m
 	cfg.Targets = []config.TargetConfig{{Name: "app", Image: image, Module: "local", Interval: 200 * time.Millisecond, Ref: ref}}
 	prober := probe.NewProber(probe.ProberOptions{})
