@@ -140,6 +140,17 @@ type dockerConfigFileEntry struct {
 }
 
 func (k dockerConfigKeychain) Resolve(ref Reference) ([]Credential, error) {
+	return k.entries(func(key string) bool { return NormalizeRegistry(key) == NormalizeRegistry(ref.Registry) })
+}
+
+// all returns the credentials of every entry, whatever its registry: for
+// the redactor, which must know every secret the file holds.
+func (k dockerConfigKeychain) all() ([]Credential, error) {
+	return k.entries(func(string) bool { return true })
+}
+
+// entries returns the credentials of the entries whose key match accepts.
+func (k dockerConfigKeychain) entries(match func(key string) bool) ([]Credential, error) {
 	path := k.path
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, "config.json")
@@ -159,7 +170,7 @@ func (k dockerConfigKeychain) Resolve(ref Reference) ([]Credential, error) {
 	}
 	keys := make([]string, 0, len(v.Auths))
 	for key := range v.Auths {
-		if NormalizeRegistry(key) == NormalizeRegistry(ref.Registry) {
+		if match(key) {
 			keys = append(keys, key)
 		}
 	}

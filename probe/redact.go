@@ -70,6 +70,30 @@ func ModuleRedactor(m Module, ref Reference) *Redactor {
 	return r
 }
 
+// AddModule makes r know every secret module m holds, whatever the
+// registry: its password, its password file's content and every entry of
+// its docker config. It is for sinks that are not about one probe (the
+// process log); a file that cannot be read contributes nothing, as no
+// request could have carried it.
+func (r *Redactor) AddModule(m Module) {
+	r.Add(string(m.Auth.Password))
+	if m.Auth.Username != "" {
+		r.AddCredentials(Credential{Username: m.Auth.Username, Password: m.Auth.Password})
+	}
+	kc, err := ModuleKeychain(m)
+	if err != nil {
+		return
+	}
+	var creds []Credential
+	switch k := kc.(type) {
+	case staticModuleKeychain:
+		creds, _ = k.credentials()
+	case dockerConfigKeychain:
+		creds, _ = k.all()
+	}
+	r.AddCredentials(creds...)
+}
+
 // Add makes r replace each secret, its whitespace-trimmed form (a password
 // file may end in more than the one newline the keychain trims) and its
 // URL-query-escaped form. Secrets shorter than four bytes are ignored.

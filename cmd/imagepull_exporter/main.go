@@ -250,7 +250,10 @@ func configName(path string) string {
 
 // serve runs the exporter until SIGINT or SIGTERM.
 func serve(f *flags, stderr io.Writer) int {
-	logger := promslog.New(f.log)
+	// Every log line, at every level, passes the one redactor with the
+	// running configuration's secrets (collector.RedactingHandler).
+	redacting := collector.NewRedactingHandler(promslog.New(f.log).Handler())
+	logger := slog.New(redacting)
 	logger.Info("starting "+programName, "version", version.Info())
 	logger.Info("build context", "build_context", version.BuildContext())
 
@@ -279,6 +282,7 @@ func serve(f *flags, stderr io.Writer) int {
 		logger.Error("loading the configuration", "file", configName(f.configFile), "err", err)
 		return exitFailure
 	}
+	redacting.SetSecrets(sc.Get())
 	logger.Info("loaded the configuration", "file", configName(f.configFile), "targets", len(sc.Get().Targets))
 
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
@@ -317,6 +321,7 @@ func serve(f *flags, stderr io.Writer) int {
 	}()
 
 	rl := &reloader{file: f.configFile, sc: sc, logger: logger, apply: func(cfg *config.Config) {
+		redacting.SetSecrets(cfg)
 		sched.ApplyConfig(cfg)
 		node.refresh() // node-local mode: the node's runtime files too
 	}}
