@@ -182,6 +182,7 @@ func NewScheduler(opts SchedulerOptions) *Scheduler {
 		sender:     NewSender(opts.Budget),
 	}
 	s.sender.known = s.probesRegistry
+	s.sender.knownMirror = s.probesMirror
 	return s
 }
 
@@ -197,6 +198,23 @@ func (s *Scheduler) probesRegistry(registry string) bool {
 	defer s.mu.Unlock()
 	_, ok := s.byRegistry[registry]
 	return ok
+}
+
+// probesMirror reports whether some target of upstream probes mirror.
+func (s *Scheduler) probesMirror(mirror, upstream string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.byRegistry[upstream] {
+		r.mu.Lock()
+		for _, m := range r.mirrors {
+			if m.plan.Host.Host == mirror {
+				r.mu.Unlock()
+				return true
+			}
+		}
+		r.mu.Unlock()
+	}
+	return false
 }
 
 // Run starts probing and blocks until ctx is done; then it stops every

@@ -549,4 +549,16 @@ mirrors:
 	if ks := series(m, "imagepull_mirror_requests_total"); len(ks) != 0 {
 		t.Errorf("after the reload, the dropped mirror's requests are still counted: %v", ks)
 	}
+
+	// A mirror probe that was in flight during the reload ends now: its
+	// requests count, but under "other", not as the dropped mirror's.
+	s.sender.count(Send{Purpose: PurposeMirror, Registry: "quay.io", Mirror: "mirror.example"},
+		&probe.Result{Requests: []probe.Request{{Kind: probe.KindManifestHead, Method: "HEAD", Status: 200}}})
+	m = gather(t, s)
+	if ks := series(m, "imagepull_mirror_requests_total", `mirror="mirror.example"`); len(ks) != 0 {
+		t.Errorf("a late mirror probe re-created the dropped mirror's series: %v", ks)
+	}
+	if ks := series(m, "imagepull_mirror_requests_total", `mirror="other"`, `upstream="other"`); len(ks) != 1 {
+		t.Errorf("a late mirror probe's requests are not counted under other: %v", series(m, "imagepull_mirror_requests_total"))
+	}
 }

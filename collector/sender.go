@@ -63,6 +63,9 @@ type Sender struct {
 	// known reports whether the scheduler probes a registry (for
 	// PurposeOnDemand's labels); nil means every registry is known.
 	known func(registry string) bool
+	// knownMirror reports whether some target of the scheduler probes
+	// mirror for upstream; nil means every mirror is known.
+	knownMirror func(mirror, upstream string) bool
 
 	mu             sync.Mutex
 	held           map[string]map[string]bool // by holder: registries it sends to (Hold)
@@ -147,11 +150,16 @@ func (s *Sender) count(send Send, res *probe.Result) {
 	if (send.Purpose == PurposeOnDemand || send.Purpose == PurposeScheduled) && s.known != nil && !s.known(reg) {
 		reg = OtherRegistry
 	}
+	// Likewise a mirror probe in flight when a reload dropped the mirror.
+	mirror, upstream := send.Mirror, send.Registry
+	if send.Purpose == PurposeMirror && s.knownMirror != nil && !s.knownMirror(mirror, upstream) {
+		mirror, upstream = OtherRegistry, OtherRegistry
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if send.Purpose == PurposeMirror {
 		for _, rq := range res.Requests {
-			s.mirrorRequests[mirrorRequestKey{send.Mirror, send.Registry, rq.Kind, StatusLabel(rq.Status)}]++
+			s.mirrorRequests[mirrorRequestKey{mirror, upstream, rq.Kind, StatusLabel(rq.Status)}]++
 		}
 		return
 	}
@@ -217,7 +225,7 @@ func (s *Sender) prune(probed func(registry string) bool, mirrorUsed func(mirror
 		}
 	}
 	for k := range s.mirrorRequests {
-		if !mirrorUsed(k.mirror, k.upstream) {
+		if k.mirror != OtherRegistry && !mirrorUsed(k.mirror, k.upstream) {
 			delete(s.mirrorRequests, k)
 		}
 	}
