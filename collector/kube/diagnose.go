@@ -219,6 +219,11 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		if kr != nil && len(kr.Keys()) > 0 {
 			fmt.Fprintf(d.Out, "    (the pull secrets have entries for %s; none matches %s)\n", strings.Join(kr.Keys(), ", "), ref.Registry+"/"+ref.Repository)
 		}
+		var unbound *probe.UnboundError
+		if err := mod.CheckBinding(ref.Registry); errors.As(err, &unbound) {
+			unbound.Module = modName
+			fmt.Fprintf(d.Out, "    (%v)\n", unbound)
+		}
 	default:
 		fmt.Fprintln(d.Out, "  credentials, tried in this order as the kubelet does:")
 		for _, c := range creds {

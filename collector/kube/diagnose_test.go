@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"encoding/base64"
 	"net/http"
 	"net/http/httptest"
@@ -214,5 +215,30 @@ func TestSuggestTag(t *testing.T) {
 		if got := suggestTag(tt.missing, tt.tags); got != tt.want {
 			t.Errorf("suggestTag(%q) = %q, want %q", tt.missing, got, tt.want)
 		}
+	}
+}
+
+// A module whose credentials are bound to other registries: diagnose says
+// the pull is anonymous and why, instead of that no credential matches.
+func TestDiagnoseUnboundModuleCredentials(t *testing.T) {
+	r := testenv.StartRegistry(t, testenv.RegistryOptions{})
+	r.Push(t, "acme/api", "v1")
+	d, out := diagnoser(t, nil, fmt.Sprintf(`modules:
+  private:
+    plain_http: true
+    auth: {username: alice, password: "not-sent-1234", registries: [registry.example.com]}
+discovery:
+  modules:
+    - {registry: %q, module: private}
+`, r.Addr))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if ok, err := d.DiagnoseImage(ctx, r.Ref("acme/api", "v1"), "", ""); err != nil || !ok {
+		t.Fatalf("DiagnoseImage = %t, %v\n%s", ok, err, out)
+	}
+	wantLines(t, out.String(), "credentials: none match this registry, so the pull is anonymous",
+		`(the credentials of module "private" are not bound to registry `+r.Addr+`: they are bound to registry.example.com; to send them there, add `+r.Addr+` to the module's auth.registries)`)
+	if strings.Contains(out.String(), "not-sent-1234") {
+		t.Errorf("diagnose shows the password:\n%s", out)
 	}
 }
