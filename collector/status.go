@@ -9,6 +9,9 @@ const (
 	CauseRegistryOK = "registry_ok"
 	// CauseUnprobed: no probe target covers the registry.
 	CauseUnprobed = "unprobed"
+	// CauseUnknown: a node reported a pull error the classifier cannot
+	// place in the probe's reason set (collector/kube PullErrorCause).
+	CauseUnknown = "unknown"
 )
 
 // ProbeStatus is what the Kubernetes join reads from the scheduler: the latest
