@@ -82,6 +82,17 @@ func NewProbeHandler(opts ProbeHandlerOptions) http.Handler {
 }
 
 func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// The per-client limit comes first: refusals (a bad target, an
+	// unbound module) are answered and logged too, and must not let one
+	// client flood the log.
+	if ok, full := h.clients.allow(clientKey(r)); !ok {
+		if full {
+			http.Error(w, "too many /probe clients at once; retry later", http.StatusServiceUnavailable)
+		} else {
+			http.Error(w, "too many /probe requests from your address (--web.probe-client-rate); retry later", http.StatusTooManyRequests)
+		}
+		return
+	}
 	q := r.URL.Query()
 	target := q.Get("target")
 	if target == "" {
@@ -118,7 +129,7 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if errors.As(err, &ue) {
 			ue.Module = modName
 		}
-		h.opts.Logger.Info("refused /probe: credentials not bound to the registry", "image", ref.String(), "module", modName)
+		h.opts.Logger.Debug("refused /probe: credentials not bound to the registry", "image", ref.String(), "module", modName)
 		http.Error(w, "refused: "+err.Error(), http.StatusForbidden)
 		return
 	}
@@ -129,14 +140,6 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	debug := q.Get("debug") == "true"
 
-	if ok, full := h.clients.allow(clientKey(r)); !ok {
-		if full {
-			http.Error(w, "too many /probe clients at once; retry later", http.StatusServiceUnavailable)
-		} else {
-			http.Error(w, "too many /probe requests from your address (--web.probe-client-rate); retry later", http.StatusTooManyRequests)
-		}
-		return
-	}
 	// Wait for a slot at most half the timeout, leaving the probe the
 	// rest: slow probes in flight must not make everyone else wait for
 	// as long as they take.
