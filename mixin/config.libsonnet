@@ -30,6 +30,10 @@
     severityCritical: 'critical',
     severityWarning: 'warning',
     severityInfo: 'info',
+    // Severity of ImagePullNodesRateLimited: the blocked containers page or warn through ImagePullPodsBlocked already; this one says why, for the team that owns the nodes' egress.
+    nodesRateLimitedSeverity: $._config.severityWarning,
+    // Severity of ImagePullFailureRateHigh: pulls that fail and then succeed on a retry slow rollouts but block nothing (ImagePullPodsBlocked covers containers that stay blocked).
+    pullFailureRateHighSeverity: $._config.severityWarning,
 
     // Cause classes -------------------------------------------------------
     // The exporter's classes, as probe/reasons.go defines them; mixin_test.go fails when these drift from Go. Not meant to be overridden.
@@ -62,6 +66,12 @@
     manifestLatencyThresholdSeconds: 2,
     // ImagePullPodsBlocked fires when more than this many containers of one registry and cause wait on images.
     podsBlockedThreshold: 0,
+    // ImagePullPodsBlocked and ImagePullNodesRateLimited name at most this many nodes (those with the most waiting containers), so a registry-wide outage on 500 nodes stays a readable notification.
+    alertMaxNodes: 10,
+    // Range of rate() over imagepull_pull_failures_total for ImagePullFailureRateHigh: several of the kubelet's back-off periods (up to 5m), so one container's retries do not look like a burst.
+    pullFailureRateWindow: '10m',
+    // ImagePullFailureRateHigh fires when the nodes fail more pulls per minute than this from one registry (all causes together).
+    pullFailuresPerMinuteThreshold: 1,
     // ImagePullRescheduleRisk fires when more than this many running containers could not be started again.
     rescheduleRiskThreshold: 0,
     // ImagePullTLSCertExpiring fires when a registry's certificate expires within this many seconds.
@@ -92,6 +102,10 @@
     manifestLatencyHighFor: '15m',
     // How long containers must wait before ImagePullPodsBlocked fires; the kubelet's back-off starts at 10s.
     podsBlockedFor: '5m',
+    // How long nodes must get 429 from a registry whose probes do not before ImagePullNodesRateLimited fires; a container keeps its last pull error through the back-off, so this is the same wait as podsBlockedFor.
+    nodesRateLimitedFor: '5m',
+    // How long the pull failure rate must stay high before ImagePullFailureRateHigh fires.
+    pullFailureRateHighFor: '15m',
     // How long a tag must drift before ImagePullTagDrift fires; rolling out a new image drifts briefly.
     tagDriftFor: '1h',
     // How long the risk must hold before ImagePullRescheduleRisk fires.

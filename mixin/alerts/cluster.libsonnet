@@ -1,5 +1,6 @@
 // Alerts about what registry problems do to the cluster: the Kubernetes join
-// (issue 3) and the kubelets' own pull errors.
+// (issue 3), the pull errors the nodes report (issue 10) and the kubelets'
+// own pull error counters.
 local utils = import '../lib/utils.libsonnet';
 
 {
@@ -19,6 +20,22 @@ local utils = import '../lib/utils.libsonnet';
         '.'
       ),
 
+    // " Nodes reporting it: node-a (2), node-b (1)." for the alert's registry
+    // and a node-reported cause (imagepull_node_pull_errors), the
+    // alertMaxNodes with the most waiting containers, sorted by name; nothing
+    // when no node reports it. `cause` is a template expression, so callers
+    // pass either the alert's cause or a fixed one.
+    local reportingNodes(prefix, cause) =
+      local nodes = 'imagepull_node_pull_errors{%s, %s=%%q, registry=%%q, cause=%%q}' % [c.imagepullSelector, c.clusterLabel];
+      local args = [cl, '$labels.registry', cause];
+      '{{ with %s }}{{ $n := . | first | value }}%s{{ if gt $n %d.0 }} (the %d of {{ $n }} with the most waiting containers){{ end }}: {{ range $i, $s := %s | sortByLabel "node" }}{{ if $i }}, {{ end }}{{ $s.Labels.node }} ({{ $s.Value }}){{ end }}.{{ end }}' % [
+        utils.query('count(max by (node) (%s))' % nodes, args),
+        prefix,
+        c.alertMaxNodes,
+        c.alertMaxNodes,
+        utils.query('topk(%d, sum by (node) (max by (node, registry, cause) (%s)))' % [c.alertMaxNodes, nodes], args),
+      ],
+
     // What to do, per join cause. Image references that do not parse
     // (InvalidImageName) have no registry: the join counts them under
     // registry="invalid" with cause unprobed.
@@ -26,7 +43,8 @@ local utils = import '../lib/utils.libsonnet';
       '{{ if eq $labels.registry "invalid" }}The image references do not parse (InvalidImageName): fix the image field of the workloads; no registry is involved.' +
       '{{ else if eq $labels.cause "registry_ok" }}The registry probes healthy, so the problem is per image or per credential: a tag that does not exist, a misspelt name, or a pull secret that is missing or wrong. Run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
       '{{ else if eq $labels.cause "unprobed" }}No probe target covers this registry, so the exporter cannot tell whether it is up: run `imagepull_exporter diagnose image REF` and add a target for the registry (or run with --kube.discover-targets).' +
-      '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: the pull rate limit is exhausted (see ImagePullRateLimited). Pull through a mirror, or with a pull secret of an account with a higher limit.' +
+      '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: the pull rate limit is exhausted (see ImagePullRateLimited, or ImagePullNodesRateLimited when only the nodes get it). Pull through a mirror, or with a pull secret of an account with a higher limit.' +
+      '{{ else if eq $labels.cause "unknown" }}The nodes report a pull error the exporter cannot classify: read the kubelet\'s message with `imagepull_exporter diagnose pod NAMESPACE/NAME` or `kubectl describe pod`.' +
       '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the pull credentials (forbidden also means a repository that does not exist on Docker Hub): check the pods\' pull secrets (see ImagePullPullSecretInvalid) with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
       '{{ else if eq $labels.cause "not_found" }}The registry does not have the image: fix the repository or tag in the workload, or push the image.' +
       '{{ else if eq $labels.cause "protocol" }}The registry\'s replies break the distribution spec, often a proxy in between: run `imagepull_exporter diagnose image REF`.' +
@@ -42,7 +60,7 @@ local utils = import '../lib/utils.libsonnet';
       annotations: {
         summary: '{{ $value }} container(s) cannot start: images from {{ $labels.registry }} fail to pull ({{ $labels.cause }}).',
         description: '{{ $value }} container(s) have waited on images from {{ $labels.registry }} for %s (cause {{ $labels.cause }}).' % c.podsBlockedFor +
-                     waitingNamespaces + ' ' + podsBlockedAdvice,
+                     waitingNamespaces + reportingNodes(' Nodes reporting it', '$labels.cause') + ' ' + podsBlockedAdvice,
       },
     },
 
@@ -55,6 +73,54 @@ local utils = import '../lib/utils.libsonnet';
           // causes belong to the workload's owners and warn.
           podsBlocked(c.severityCritical, '=~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
           podsBlocked(c.severityWarning, '!~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
+          {
+            // The nodes pull from their own egress addresses, the exporter
+            // from its pod's: Docker Hub counts anonymous pulls per source IP,
+            // so the nodes can run out while the exporter's probes (another
+            // NAT, or authenticated) still succeed, and the join then says
+            // rate_limited only because a node said so. `unless` the probes
+            // get 429 too: that is ImagePullRateLimited's case.
+            alert: 'ImagePullNodesRateLimited',
+            expr: |||
+              sum by (%(by)s) (max by (%(byNode)s) (imagepull_node_pull_errors{%(sel)s, cause="rate_limited"})) > 0
+              unless on (%(by)s)
+              max by (%(by)s) (imagepull_probe_failure_reason{%(sel)s, reason="rate_limited"} == 1)
+            ||| % { by: utils.by(c, ['registry']), byNode: utils.by(c, ['node', 'registry']), sel: c.imagepullSelector },
+            'for': c.nodesRateLimitedFor,
+            labels: { severity: c.nodesRateLimitedSeverity },
+            annotations: {
+              summary: 'Nodes get 429 Too Many Requests from {{ $labels.registry }}; the exporter does not.',
+              description: "{{ $value }} container(s) have waited for %s because their nodes' pulls from {{ $labels.registry }} are answered 429 Too Many Requests, while the exporter's probes of it are not" % c.nodesRateLimitedFor +
+                           '{{ if not (%s) }} (no probe target covers it){{ end }}.' % utils.query('imagepull_probe_success{%s, %s=%%q, registry=%%q}' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']) +
+                           reportingNodes(' Nodes', '"rate_limited"') +
+                           " This is a per-IP pull limit on these nodes' egress: pull through a mirror or authenticate (a pull secret of an account with its own, higher limit). Nodes behind one NAT share one limit, which the exporter, on another address or with credentials, does not see.",
+            },
+          },
+          {
+            // Failures the kubelets see, per registry and without scraping
+            // them: a container entering ErrImagePull, or a Failed event's
+            // count going up. It catches pulls that fail and then succeed on
+            // a retry, which never show as blocked containers. max over HA
+            // replicas, which count the same failures (shards own disjoint
+            // registries).
+            alert: 'ImagePullFailureRateHigh',
+            expr: |||
+              sum by (%(by)s) (max by (%(byCause)s) (rate(imagepull_pull_failures_total{%(sel)s}[%(w)s]))) * 60 > %(t)s
+            ||| % { by: utils.by(c, ['registry']), byCause: utils.by(c, ['registry', 'cause']), sel: c.imagepullSelector, w: c.pullFailureRateWindow, t: c.pullFailuresPerMinuteThreshold },
+            'for': c.pullFailureRateHighFor,
+            labels: { severity: c.pullFailureRateHighSeverity },
+            annotations: {
+              summary: 'Pulls from {{ $labels.registry }} fail often.',
+              description: 'The nodes have failed {{ $value | humanize }} pulls per minute from {{ $labels.registry }} for %s.' % c.pullFailureRateHighFor +
+                           utils.listLabel(
+                             utils.query('max by (cause) (rate(imagepull_pull_failures_total{%s, %s=%%q, registry=%%q}[%s])) > 0' % [c.imagepullSelector, c.clusterLabel, c.pullFailureRateWindow], [cl, '$labels.registry']),
+                             'cause',
+                             ' Causes the nodes report: ',
+                             '.'
+                           ) +
+                           " Each failure delays a pod start by the kubelet's back-off. ImagePullPodsBlocked names the containers that stay blocked; the Cluster impact dashboard shows the causes per node. A registry-wide cause is the registry's (see ImagePullRegistryUnreachable); rate_limited on the nodes only is a per-IP limit (ImagePullNodesRateLimited); not_found, unauthorized and forbidden are the workloads' images and pull secrets: `imagepull_exporter diagnose pod NAMESPACE/NAME`.",
+            },
+          },
           {
             alert: 'ImagePullPullSecretInvalid',
             expr: |||

@@ -1,6 +1,7 @@
-// Cluster impact: which workloads registry problems block now, which they
-// would block on the next reschedule, and which run images that can change
-// under them (mutable references, tag drift).
+// Cluster impact: which workloads registry problems block now, what the
+// nodes themselves report about their pulls, which they would block on the
+// next reschedule, and which run images that can change under them (mutable
+// references, tag drift).
 local g = import '../lib/grafana.libsonnet';
 
 function(c)
@@ -18,7 +19,7 @@ function(c)
       common.variables.datasource,
       common.variables.cluster,
       // Namespaces of any Kubernetes-side series: waiting, running or at risk.
-      g.queryVariable('namespace', 'Namespace', 'label_values({__name__=~"imagepull_pod_containers_waiting|imagepull_pod_containers_mutable_ref|imagepull_reschedule_risk_containers", %s}, namespace)' % s, multi=true, includeAll=true),
+      g.queryVariable('namespace', 'Namespace', 'label_values({__name__=~"imagepull_pod_containers_waiting|imagepull_pod_containers_pull_error|imagepull_pod_containers_mutable_ref|imagepull_reschedule_risk_containers", %s}, namespace)' % s, multi=true, includeAll=true),
     ],
     [
       g.row('Blocked now', [
@@ -34,12 +35,34 @@ function(c)
         g.stat('Pull secrets failing', 'Referenced pull secrets that no longer log in to their registry.', [
           g.target('count(max by (namespace, secret, registry) (imagepull_pull_secret_auth_success{%s}) == 0) or vector(0)' % sn),
         ], steps=['green', 1, 'orange'], w=6),
-        g.timeseries('Blocked containers by registry and cause', "cause is the registry's probe failure reason, registry_ok when it probes healthy (the problem is per image or credential), or unprobed.", [
+        g.timeseries('Blocked containers by registry and cause', "cause is the registry's probe failure reason when it fails for a registry-level reason, else the cause the container's node reported (unknown when the exporter cannot classify it), registry_ok when the registry probes healthy and the node said nothing classifiable (the problem is per image or credential), or unprobed.", [
           g.target('max by (registry, cause) (imagepull_registry_blocked_containers{%s})' % s, '{{registry}} ({{cause}})'),
         ], stack=true),
         g.table('Blocked now', 'Containers waiting per registry and cause.', [
           g.instant('max by (registry, cause) (imagepull_registry_blocked_containers{%s})' % s),
         ], columns={ registry: { name: 'Registry' }, cause: { name: 'Cause' }, Value: { name: 'Containers' } }, links={ registry: common.registryDetailLink }, w=12),
+      ]),
+      // What the nodes themselves report: the kubelet's pull error,
+      // classified into the probe's reasons. The nodes pull from their own
+      // egress with the pods' pull secrets, so a per-IP rate limit, one
+      // zone's broken egress or a rejected pull secret shows here and in
+      // which nodes, where the exporter's probes may see a healthy registry.
+      g.row('Node-reported pull errors', [
+        g.stat('Nodes reporting pull errors', 'Nodes with containers waiting on a pull error they reported, in the whole cluster.', [
+          g.target('count(count by (node) (imagepull_node_pull_errors{%s})) or vector(0)' % s),
+        ], steps=['green', 1, 'orange'], w=12),
+        g.stat('Pull failures per minute', 'Pulls the nodes failed per minute (containers entering ErrImagePull, Failed events), all registries and causes.', [
+          g.target('sum(max by (registry, cause) (rate(imagepull_pull_failures_total{%s}[$__rate_interval]))) * 60 or vector(0)' % s),
+        ], steps=['green', 1, 'orange'], w=12),
+        g.timeseries('Node-reported causes by registry and cause', "Waiting containers in the selected namespaces by the cause their node reported: the kubelet's pull error classified into the probe's reasons, unknown when it cannot be placed. Where it differs from the join's cause above, the nodes see what the exporter does not.", [
+          g.target('sum by (registry, cause) (max by (namespace, registry, cause) (imagepull_pod_containers_pull_error{%s}))' % sn, '{{registry}} ({{cause}})'),
+        ], stack=true),
+        g.timeseries('Pull failures by registry and cause', 'Pulls the nodes failed per second, by registry and the cause they reported.', [
+          g.target('max by (registry, cause) (rate(imagepull_pull_failures_total{%s}[$__rate_interval]))' % s, '{{registry}} ({{cause}})'),
+        ], unit='ops'),
+        g.table('Pull errors per node', 'Containers waiting on a pull error, per node, registry and the cause the node reported. One node or one zone alone points at its egress (a per-IP rate limit, a resolver, a firewall); every node at the registry.', [
+          g.instant('max by (node, registry, cause) (imagepull_node_pull_errors{%s})' % s),
+        ], columns={ node: { name: 'Node' }, registry: { name: 'Registry' }, cause: { name: 'Cause' }, Value: { name: 'Containers' } }, links={ registry: common.registryDetailLink }),
       ]),
       g.row('Waiting by namespace', [
         g.timeseries('Waiting containers by namespace and reason', 'Containers (init and regular) waiting with an image reason.', [
