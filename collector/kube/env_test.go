@@ -55,6 +55,8 @@ type exporterOptions struct {
 	forward func(collector.DiscoveredTarget) bool
 	// maxRegistries is --kube.max-registries (0: no cap).
 	maxRegistries int
+	// events watches the pods' Failed events (--kube.watch-events).
+	events bool
 }
 
 func startExporter(t *testing.T, o exporterOptions) *exporter {
@@ -84,6 +86,7 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 		Status:               e.sched,
 		Logger:               testLogger(t),
 		MaxRegistries:        o.maxRegistries,
+		WatchEvents:          o.events,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -80,7 +80,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		return strings.TrimSpace(lines[len(lines)-1]) == "yes" // after any "Warning: ..." line
 	}
-	for _, rsrc := range []string{"pods", "nodes", "deployments.apps", "statefulsets.apps", "daemonsets.apps", "jobs.batch", "cronjobs.batch"} {
+	for _, rsrc := range []string{"pods", "nodes", "events", "deployments.apps", "statefulsets.apps", "daemonsets.apps", "jobs.batch", "cronjobs.batch"} {
 		if !can("list", rsrc) || !can("watch", rsrc) {
 			t.Errorf("the base role cannot list and watch %s", rsrc)
 		}
@@ -94,6 +94,13 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		if can(verb, "pods") {
 			t.Errorf("the base role may %s pods", verb)
 		}
+		if can(verb, "events") {
+			t.Errorf("the base role may %s events", verb)
+		}
+	}
+	// Events in the core group only, the one the kubelet records through.
+	if can("list", "events.events.k8s.io") || can("get", "events") {
+		t.Error("the base role reads events beyond list/watch of core events")
 	}
 
 	cfgYAML := configYAML("", r.Ref("app", "v1")) + fmt.Sprintf("discovery:\n  modules:\n    - {registry: %q, module: local}\n", r.Addr)
@@ -109,7 +116,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		rc := k.ConfigFor(token)
 		rc.Timeout = 0
 		ctx, cancel := context.WithCancel(context.Background())
-		rt, err := StartWithConfig(ctx, rc, &Flags{Namespaces: []string{ns}, DiscoverTargets: true, UsePullSecrets: pullSecrets},
+		rt, err := StartWithConfig(ctx, rc, &Flags{Namespaces: []string{ns}, DiscoverTargets: true, UsePullSecrets: pullSecrets, WatchEvents: true},
 			Deps{Registerer: reg, Scheduler: sched, Prober: prober, Config: func() *config.Config { return cfg }, Logger: testLogger(t)})
 		if err != nil {
 			cancel()
@@ -127,6 +134,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 imagepull_kube_watch_up{resource="cronjobs"} 1
 imagepull_kube_watch_up{resource="daemonsets"} 1
 imagepull_kube_watch_up{resource="deployments"} 1
+imagepull_kube_watch_up{resource="events"} 1
 imagepull_kube_watch_up{resource="jobs"} 1
 imagepull_kube_watch_up{resource="nodes"} 1
 imagepull_kube_watch_up{resource="pods"} 1
