@@ -149,7 +149,7 @@ imagepull_kube_watch_up{resource="pods"} 1
 	t.Run("the base role is enough for the join and discovery", func(t *testing.T) {
 		reg, rt := start(t, false)
 		waitMetrics(t, reg, upAll(-1)+fmt.Sprintf(`
-# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).
+# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and cause, counted per container: the registry's probe failure reason when it is registry-level, else the pull error the container's node reported (classified), else the registry's probe cause: registry_ok (the registry probes healthy and the node said nothing classifiable: the problem is per image or per credential), a per-image reason, or unprobed (no target covers the registry).
 # TYPE imagepull_registry_blocked_containers gauge
 imagepull_registry_blocked_containers{cause="unauthorized",registry=%q} 1
 `, r.Addr), "imagepull_kube_watch_up", "imagepull_registry_blocked_containers")
