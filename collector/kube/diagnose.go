@@ -151,7 +151,7 @@ func (d *Diagnoser) printNodeCause(message string, pod *corev1.Pod, container st
 			continue
 		}
 		e := obj.(*eventInfo)
-		if !e.PullFailure || e.Container != container || e.Pod != pod.Name {
+		if !e.PullFailure || e.Container != container || e.Pod != pod.Name || (e.PodUID != "" && e.PodUID != pod.UID) {
 			continue
 		}
 		if newest == nil || e.Last.After(newest.Last) {

@@ -242,9 +242,13 @@ func (k kubelet) failedPull(ns, podName, container, node, name, image, pullErr s
 		}
 		return
 	}
+	pod, err := k.client.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{})
+	if err != nil {
+		k.t.Fatal(err)
+	}
 	ev := &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: podName, APIVersion: "v1",
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: podName, UID: pod.UID, APIVersion: "v1",
 			FieldPath: "spec.containers{" + container + "}"},
 		Reason:         "Failed",
 		Message:        fmt.Sprintf("Failed to pull image %q: %s", image, pullErr),

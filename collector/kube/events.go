@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/imagepull/imagepull_exporter/collector"
 )
@@ -51,7 +52,11 @@ const maxEventIndex = 20000
 type eventInfo struct {
 	metav1.ObjectMeta // Name, Namespace, UID, ResourceVersion only
 
-	Pod       string
+	Pod string
+	// PodUID keys the newest-cause index: a StatefulSet's pod comes back
+	// under the same name, and its predecessor's events must not speak
+	// for it.
+	PodUID    types.UID
 	Container string // from involvedObject.fieldPath spec.containers{name} or spec.initContainers{name}
 	// Cause is the classified pull error; zero for a Failed event that is
 	// not a failed pull, or whose text holds no error.
@@ -100,6 +105,7 @@ func transformEvent(obj any) (any, error) {
 	e := &eventInfo{
 		ObjectMeta: minimalMeta(&ev.ObjectMeta),
 		Pod:        ev.InvolvedObject.Name,
+		PodUID:     ev.InvolvedObject.UID,
 		Container:  containerOfFieldPath(ev.InvolvedObject.FieldPath),
 		Node:       ev.Source.Host,
 		Count:      ev.Count,
@@ -136,8 +142,17 @@ func transformEvent(obj any) (any, error) {
 	return e, nil
 }
 
-// containerKey names one container of one pod.
+// containerKey names one container of one pod (by name, or in the event
+// index by UID when the event names it).
 type containerKey struct{ namespace, pod, container string }
+
+// indexKey is the event's key in the newest-cause index.
+func (e *eventInfo) indexKey() containerKey {
+	if e.PodUID != "" {
+		return containerKey{e.Namespace, string(e.PodUID), e.Container}
+	}
+	return containerKey{e.Namespace, e.Pod, e.Container}
+}
 
 // eventEntry is the newest classified Failed event of one container.
 type eventEntry struct {
@@ -163,7 +178,7 @@ func (x *eventIndex) update(e *eventInfo) {
 	if e.Cause == noCause || e.Container == "" {
 		return
 	}
-	k := containerKey{e.Namespace, e.Pod, e.Container}
+	k := e.indexKey()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.entries[k]; ok && cur.last.After(e.Last) {
@@ -184,7 +199,7 @@ func (x *eventIndex) update(e *eventInfo) {
 }
 
 func (x *eventIndex) remove(e *eventInfo) {
-	k := containerKey{e.Namespace, e.Pod, e.Container}
+	k := e.indexKey()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.entries[k]; ok && cur.name == e.Name {

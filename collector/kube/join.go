@@ -129,8 +129,12 @@ func (c *Cluster) nodeCause(p *podInfo, ct *containerInfo) string {
 	if c.events == nil {
 		return ""
 	}
-	if e, ok := c.eventIdx.entries[containerKey{p.Namespace, p.Name, ct.Name.Value()}]; ok {
+	name := ct.Name.Value()
+	if e, ok := c.eventIdx.entries[containerKey{p.Namespace, string(p.UID), name}]; ok {
 		return e.cause.Value()
+	}
+	if e, ok := c.eventIdx.entries[containerKey{p.Namespace, p.Name, name}]; ok {
+		return e.cause.Value() // an event that names no pod UID
 	}
 	return ""
 }

@@ -55,6 +55,14 @@ func testNodeCauses(t *testing.T, k *testenv.Kube) {
 	kl.pod(podSpec{ns: ns, name: "silent", node: "n1", ctrs: []ctr{{image: h4, waiting: "ImagePullBackOff", message: backOffBare(h4)}}})
 	// An error the classifier cannot place.
 	kl.pod(podSpec{ns: ns, name: "odd", node: "n1", ctrs: []ctr{{image: h5, waiting: "ErrImagePull", message: pullErr(errOdd, h5)}}})
+	// A pod that comes back under the same name (a StatefulSet's): its
+	// predecessor's event does not speak for it.
+	h6 := healthy.Ref("app", "v7")
+	kl.pod(podSpec{ns: ns, name: "reborn", node: "n1", ctrs: []ctr{{image: h6, waiting: "ImagePullBackOff", message: backOffBare(h6)}}})
+	kl.failedPull(ns, "reborn", "ca", "n1", "reborn.ev1", h6, pullErr(errDNS, h6), 1)
+	del(t, k.Client, ns, "reborn")
+	waitFor(t, "the pod gone", func() bool { return e.cluster.pods.get(ns, "reborn") == nil })
+	kl.pod(podSpec{ns: ns, name: "reborn", node: "n1", ctrs: []ctr{{image: h6, waiting: "ImagePullBackOff", message: backOffBare(h6)}}})
 	// A registry-level probe failure wins over the node's cause.
 	kl.pod(podSpec{ns: ns, name: "down", node: "n1", ctrs: []ctr{{image: d1, waiting: "ErrImagePull", message: pullErr(errNotFound, d1)}}})
 	// An unprobed registry: the node's cause is all there is.
@@ -85,11 +93,12 @@ imagepull_registry_blocked_containers{cause="dns",registry=%[1]q} 1
 imagepull_registry_blocked_containers{cause="not_found",registry=%[1]q} 1
 imagepull_registry_blocked_containers{cause="rate_limited",registry=%[1]q} 1
 imagepull_registry_blocked_containers{cause="rate_limited",registry="unprobed.example.com"} 1
-imagepull_registry_blocked_containers{cause="registry_ok",registry=%[1]q} 2
+imagepull_registry_blocked_containers{cause="registry_ok",registry=%[1]q} 3
 `, H, D), "imagepull_pod_containers_pull_error", "imagepull_node_pull_errors", "imagepull_registry_blocked_containers")
 
 	// Failures: three containers entered ErrImagePull; the old kubelet's
-	// event counted once. Its count goes up by two: two more failures.
+	// event and reborn's predecessor's counted once each. The former's
+	// count goes up by two: two more failures.
 	kl.failedPull(ns, "old-kubelet", "ca", "n2", "old-kubelet.ev1", h3, pullErr(errDNS, h3), 3)
 	// One failure seen both ways (the status and the event): once.
 	kl.setStatus(ns, "silent", ctr{image: h4, waiting: "ErrImagePull", message: pullErr(errNotFound, h4)})
@@ -98,14 +107,14 @@ imagepull_registry_blocked_containers{cause="registry_ok",registry=%[1]q} 2
 # HELP imagepull_pull_failures_total Image pull failures the nodes reported, per registry and classified cause: a container entering ErrImagePull, or the count of a pod's "Failed to pull image" event going up (one failure seen both ways counts once). Counted from the exporter's start; registries past --kube.max-registries count under registry="other".
 # TYPE imagepull_pull_failures_total counter
 `
-	waitMetrics(t, e.reg, failuresHeader+fmt.Sprintf(`imagepull_pull_failures_total{cause="dns",registry=%[1]q} 3
+	waitMetrics(t, e.reg, failuresHeader+fmt.Sprintf(`imagepull_pull_failures_total{cause="dns",registry=%[1]q} 4
 imagepull_pull_failures_total{cause="not_found",registry=%[1]q} 2
 imagepull_pull_failures_total{cause="not_found",registry=%[2]q} 1
 imagepull_pull_failures_total{cause="unknown",registry=%[1]q} 1
 `, H, D), "imagepull_pull_failures_total")
 
 	// The kubelet pulls: the node-reported series go with the waiting.
-	for _, p := range []struct{ name, image string }{{"missing-tag", h1}, {"limited", h2}, {"old-kubelet", h3}, {"silent", h4}, {"odd", h5}, {"down", d1}, {"unprobed", unprobed}} {
+	for _, p := range []struct{ name, image string }{{"missing-tag", h1}, {"limited", h2}, {"old-kubelet", h3}, {"silent", h4}, {"odd", h5}, {"reborn", h6}, {"down", d1}, {"unprobed", unprobed}} {
 		kl.setStatus(ns, p.name, ctr{image: p.image, running: true})
 	}
 	waitMetrics(t, e.reg, "", "imagepull_pod_containers_pull_error", "imagepull_node_pull_errors", "imagepull_registry_blocked_containers")
