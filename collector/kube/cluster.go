@@ -25,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -54,6 +55,10 @@ type Options struct {
 	// Sharding keeps only the containers and images of registries this
 	// shard owns (shard.go); the zero value keeps everything.
 	Sharding collector.Sharding
+	// WatchEvents also watches the pods' Failed events (--kube.watch-events),
+	// where kubelets before 1.32 leave the pull error of a container in
+	// back-off.
+	WatchEvents bool
 	// MaxRegistries caps the distinct registries of the join's series
 	// (--kube.max-registries); the rest count under registry="other".
 	// <= 0 means no cap.
@@ -70,6 +75,10 @@ type Cluster struct {
 	nodes           *resourceWatch
 	serviceAccounts *resourceWatch   // nil unless WatchServiceAccounts
 	workloads       []*resourceWatch // empty unless WatchWorkloads
+	events          *resourceWatch   // nil unless WatchEvents
+
+	eventIdx *eventIndex     // newest classified Failed event per container
+	failures *failureCounter // imagepull_pull_failures_total
 
 	mu      sync.Mutex
 	running bool
@@ -92,7 +101,8 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 	if len(namespaces) == 0 {
 		namespaces = []string{metav1.NamespaceAll}
 	}
-	c := &Cluster{client: client, opts: opts, logger: opts.Logger}
+	c := &Cluster{client: client, opts: opts, logger: opts.Logger,
+		eventIdx: newEventIndex(maxEventIndex), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
 	newRW := func(name string) *resourceWatch {
 		return &resourceWatch{name: name, logger: opts.Logger, now: opts.Now}
 	}
@@ -101,6 +111,56 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 	for _, ns := range namespaces {
 		api := client.CoreV1().Pods(ns)
 		c.pods.addInformer(&corev1.Pod{}, shardPods(opts.Sharding), listOf(api.List), api.Watch)
+	}
+	c.pods.addHandler(cache.ResourceEventHandlerDetailedFuncs{
+		// Pods already failing when the exporter starts are not new
+		// failures; a pod added later (or at a relist) already in
+		// ErrImagePull is.
+		AddFunc: func(obj any, initial bool) {
+			if !initial {
+				c.podFailures(nil, obj)
+			}
+		},
+		UpdateFunc: c.podFailures,
+	})
+	if opts.WatchEvents {
+		c.events = newRW(ResourceEvents)
+		for _, ns := range namespaces {
+			api := client.CoreV1().Events(ns)
+			list := func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				o.FieldSelector = failedEventSelector
+				return api.List(ctx, o)
+			}
+			watch := func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				o.FieldSelector = failedEventSelector
+				return api.Watch(ctx, o)
+			}
+			c.events.addInformer(&corev1.Event{}, transformEvent, list, watch)
+		}
+		c.events.addHandler(cache.ResourceEventHandlerDetailedFuncs{
+			AddFunc: func(obj any, initial bool) {
+				if e, ok := obj.(*eventInfo); ok {
+					c.eventIdx.update(e)
+				}
+				if !initial {
+					c.eventFailures(nil, obj)
+				}
+			},
+			UpdateFunc: func(oldObj, newObj any) {
+				if e, ok := newObj.(*eventInfo); ok {
+					c.eventIdx.update(e)
+				}
+				c.eventFailures(oldObj, newObj)
+			},
+			DeleteFunc: func(obj any) {
+				if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+					obj = d.Obj
+				}
+				if e, ok := obj.(*eventInfo); ok {
+					c.eventIdx.remove(e)
+				}
+			},
+		})
 	}
 	c.nodes = newRW(ResourceNodes)
 	nodes := client.CoreV1().Nodes()
@@ -167,6 +227,9 @@ func (c *Cluster) watches() []*resourceWatch {
 	out := []*resourceWatch{c.pods, c.nodes}
 	if c.serviceAccounts != nil {
 		out = append(out, c.serviceAccounts)
+	}
+	if c.events != nil {
+		out = append(out, c.events)
 	}
 	return append(out, c.workloads...)
 }

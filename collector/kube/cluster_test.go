@@ -96,7 +96,7 @@ imagepull_kube_registries_folded 3
 imagepull_pod_containers_waiting{namespace="fold",reason="ImagePullBackOff",registry="a.example"} 3
 imagepull_pod_containers_waiting{namespace="fold",reason="ImagePullBackOff",registry="b.example"} 2
 imagepull_pod_containers_waiting{namespace="fold",reason="ImagePullBackOff",registry="other"} 2
-# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).
+# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and cause, counted per container: the registry's probe failure reason when it is registry-level, else the pull error the container's node reported (classified), else the registry's probe cause: registry_ok (the registry probes healthy and the node said nothing classifiable: the problem is per image or per credential), a per-image reason, or unprobed (no target covers the registry).
 # TYPE imagepull_registry_blocked_containers gauge
 imagepull_registry_blocked_containers{cause="unprobed",registry="a.example"} 3
 imagepull_registry_blocked_containers{cause="unprobed",registry="b.example"} 2
@@ -133,7 +133,7 @@ imagepull_registry_blocked_containers{cause="unprobed",registry="other"} 2
 		kl.pod(podSpec{ns: ns, name: "p4", node: "n1", ctrs: []ctr{{image: healthy.Ref("app", "v2-missing"), waiting: "ImagePullBackOff"}}})
 		kl.pod(podSpec{ns: ns, name: "p5", node: "n1", ctrs: []ctr{{image: "unprobed.example.com/app:v1", waiting: "ErrImagePull"}}})
 		waitMetrics(t, e.reg, fmt.Sprintf(`
-# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).
+# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and cause, counted per container: the registry's probe failure reason when it is registry-level, else the pull error the container's node reported (classified), else the registry's probe cause: registry_ok (the registry probes healthy and the node said nothing classifiable: the problem is per image or per credential), a per-image reason, or unprobed (no target covers the registry).
 # TYPE imagepull_registry_blocked_containers gauge
 imagepull_registry_blocked_containers{cause="connect",registry=%q} 2
 imagepull_registry_blocked_containers{cause="registry_ok",registry=%q} 1
@@ -210,6 +210,7 @@ imagepull_reschedule_risk_containers{cause="not_found",namespace="risk",registry
 `, r.Addr, gone.Addr), "imagepull_reschedule_risk_containers")
 	})
 
+	t.Run("node-reported causes", func(t *testing.T) { testNodeCauses(t, k) })
 	t.Run("pull secrets", func(t *testing.T) { testPullSecrets(t, k) })
 	t.Run("diagnose", func(t *testing.T) { testDiagnose(t, k) })
 	t.Run("auth check accounting", func(t *testing.T) { testAuthCheckAccounting(t, k) })

@@ -75,10 +75,17 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 	for _, s := range slices.Concat(pod.Status.InitContainerStatuses, pod.Status.ContainerStatuses) {
 		statuses[s.Name] = s
 	}
+	var events []corev1.Event // the pod's Failed events, read once when needed
+	eventsRead := false
 	ok := true
-	done := map[string]bool{}
+	type verdict struct {
+		pullable bool
+		reason   probe.Reason // the probe's, when it ran and failed
+	}
+	done := map[string]verdict{}
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 		fmt.Fprintf(d.Out, "\ncontainer %s: %s (pull policy %s)\n", c.Name, c.Image, orNone(string(c.ImagePullPolicy)))
+		nodeCause := ""
 		if s, found := statuses[c.Name]; found {
 			switch {
 			case s.State.Waiting != nil:
@@ -87,20 +94,119 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 					fmt.Fprintf(d.Out, ": %s", oneLine(s.State.Waiting.Message))
 				}
 				fmt.Fprintln(d.Out)
+				if pullErrorReason(s.State.Waiting.Reason) {
+					if !eventsRead {
+						events, eventsRead = d.failedEvents(ctx, pod), true
+					}
+					nodeCause = d.printNodeCause(s.State.Waiting.Message, pod, c.Name, events)
+				}
 			case s.State.Running != nil:
 				fmt.Fprintf(d.Out, "  kubelet: running %s\n", orNone(s.ImageID))
 			}
 		}
-		if done[c.Image] {
+		v, seen := done[c.Image]
+		if seen {
 			fmt.Fprintln(d.Out, "  same image as above")
-			continue
+		} else {
+			v.pullable, v.reason = d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr)
+			done[c.Image] = v
+			if !v.pullable {
+				ok = false
+			}
 		}
-		done[c.Image] = true
-		if !d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr) {
-			ok = false
+		// Compare only with a probe that ran (not a reference or secret
+		// the exporter could not use).
+		if nodeCause != "" && (v.pullable || v.reason != probe.ReasonNone) {
+			fmt.Fprintf(d.Out, "  %s\n", compareCauses(nodeCause, v.reason))
 		}
 	}
 	return ok, nil
+}
+
+// failedEvents lists the pod's Failed events (list, as the exporter's role
+// allows; nil when they cannot be read).
+func (d *Diagnoser) failedEvents(ctx context.Context, pod *corev1.Pod) []corev1.Event {
+	sel := fields.Set{"involvedObject.kind": "Pod", "involvedObject.name": pod.Name, "reason": "Failed"}.AsSelector().String()
+	l, err := d.Client.CoreV1().Events(pod.Namespace).List(ctx, metav1.ListOptions{FieldSelector: sel})
+	if err != nil {
+		fmt.Fprintf(d.Out, "  (the pod's events are not readable: %v)\n", err)
+		return nil
+	}
+	return l.Items
+}
+
+// printNodeCause prints the cause the node reported for a container waiting
+// on a pull: the waiting message's, classified, else the newest Failed
+// event's ("Failed to pull image ...") when the message is the bare
+// back-off text of kubelets before 1.32. It returns the cause, or "".
+func (d *Diagnoser) printNodeCause(message string, pod *corev1.Pod, container string, events []corev1.Event) string {
+	if cause, ok := PullErrorCause(message); ok {
+		fmt.Fprintf(d.Out, "  node's cause: %s (classified from the kubelet's message)\n", cause)
+		return cause
+	}
+	var newest *eventInfo
+	for i := range events {
+		obj, err := transformEvent(&events[i])
+		if err != nil {
+			continue
+		}
+		e := obj.(*eventInfo)
+		if !e.PullFailure || e.Container != container || e.Pod != pod.Name || (e.PodUID != "" && e.PodUID != pod.UID) {
+			continue
+		}
+		if newest == nil || e.Last.After(newest.Last) {
+			newest = e
+		}
+	}
+	if newest == nil {
+		fmt.Fprintln(d.Out, "  node's cause: none (the kubelet's message holds no error and no Failed event of the pod names one)")
+		return ""
+	}
+	for i := range events {
+		if events[i].Name == newest.Name {
+			fmt.Fprintf(d.Out, "  newest Failed event (node %s, %s): %s\n", orNone(newest.Node), newest.Last.UTC().Format(time.RFC3339),
+				oneLine(strings.TrimPrefix(events[i].Message, combinedPrefix)))
+		}
+	}
+	if newest.Cause == noCause {
+		fmt.Fprintln(d.Out, "  node's cause: none (the event holds no error)")
+		return ""
+	}
+	cause := newest.Cause.Value()
+	fmt.Fprintf(d.Out, "  node's cause: %s (classified from the newest Failed event)\n", cause)
+	return cause
+}
+
+// compareCauses says whether the node's cause and the exporter's probe
+// (from its own network, with the credentials printed above) agree, and
+// what a disagreement means.
+func compareCauses(node string, probed probe.Reason) string {
+	exporter := "OK"
+	if probed != probe.ReasonNone {
+		exporter = string(probed)
+	}
+	switch {
+	case node == collector.CauseUnknown:
+		return fmt.Sprintf("nodes and exporter: the node's error is not one the exporter can place; the exporter's probe says %s", exporter)
+	case string(probed) == node:
+		return fmt.Sprintf("nodes and exporter agree: %s", node)
+	case probed != probe.ReasonNone:
+		return fmt.Sprintf("nodes and exporter disagree: the node says %s, the exporter's probe says %s; both fail, from different networks or with different credentials: fix what the exporter reports, then look again at the node", node, exporter)
+	}
+	what := ""
+	switch probe.Reason(node) {
+	case probe.ReasonRateLimited:
+		what = "a per-IP pull limit on the nodes' egress address (Docker Hub counts anonymous pulls per address): pull through a mirror or authenticate the pulls (an imagePullSecret with an account)"
+	case probe.ReasonUnauthorized, probe.ReasonForbidden:
+		what = "the credentials the node pulls with are refused while these are accepted: check the pod's pull secrets and the node's own credentials (credential provider, config.json)"
+	case probe.ReasonNotFound:
+		what = "the image exists now: it was pushed after the node's last attempt (the kubelet retries), or the node resolves the name elsewhere (a mirror in the runtime's configuration that lacks it)"
+	case probe.ReasonDNS, probe.ReasonConnect, probe.ReasonTLS, probe.ReasonTimeout:
+		what = "the nodes' network differs from the exporter's: their resolver, firewall or proxy egress, or the CA bundle the runtime trusts"
+	default:
+		what = "the registry failed for the node only: a transient error, or a mirror or proxy in front of the nodes"
+	}
+	return fmt.Sprintf("nodes and exporter disagree: the node says %s, the exporter's probe is OK: %s", node, what)
 }
 
 // DiagnoseImage explains whether image can be pulled with the credentials a
@@ -121,7 +227,8 @@ func (d *Diagnoser) DiagnoseImage(ctx context.Context, image, namespace, service
 		fmt.Fprintln(d.Out)
 	}
 	fmt.Fprintf(d.Out, "image %s\n", image)
-	return d.diagnose(ctx, image, namespace, secrets, kr), nil
+	ok, _ := d.diagnose(ctx, image, namespace, secrets, kr)
+	return ok, nil
 }
 
 // podSecrets returns the pull secrets the kubelet would use and says where
@@ -187,16 +294,16 @@ func (d *Diagnoser) describeSecrets(ctx context.Context, namespace string, secre
 }
 
 // diagnose probes one image and explains the result; true when it can be
-// pulled.
-func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring) bool {
+// pulled, else the probe's reason ("" when no probe was sent).
+func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring) (bool, probe.Reason) {
 	ref, err := probe.ParseReference(image)
 	if err != nil {
 		fmt.Fprintf(d.Out, "  CANNOT PULL: %v (the kubelet reports InvalidImageName)\n", err)
-		return false
+		return false, ""
 	}
 	if len(secrets) > 0 && kr == nil {
 		fmt.Fprintln(d.Out, "  CANNOT PULL: a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed")
-		return false
+		return false, ""
 	}
 	modName := config.DefaultModuleName
 	if d.Config != nil {
@@ -210,7 +317,7 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	creds, err := withModuleCredentials(slices.Clip(secretCreds), mod, modName, ref)
 	if err != nil {
 		fmt.Fprintf(d.Out, "  CANNOT PULL: credentials: %v\n", err)
-		return false
+		return false, ""
 	}
 	fmt.Fprintf(d.Out, "  reference: %s (module %s)\n", ref.String(), modName)
 	switch {
@@ -240,7 +347,7 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		if rl := res.RateLimit; rl != nil {
 			fmt.Fprintf(d.Out, "  rate limit: %s\n", rateLimitText(rl))
 		}
-		return true
+		return true, ""
 	}
 	// The prober redacts what it returns; this is the second line of
 	// defence for everything diagnose prints about the failure.
@@ -250,7 +357,7 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	if res.Error != "" {
 		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, red.Redact(oneLine(res.Error)))
 	}
-	return false
+	return false, res.Reason
 }
 
 // send sends one exchange about ref through the Diagnoser's Sender.

@@ -150,9 +150,43 @@ func testDiagnose(t *testing.T, k *testenv.Kube) {
 		wantLines(t, out.String(), "repository name must be lowercase", "(the kubelet reports InvalidImageName)")
 	})
 
+	// Issue 10: the node's words next to the exporter's. A node rate
+	// limited on an image the exporter pulls: a per-IP limit.
+	t.Run("node rate limited, exporter not", func(t *testing.T) {
+		img := r.Ref("acme/api", "v1.2.3")
+		kl.pod(podSpec{ns: ns, name: "node-limited", node: "n1", sa: "deployer",
+			ctrs: []ctr{{image: img, waiting: "ImagePullBackOff", message: backOff132(img, pullErr(err429, img))}}})
+		d, out := newDiagnoser(t)
+		if _, err := d.DiagnosePod(ctx, ns, "node-limited"); err != nil {
+			t.Fatal(err)
+		}
+		wantLines(t, out.String(),
+			"node's cause: rate_limited (classified from the kubelet's message)",
+			"OK: "+r.Addr+" serves v1.2.3",
+			"nodes and exporter disagree: the node says rate_limited, the exporter's probe is OK: a per-IP pull limit on the nodes' egress address",
+			"pull through a mirror or authenticate the pulls")
+	})
+
+	// An older kubelet's bare back-off: the cause is in the Failed event.
+	t.Run("old kubelet, cause from the event", func(t *testing.T) {
+		img := r.Ref("acme/api", "v1.2.4")
+		kl.pod(podSpec{ns: ns, name: "old-node", node: "n1", sa: "deployer",
+			ctrs: []ctr{{image: img, waiting: "ImagePullBackOff", message: backOffBare(img)}}})
+		kl.failedPull(ns, "old-node", "ca", "n7", "old-node.ev1", img, pullErr(errNotFound, img), 4)
+		d, out := newDiagnoser(t)
+		if ok, err := d.DiagnosePod(ctx, ns, "old-node"); err != nil || ok {
+			t.Fatalf("DiagnosePod = %t, %v; want not pullable\n%s", ok, err, out)
+		}
+		wantLines(t, out.String(),
+			"newest Failed event (node n7, ",
+			"Failed to pull image \""+img+"\": rpc error: code = NotFound",
+			"node's cause: not_found (classified from the newest Failed event)",
+			"nodes and exporter agree: not_found")
+	})
+
 	// Diagnose names secrets, their registry keys and users, never a
 	// password, in clear or as the secrets hold it (base64 of user:password).
-	if len(outputs) != 5 {
+	if len(outputs) != 7 {
 		t.Fatalf("%d diagnose outputs collected, want one per case", len(outputs))
 	}
 	for _, out := range outputs {

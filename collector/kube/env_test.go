@@ -55,6 +55,8 @@ type exporterOptions struct {
 	forward func(collector.DiscoveredTarget) bool
 	// maxRegistries is --kube.max-registries (0: no cap).
 	maxRegistries int
+	// events watches the pods' Failed events (--kube.watch-events).
+	events bool
 }
 
 func startExporter(t *testing.T, o exporterOptions) *exporter {
@@ -84,6 +86,7 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 		Status:               e.sched,
 		Logger:               testLogger(t),
 		MaxRegistries:        o.maxRegistries,
+		WatchEvents:          o.events,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +223,40 @@ func (k kubelet) setStatus(ns, name string, ctrs ...ctr) {
 	cur.Status = pod(ns, name, "", ctrs...).Status
 	if _, err := k.client.CoreV1().Pods(ns).UpdateStatus(ctx, cur, metav1.UpdateOptions{}); err != nil {
 		k.t.Fatalf("update status of pod %s/%s: %v", ns, name, err)
+	}
+}
+
+// failedPull records (or, when it exists, updates to count) the kubelet's
+// "Failed to pull image" event of container (the pod() helper names them
+// ca, cb, ...) of pod ns/podName, as reported from node.
+func (k kubelet) failedPull(ns, podName, container, node, name, image, pullErr string, count int32) {
+	k.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	now := metav1.Now()
+	api := k.client.CoreV1().Events(ns)
+	if cur, err := api.Get(ctx, name, metav1.GetOptions{}); err == nil {
+		cur.Count, cur.LastTimestamp = count, now
+		if _, err := api.Update(ctx, cur, metav1.UpdateOptions{}); err != nil {
+			k.t.Fatalf("update event %s/%s: %v", ns, name, err)
+		}
+		return
+	}
+	pod, err := k.client.CoreV1().Pods(ns).Get(ctx, podName, metav1.GetOptions{})
+	if err != nil {
+		k.t.Fatal(err)
+	}
+	ev := &corev1.Event{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		InvolvedObject: corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: podName, UID: pod.UID, APIVersion: "v1",
+			FieldPath: "spec.containers{" + container + "}"},
+		Reason:         "Failed",
+		Message:        fmt.Sprintf("Failed to pull image %q: %s", image, pullErr),
+		Source:         corev1.EventSource{Component: "kubelet", Host: node},
+		FirstTimestamp: now, LastTimestamp: now, Count: count, Type: corev1.EventTypeWarning,
+	}
+	if _, err := api.Create(ctx, ev, metav1.CreateOptions{}); err != nil {
+		k.t.Fatalf("create event %s/%s: %v", ns, name, err)
 	}
 }
 

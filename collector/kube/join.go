@@ -27,8 +27,14 @@ var (
 		"Containers (init and regular) waiting with an image pull reason, per namespace, registry and reason; a series exists only while its count is above zero. InvalidImageName counts under registry=\"invalid\".",
 		[]string{"namespace", "registry", "reason"}, nil)
 	descBlocked = prometheus.NewDesc("imagepull_registry_blocked_containers",
-		"Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).",
+		"Containers waiting with an image pull reason, per registry and cause, counted per container: the registry's probe failure reason when it is registry-level, else the pull error the container's node reported (classified), else the registry's probe cause: registry_ok (the registry probes healthy and the node said nothing classifiable: the problem is per image or per credential), a per-image reason, or unprobed (no target covers the registry).",
 		[]string{"registry", "cause"}, nil)
+	descPullError = prometheus.NewDesc("imagepull_pod_containers_pull_error",
+		"Containers waiting in ErrImagePull or ImagePullBackOff, per namespace, registry and the cause their node reported: the kubelet's waiting message (or, when it holds no error, the pod's newest Failed event) classified into the probe's reasons, or unknown; a series only while its count is above zero.",
+		[]string{"namespace", "registry", "cause"}, nil)
+	descNodePullErrors = prometheus.NewDesc("imagepull_node_pull_errors",
+		"Containers waiting in ErrImagePull or ImagePullBackOff, per node (the pod's spec.nodeName), registry and node-reported cause, as imagepull_pod_containers_pull_error: a per-IP limit or one zone's broken egress shows on its nodes; a series only while its count is above zero.",
+		[]string{"node", "registry", "cause"}, nil)
 	descMutable = prometheus.NewDesc("imagepull_pod_containers_mutable_ref",
 		"Running containers whose image is not pinned by digest, per namespace, registry, pull policy and kind (latest, tag, no_tag).",
 		[]string{"namespace", "registry", "pull_policy", "kind"}, nil)
@@ -48,6 +54,7 @@ var (
 
 type nsRegReason struct{ namespace, registry, reason string }
 type regCause struct{ registry, cause string }
+type nodeRegCause struct{ node, registry, cause string }
 type mutableKey struct{ namespace, registry, pullPolicy, kind string }
 type tagKey struct{ registry, repository, tag string }
 
@@ -59,6 +66,8 @@ type joinResult struct {
 	tagDigests     map[tagKey]int // only >= 2
 	drift          map[tagKey]int // 0 or 1
 	rescheduleRisk map[nsRegReason]int
+	pullError      map[nsRegReason]int // reason = the node-reported cause
+	nodeErrors     map[nodeRegCause]int
 	nodesSynced    bool
 	folded         int // registries folded into "other" (foldRegistries)
 }
@@ -106,6 +115,42 @@ func (s *statusCache) tagResult(registry, repository, identifier string) tagResu
 	return r
 }
 
+// nodeCause is the pull error the container's node reported, classified:
+// the waiting message's (kept by the transform), else the newest Failed
+// event's of the container; "" when neither holds an error. The caller
+// holds c.eventIdx.mu for reading when events are watched.
+func (c *Cluster) nodeCause(p *podInfo, ct *containerInfo) string {
+	if !pullErrorReason(ct.Waiting) {
+		return ""
+	}
+	if ct.Cause != noCause {
+		return ct.Cause.Value()
+	}
+	if c.events == nil {
+		return ""
+	}
+	name := ct.Name.Value()
+	if e, ok := c.eventIdx.entries[containerKey{p.Namespace, string(p.UID), name}]; ok {
+		return e.cause.Value()
+	}
+	if e, ok := c.eventIdx.entries[containerKey{p.Namespace, p.Name, name}]; ok {
+		return e.cause.Value() // an event that names no pod UID
+	}
+	return ""
+}
+
+// blockedCause is a blocked container's cause, by precedence: a
+// registry-level probe failure (fresher, and about every image of the
+// registry) for every container; otherwise the cause the container's node
+// reported, when it classifies; otherwise the registry's probe cause
+// (registry_ok, a per-image reason, unprobed) as before.
+func blockedCause(registry, node string) string {
+	if registryFailing(registry) || node == "" || node == collector.CauseUnknown {
+		return registry
+	}
+	return node
+}
+
 // registryFailing reports whether cause says the registry itself cannot
 // serve anything now. The per-image reasons (not_found, forbidden) are
 // ProbeStatus's answer when every target of a registry fails that way; they
@@ -138,6 +183,12 @@ func (c *Cluster) join() *joinResult {
 		tagDigests:     map[tagKey]int{},
 		drift:          map[tagKey]int{},
 		rescheduleRisk: map[nsRegReason]int{},
+		pullError:      map[nsRegReason]int{},
+		nodeErrors:     map[nodeRegCause]int{},
+	}
+	if c.events != nil {
+		c.eventIdx.mu.RLock()
+		defer c.eventIdx.mu.RUnlock()
 	}
 	sc := &statusCache{status: c.opts.Status, causes: map[string]string{}, tags: map[tagKey]tagResult{}}
 	// Distinct digests running per tag; a small slice, as one or two is usual.
@@ -158,7 +209,14 @@ func (c *Cluster) join() *joinResult {
 					reg = RegistryInvalid
 				}
 				res.waiting[nsRegReason{p.Namespace, reg, ct.Waiting}]++
-				res.blocked[regCause{reg, sc.registryCause(reg)}]++
+				nodeCause := c.nodeCause(p, ct)
+				if nodeCause != "" {
+					res.pullError[nsRegReason{p.Namespace, reg, nodeCause}]++
+					if p.Node != "" {
+						res.nodeErrors[nodeRegCause{p.Node, reg, nodeCause}]++
+					}
+				}
+				res.blocked[regCause{reg, blockedCause(sc.registryCause(reg), nodeCause)}]++
 			}
 			if !ct.Running || img.Invalid {
 				continue
@@ -264,6 +322,9 @@ func (res *joinResult) foldRegistries(limit int) {
 	for k, v := range res.rescheduleRisk {
 		add(k.registry, v)
 	}
+	for k := range res.pullError {
+		add(k.registry, 0) // its containers are in waiting already
+	}
 	for k := range res.tagDigests {
 		add(k.registry, 0)
 	}
@@ -314,7 +375,18 @@ func (res *joinResult) foldRegistries(limit int) {
 		k.registry = other(k.registry)
 		risk[k] += v
 	}
+	pullError := map[nsRegReason]int{}
+	for k, v := range res.pullError {
+		k.registry = other(k.registry)
+		pullError[k] += v
+	}
+	nodeErrors := map[nodeRegCause]int{}
+	for k, v := range res.nodeErrors {
+		k.registry = other(k.registry)
+		nodeErrors[k] += v
+	}
 	res.waiting, res.blocked, res.mutable, res.rescheduleRisk = waiting, blocked, mutable, risk
+	res.pullError, res.nodeErrors = pullError, nodeErrors
 	for k := range res.tagDigests {
 		if folded[k.registry] {
 			delete(res.tagDigests, k)
@@ -358,6 +430,7 @@ func heldElsewhere(nodes []string, own string) bool {
 // Describe implements prometheus.Collector.
 func (c *Cluster) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWatchUp, descWatchLastEvent, descWaiting, descBlocked,
+		descPullError, descNodePullErrors, descPullFailures,
 		descMutable, descTagDigests, descDrift, descRescheduleRisk, descFolded} {
 		ch <- d
 	}
@@ -377,6 +450,7 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descWatchLastEvent, prometheus.GaugeValue, float64(ts)/1e9, rw.name)
 		}
 	}
+	c.failures.collect(ch)
 	if !c.pods.synced() {
 		return
 	}
@@ -392,6 +466,12 @@ func (res *joinResult) collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range res.blocked {
 		ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, float64(v), k.registry, k.cause)
+	}
+	for k, v := range res.pullError {
+		ch <- prometheus.MustNewConstMetric(descPullError, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+	}
+	for k, v := range res.nodeErrors {
+		ch <- prometheus.MustNewConstMetric(descNodePullErrors, prometheus.GaugeValue, float64(v), k.node, k.registry, k.cause)
 	}
 	for k, v := range res.mutable {
 		ch <- prometheus.MustNewConstMetric(descMutable, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.pullPolicy, k.kind)

@@ -78,6 +78,8 @@ const (
 type ctr struct {
 	image, policy, waiting, imageID string
 	running, init                   bool
+	// message is the kubelet's waiting message (the runtime's pull error).
+	message string
 }
 
 func pod(ns, name, node string, cs ...ctr) *corev1.Pod {
@@ -87,7 +89,7 @@ func pod(ns, name, node string, cs ...ctr) *corev1.Pod {
 		spec := corev1.Container{Name: cname, Image: c.image, ImagePullPolicy: corev1.PullPolicy(c.policy)}
 		st := corev1.ContainerStatus{Name: cname, Image: c.image, ImageID: c.imageID}
 		if c.waiting != "" {
-			st.State.Waiting = &corev1.ContainerStateWaiting{Reason: c.waiting}
+			st.State.Waiting = &corev1.ContainerStateWaiting{Reason: c.waiting, Message: c.message}
 		}
 		if c.running {
 			st.State.Running = &corev1.ContainerStateRunning{}

@@ -117,17 +117,48 @@ func waitingReason(r string) string {
 	return ""
 }
 
+// pullErrorReasons are the waiting reasons whose message holds the
+// runtime's pull error: ErrImagePull always, ImagePullBackOff since
+// Kubernetes 1.32 ("Back-off pulling image "x": ErrImagePull: <err>"; older
+// kubelets write the bare back-off text and the error only into the pod's
+// Failed event). The node-reported cause is only looked for there.
+func pullErrorReason(reason string) bool {
+	return reason == "ErrImagePull" || reason == "ImagePullBackOff"
+}
+
+var noCause unique.Handle[string]
+
+// classify is PullErrorCause, interned: the transform keeps the cause, never
+// the message (hundreds of bytes per waiting container). The zero handle is
+// "no cause".
+func classify(message string) unique.Handle[string] {
+	if cause, ok := PullErrorCause(message); ok && cause != "" {
+		return unique.Make(cause)
+	}
+	return noCause
+}
+
 // containerInfo is what the join keeps of one container: spec and status.
 type containerInfo struct {
-	Img        unique.Handle[imageInfo]
-	PullPolicy string // Always, IfNotPresent, Never (defaulted by the apiserver)
-	Init       bool
-	Waiting    string // an image waiting reason, else ""
-	Running    bool
+	// Fields are ordered so that the two bools share one word: 72 bytes
+	// per container, where declaration order would take 80.
+
+	// Name is interned (most pods share a few container names); it matches
+	// a Failed event's involved container to the container.
+	Name unique.Handle[string]
+	Img  unique.Handle[imageInfo]
 	// Digest is the manifest digest the runtime resolved, from the status'
 	// imageID when it is a repo digest (registry/repo@sha256:...); zero when
 	// the runtime reported only an image ID.
 	Digest unique.Handle[string]
+	// Cause is the pull error the node reported in the waiting message,
+	// classified at transform time (PullErrorCause); zero when the
+	// container does not wait on a pull or the message holds no error.
+	Cause      unique.Handle[string]
+	PullPolicy string // Always, IfNotPresent, Never (defaulted by the apiserver)
+	Waiting    string // an image waiting reason, else ""
+	Init       bool
+	Running    bool
 }
 
 // podInfo is the compact pod the informer stores.
@@ -208,6 +239,7 @@ func transformPod(obj any) (any, error) {
 	add := func(specs []corev1.Container, statuses []corev1.ContainerStatus, init bool) {
 		for i := range specs {
 			c := containerInfo{
+				Name:       unique.Make(specs[i].Name),
 				Img:        parseImage(specs[i].Image),
 				PullPolicy: string(specs[i].ImagePullPolicy),
 				Init:       init,
@@ -219,6 +251,9 @@ func transformPod(obj any) (any, error) {
 				}
 				if s.State.Waiting != nil {
 					c.Waiting = waitingReason(s.State.Waiting.Reason)
+					if pullErrorReason(c.Waiting) {
+						c.Cause = classify(s.State.Waiting.Message)
+					}
 				}
 				c.Running = s.State.Running != nil
 				c.Digest = digestOf(s.ImageID)

@@ -80,7 +80,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		lines := strings.Split(strings.TrimSpace(out), "\n")
 		return strings.TrimSpace(lines[len(lines)-1]) == "yes" // after any "Warning: ..." line
 	}
-	for _, rsrc := range []string{"pods", "nodes", "deployments.apps", "statefulsets.apps", "daemonsets.apps", "jobs.batch", "cronjobs.batch"} {
+	for _, rsrc := range []string{"pods", "nodes", "events", "deployments.apps", "statefulsets.apps", "daemonsets.apps", "jobs.batch", "cronjobs.batch"} {
 		if !can("list", rsrc) || !can("watch", rsrc) {
 			t.Errorf("the base role cannot list and watch %s", rsrc)
 		}
@@ -94,6 +94,13 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		if can(verb, "pods") {
 			t.Errorf("the base role may %s pods", verb)
 		}
+		if can(verb, "events") {
+			t.Errorf("the base role may %s events", verb)
+		}
+	}
+	// Events in the core group only, the one the kubelet records through.
+	if can("list", "events.events.k8s.io") || can("get", "events") {
+		t.Error("the base role reads events beyond list/watch of core events")
 	}
 
 	cfgYAML := configYAML("", r.Ref("app", "v1")) + fmt.Sprintf("discovery:\n  modules:\n    - {registry: %q, module: local}\n", r.Addr)
@@ -109,7 +116,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		rc := k.ConfigFor(token)
 		rc.Timeout = 0
 		ctx, cancel := context.WithCancel(context.Background())
-		rt, err := StartWithConfig(ctx, rc, &Flags{Namespaces: []string{ns}, DiscoverTargets: true, UsePullSecrets: pullSecrets},
+		rt, err := StartWithConfig(ctx, rc, &Flags{Namespaces: []string{ns}, DiscoverTargets: true, UsePullSecrets: pullSecrets, WatchEvents: true},
 			Deps{Registerer: reg, Scheduler: sched, Prober: prober, Config: func() *config.Config { return cfg }, Logger: testLogger(t)})
 		if err != nil {
 			cancel()
@@ -127,6 +134,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 imagepull_kube_watch_up{resource="cronjobs"} 1
 imagepull_kube_watch_up{resource="daemonsets"} 1
 imagepull_kube_watch_up{resource="deployments"} 1
+imagepull_kube_watch_up{resource="events"} 1
 imagepull_kube_watch_up{resource="jobs"} 1
 imagepull_kube_watch_up{resource="nodes"} 1
 imagepull_kube_watch_up{resource="pods"} 1
@@ -141,7 +149,7 @@ imagepull_kube_watch_up{resource="pods"} 1
 	t.Run("the base role is enough for the join and discovery", func(t *testing.T) {
 		reg, rt := start(t, false)
 		waitMetrics(t, reg, upAll(-1)+fmt.Sprintf(`
-# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and the registry's current probe cause: a probe failure reason, registry_ok (the registry probes healthy: the problem is per image or per credential), or unprobed (no target covers the registry).
+# HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and cause, counted per container: the registry's probe failure reason when it is registry-level, else the pull error the container's node reported (classified), else the registry's probe cause: registry_ok (the registry probes healthy and the node said nothing classifiable: the problem is per image or per credential), a per-image reason, or unprobed (no target covers the registry).
 # TYPE imagepull_registry_blocked_containers gauge
 imagepull_registry_blocked_containers{cause="unauthorized",registry=%q} 1
 `, r.Addr), "imagepull_kube_watch_up", "imagepull_registry_blocked_containers")

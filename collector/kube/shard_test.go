@@ -108,7 +108,7 @@ func startShardExporter(t *testing.T, rc *rest.Config, ns, configYAML string, s 
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: "imagepull-shard-test"})
 	sched := collector.NewScheduler(collector.SchedulerOptions{Prober: prober, Concurrency: 4, Sharding: s})
 	sched.ApplyConfig(cfg)
-	cluster, err := New(client, Options{Namespaces: []string{ns}, WatchWorkloads: true, Status: sched,
+	cluster, err := New(client, Options{Namespaces: []string{ns}, WatchWorkloads: true, WatchEvents: true, Status: sched,
 		Logger: testLogger(t), Sharding: s})
 	if err != nil {
 		t.Fatal(err)
@@ -233,20 +233,27 @@ discovery:
 
 	// The test plays the kubelet.
 	pn := 0
-	newPod := func(node string, cs ...ctr) {
+	newPod := func(node string, cs ...ctr) string {
 		pn++
-		kl.pod(podSpec{ns: ns, name: fmt.Sprintf("p%d", pn), node: node, ctrs: cs})
+		name := fmt.Sprintf("p%d", pn)
+		kl.pod(podSpec{ns: ns, name: name, node: node, ctrs: cs})
+		return name
 	}
 	for _, key := range keys {
 		d := digests[key]
-		newPod("n1", ctr{image: key + "/app-v2:v2", waiting: "ErrImagePull"})
-		newPod("n1", ctr{image: key + "/app-missing:missing", waiting: "ImagePullBackOff"})
+		v2, missing := key+"/app-v2:v2", key+"/app-missing:missing"
+		newPod("n1", ctr{image: v2, waiting: "ErrImagePull", message: pullErr(errNotFound, v2)})
+		// An older kubelet: the error is in the Failed event, which
+		// only the shard owning the registry may count.
+		name := newPod("n2", ctr{image: missing, waiting: "ImagePullBackOff", message: backOffBare(missing)})
+		kl.failedPull(ns, name, "ca", "n2", name+".ev", missing, pullErr(errNotFound, missing), 2)
 		newPod("n1", ctr{image: key + "/app-dev:dev", running: true, imageID: key + "/app-dev@" + d[0]})
 		newPod("n2", ctr{image: key + "/app-dev:dev", running: true, imageID: key + "/app-dev@" + d[1]})
 		newPod("n2", ctr{image: key + "/app-v1:v1", running: true, policy: "Always"})
 	}
 	for _, key := range closed {
-		newPod("n1", ctr{image: key + "/app-v1:v1", waiting: "ErrImagePull"})
+		img := key + "/app-v1:v1"
+		newPod("n1", ctr{image: img, waiting: "ErrImagePull", message: pullErr(err429, img)})
 		newPod("n2", ctr{image: key + "/app", running: true, imageID: key + "/app@" + digestA})
 	}
 	for i := 0; i < 6; i++ {
@@ -269,7 +276,9 @@ discovery:
 		want = append(want,
 			fmt.Sprintf(`imagepull_probe_success{reference="v1",registry=%q,repository="app-v1",target=%q}`, key, key+"/app-v1:v1"),
 			fmt.Sprintf(`imagepull_probe_success{reference="dev",registry=%q,repository="app-dev",target=%q}`, key, key+"/app-dev:dev"),
-			fmt.Sprintf(`imagepull_registry_blocked_containers{cause="registry_ok",registry=%q}`, key),
+			fmt.Sprintf(`imagepull_registry_blocked_containers{cause="not_found",registry=%q}`, key),
+			fmt.Sprintf(`imagepull_pod_containers_pull_error{cause="not_found",namespace=%q,registry=%q}`, ns, key),
+			fmt.Sprintf(`imagepull_node_pull_errors{cause="not_found",node="n2",registry=%q}`, key),
 			fmt.Sprintf(`imagepull_tag_digests{registry=%q,repository="app-dev",tag="dev"}`, key),
 			fmt.Sprintf(`imagepull_tag_registry_drift{registry=%q,repository="app-dev",tag="dev"}`, key),
 		)
@@ -277,6 +286,7 @@ discovery:
 	for _, key := range closed {
 		want = append(want,
 			fmt.Sprintf(`imagepull_registry_blocked_containers{cause="connect",registry=%q}`, key),
+			fmt.Sprintf(`imagepull_node_pull_errors{cause="rate_limited",node="n1",registry=%q}`, key),
 			fmt.Sprintf(`imagepull_reschedule_risk_containers{cause="connect",namespace=%q,registry=%q}`, ns, key),
 			fmt.Sprintf(`imagepull_probe_success{reference="latest",registry=%q,repository="app",target=%q}`, key, key+"/app:latest"))
 	}

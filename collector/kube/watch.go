@@ -252,6 +252,13 @@ func (rw *resourceWatch) addInformer(example runtime.Object, transform cache.Tra
 	rw.conns = append(rw.conns, conn)
 }
 
+// addHandler adds h to every informer of the resource (call before run).
+func (rw *resourceWatch) addHandler(h cache.ResourceEventHandler) {
+	for _, inf := range rw.informers {
+		_, _ = inf.AddEventHandler(h)
+	}
+}
+
 // run runs every informer until ctx is done, and returns once they stopped.
 func (rw *resourceWatch) run(ctx context.Context, wg *sync.WaitGroup) {
 	for _, inf := range rw.informers {

@@ -27,6 +27,7 @@ type Flags struct {
 	MaxDiscovered   int
 	UsePullSecrets  bool
 	MaxRegistries   int
+	WatchEvents     bool
 }
 
 // DefaultMaxRegistries is the default of --kube.max-registries.
@@ -41,6 +42,7 @@ const DefaultMaxRegistries = 100
 //	--kube.max-discovered-targets=N    cap on discovered targets
 //	--kube.use-pull-secrets            probe with the pods' pull secrets, check them
 //	--kube.max-registries=N            cap on registries in the join's series
+//	--[no-]kube.watch-events           read pull errors from the pods' Failed events
 func AddFlags(app *kingpin.Application) *Flags {
 	f := &Flags{}
 	app.Flag("kubeconfig", "Kubeconfig file of the cluster to join probe results with. Without it: the in-cluster service account, else $KUBECONFIG, else the exporter runs as a pure prober.").
@@ -55,6 +57,8 @@ func AddFlags(app *kingpin.Application) *Flags {
 		BoolVar(&f.UsePullSecrets)
 	app.Flag("kube.max-registries", "Cap on distinct registries in the Kubernetes-side series (containers waiting, blocked, mutable references, reschedule risk, tag digests and drift): the registries with the most containers keep their label, the others are counted under registry=\"other\" (imagepull_kube_registries_folded says how many). 0 means no cap.").
 		Default(fmt.Sprint(DefaultMaxRegistries)).IntVar(&f.MaxRegistries)
+	app.Flag("kube.watch-events", "Watch the pods' Failed events (list/watch on events, in the shipped role), where kubelets before 1.32 leave the pull error of a container in ImagePullBackOff; --no-kube.watch-events takes the node-reported cause from the containers' status alone.").
+		Default("true").BoolVar(&f.WatchEvents)
 	return f
 }
 
@@ -164,6 +168,7 @@ func StartWithConfig(ctx context.Context, cfg *rest.Config, f *Flags, d Deps) (*
 		Namespaces:           f.namespaces(),
 		WatchWorkloads:       f.DiscoverTargets,
 		WatchServiceAccounts: f.UsePullSecrets,
+		WatchEvents:          f.WatchEvents,
 		Status:               d.Scheduler,
 		Logger:               d.Logger,
 		Sharding:             d.Sharding,

@@ -220,6 +220,9 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 	baseAccess := []access{
 		{"list", "", "pods", "", true}, {"watch", "", "pods", "", true},
 		{"list", "", "nodes", "", true}, {"watch", "", "nodes", "", true},
+		{"list", "", "events", "team-a", true}, {"watch", "", "events", "", true},
+		// Events are read, never written, and only in the core group.
+		{"create", "", "events", "team-a", false}, {"list", "events.k8s.io", "events", "", false},
 		{"list", "apps", "deployments", "", true}, {"watch", "apps", "statefulsets", "", true},
 		{"watch", "apps", "daemonsets", "", true}, {"list", "batch", "jobs", "", true}, {"watch", "batch", "cronjobs", "", true},
 		// Nothing the informers do not use: no get, no writes.
@@ -236,7 +239,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		if !apierrors.IsForbidden(err) {
 			t.Errorf("reading a Secret with the base role: %v, want 403 Forbidden", err)
 		}
-		runExporter(t, k, bin, token, base, []string{"pods", "nodes", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
+		runExporter(t, k, bin, token, base, []string{"pods", "nodes", "events", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
 	})
 
 	t.Run("pull-secrets", func(t *testing.T) {
@@ -253,7 +256,7 @@ func testRBAC(t *testing.T, k *testenv.Kube) {
 		if err != nil || s.Name != "regcred" {
 			t.Errorf("reading a Secret with the pull-secrets role: %v", err)
 		}
-		runExporter(t, k, bin, token, overlay, []string{"pods", "nodes", "serviceaccounts", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
+		runExporter(t, k, bin, token, overlay, []string{"pods", "nodes", "serviceaccounts", "events", "deployments", "statefulsets", "daemonsets", "jobs", "cronjobs"})
 	})
 }
 

@@ -103,7 +103,7 @@ func BenchmarkFootprint(b *testing.B) {
 	// Synced: every watch up, and discovery found every image.
 	for {
 		m, _ := scrape()
-		if strings.Count(m, "imagepull_kube_watch_up{") == 7 && !regexp.MustCompile(`(?m)^imagepull_kube_watch_up\{[^}]*\} 0$`).MatchString(m) &&
+		if strings.Count(m, "imagepull_kube_watch_up{") == 8 && !regexp.MustCompile(`(?m)^imagepull_kube_watch_up\{[^}]*\} 0$`).MatchString(m) &&
 			metric(m, `imagepull_exporter_targets{source="discovered"}`) >= images {
 			break
 		}

@@ -249,13 +249,14 @@ func rules(t *testing.T, role dt.Object) []rule {
 }
 
 // The base role is exactly what collector/kube's informers use: list and
-// watch of pods and nodes (the join) and of the five workload kinds
-// (discovery). No secrets, no get, no writes.
+// watch of pods and nodes (the join), of core events (the pods' Failed
+// events, --kube.watch-events) and of the five workload kinds (discovery).
+// No secrets, no get, no writes, no events.k8s.io.
 func TestBaseRBAC(t *testing.T) {
 	objs := dt.Kustomize(t, "deploy/base")
 	got := rules(t, dt.Find(t, objs, "ClusterRole", "imagepull-exporter"))
 	want := []rule{
-		{[]string{""}, []string{"pods", "nodes"}, []string{"list", "watch"}},
+		{[]string{""}, []string{"pods", "nodes", "events"}, []string{"list", "watch"}},
 		{[]string{"apps"}, []string{"deployments", "statefulsets", "daemonsets"}, []string{"list", "watch"}},
 		{[]string{"batch"}, []string{"jobs", "cronjobs"}, []string{"list", "watch"}},
 	}
@@ -583,21 +584,27 @@ func TestConfigValid(t *testing.T) {
 func TestHelmValues(t *testing.T) {
 	objs := dt.HelmTemplate(t, "image.digest=sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		"extraArgs={--kube.namespaces=team-a}", "serviceMonitor.enabled=false", "prometheusRule.enabled=false",
-		"kube.discoverTargets=false")
+		"kube.discoverTargets=false", "kube.watchEvents=false")
 	c := dt.Get(dt.Find(t, objs, "Deployment", "imagepull-exporter"), "spec", "template", "spec", "containers", "0").(map[string]any)
 	if c["image"] != "ghcr.io/imagepull/imagepull_exporter@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef" {
 		t.Errorf("image %v", c["image"])
 	}
-	if args := strs(c["args"]); !reflect.DeepEqual(args, []string{"--config.file=/etc/imagepull_exporter/config.yml", "--web.listen-address=:9739", "--kube.namespaces=team-a"}) {
+	if args := strs(c["args"]); !reflect.DeepEqual(args, []string{"--config.file=/etc/imagepull_exporter/config.yml", "--web.listen-address=:9739", "--no-kube.watch-events", "--kube.namespaces=team-a"}) {
 		t.Errorf("args %q", args)
 	}
 	if len(dt.OfKind(objs, "ServiceMonitor"))+len(dt.OfKind(objs, "PrometheusRule")) != 0 {
 		t.Error("serviceMonitor/prometheusRule.enabled=false still render them")
 	}
-	// Without discovery no informer watches workloads: the role drops them.
+	// Without discovery no informer watches workloads, without
+	// kube.watchEvents none watches events: the role drops them.
 	if got, want := rules(t, dt.Find(t, objs, "ClusterRole", "imagepull-exporter")),
 		[]rule{{[]string{""}, []string{"pods", "nodes"}, []string{"list", "watch"}}}; !reflect.DeepEqual(got, want) {
-		t.Errorf("kube.discoverTargets=false: ClusterRole rules %v, want %v", got, want)
+		t.Errorf("kube.discoverTargets=false, kube.watchEvents=false: ClusterRole rules %v, want %v", got, want)
+	}
+	// The default chart grants events alongside pods and nodes, as the base.
+	if got := rules(t, dt.Find(t, dt.HelmTemplate(t), "ClusterRole", "imagepull-exporter")); len(got) == 0 ||
+		!reflect.DeepEqual(got[0], rule{[]string{""}, []string{"pods", "nodes", "events"}, []string{"list", "watch"}}) {
+		t.Errorf("default chart ClusterRole rules %v: want list/watch on pods, nodes, events first", got)
 	}
 	other := dt.HelmTemplate(t, "fullnameOverride=probe", "serviceMonitor.additionalLabels.release=kps")
 	sm := dt.Find(t, other, "ServiceMonitor", "probe")

@@ -175,6 +175,9 @@ spec:
         {{- if .Values.kube.discoverTargets }}
         - --kube.discover-targets
         {{- end }}
+        {{- if not .Values.kube.watchEvents }}
+        - --no-kube.watch-events
+        {{- end }}
         {{- if .Values.sharding.enabled }}
         - --shard.from-hostname
         - --total-shards={{ .Values.sharding.replicas }}
