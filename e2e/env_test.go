@@ -215,7 +215,8 @@ func (s *stack) reloadExporter(t *testing.T) {
 //   - shop/api-0 and shop/api-1 run shop/api:v1 on node-a, api-1 still with
 //     the digest the tag had before it was pushed again (tag drift);
 //   - shop/api-canary waits in ImagePullBackOff on node-b for v1.1, a tag
-//     that was never pushed;
+//     that was never pushed, and its node says so in the words a 1.32+
+//     kubelet writes over containerd (a node-reported not_found);
 //   - payments/checkout-0 and -1 wait in ImagePullBackOff on node-b for
 //     shop/api:v1 with a pull secret that does not exist.
 //
@@ -231,7 +232,7 @@ func (s *stack) createPods(t *testing.T) {
 	image := s.reg.Ref(repo, tag)
 	s.createPod(t, nsShop, "api-0", "node-a", image, running(s.registry+"/"+repo+"@"+s.digest))
 	s.createPod(t, nsShop, "api-1", "node-a", image, running(s.registry+"/"+repo+"@"+s.oldDigest))
-	s.createPod(t, nsShop, "api-canary", "node-b", s.reg.Ref(repo, missingTag), backOff(s.reg.Ref(repo, missingTag)))
+	s.createPod(t, nsShop, "api-canary", "node-b", s.reg.Ref(repo, missingTag), backOffNotFound(s.reg.Ref(repo, missingTag)))
 	for _, name := range []string{"checkout-0", "checkout-1"} {
 		s.createPod(t, nsPayments, name, "node-b", image, backOff(image), "shop-registry")
 	}
@@ -288,6 +289,18 @@ func backOff(image string) containerState {
 	return containerState{state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
 		Reason:  "ImagePullBackOff",
 		Message: fmt.Sprintf("Back-off pulling image %q", image),
+	}}}
+}
+
+// backOffNotFound is a 1.32+ kubelet's back-off over containerd for a tag
+// that does not exist: the pull error follows the back-off text
+// (pkg/kubelet/images/image_manager.go; containerd's resolver answers
+// errdefs.NotFound, which the CRI returns as code NotFound).
+func backOffNotFound(image string) containerState {
+	return containerState{state: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{
+		Reason: "ImagePullBackOff",
+		Message: fmt.Sprintf(`Back-off pulling image %[1]q: ErrImagePull: rpc error: code = NotFound desc = failed to pull and unpack image %[1]q: failed to resolve reference %[1]q: %[1]s: not found`,
+			image),
 	}}}
 }
 
