@@ -355,38 +355,12 @@ func (res *joinResult) foldRegistries(limit int) {
 		}
 		return reg
 	}
-	waiting := map[nsRegReason]int{}
-	for k, v := range res.waiting {
-		k.registry = other(k.registry)
-		waiting[k] += v
-	}
-	blocked := map[regCause]int{}
-	for k, v := range res.blocked {
-		k.registry = other(k.registry)
-		blocked[k] += v
-	}
-	mutable := map[mutableKey]int{}
-	for k, v := range res.mutable {
-		k.registry = other(k.registry)
-		mutable[k] += v
-	}
-	risk := map[nsRegReason]int{}
-	for k, v := range res.rescheduleRisk {
-		k.registry = other(k.registry)
-		risk[k] += v
-	}
-	pullError := map[nsRegReason]int{}
-	for k, v := range res.pullError {
-		k.registry = other(k.registry)
-		pullError[k] += v
-	}
-	nodeErrors := map[nodeRegCause]int{}
-	for k, v := range res.nodeErrors {
-		k.registry = other(k.registry)
-		nodeErrors[k] += v
-	}
-	res.waiting, res.blocked, res.mutable, res.rescheduleRisk = waiting, blocked, mutable, risk
-	res.pullError, res.nodeErrors = pullError, nodeErrors
+	res.waiting = refold(res.waiting, func(k nsRegReason) nsRegReason { k.registry = other(k.registry); return k })
+	res.blocked = refold(res.blocked, func(k regCause) regCause { k.registry = other(k.registry); return k })
+	res.mutable = refold(res.mutable, func(k mutableKey) mutableKey { k.registry = other(k.registry); return k })
+	res.rescheduleRisk = refold(res.rescheduleRisk, func(k nsRegReason) nsRegReason { k.registry = other(k.registry); return k })
+	res.pullError = refold(res.pullError, func(k nsRegReason) nsRegReason { k.registry = other(k.registry); return k })
+	res.nodeErrors = refold(res.nodeErrors, func(k nodeRegCause) nodeRegCause { k.registry = other(k.registry); return k })
 	for k := range res.tagDigests {
 		if folded[k.registry] {
 			delete(res.tagDigests, k)
@@ -487,4 +461,14 @@ func (res *joinResult) collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descRescheduleRisk, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
 		}
 	}
+}
+
+// refold re-keys the counts of m with rekey, summing the counts of keys
+// that become one (registries folded into "other").
+func refold[K comparable](m map[K]int, rekey func(K) K) map[K]int {
+	out := make(map[K]int, len(m))
+	for k, v := range m {
+		out[rekey(k)] += v
+	}
+	return out
 }
