@@ -33,14 +33,8 @@ func TestScheduledProbeAccounting(t *testing.T) {
 	m.Auth = probe.AuthConfig{Username: "puller", Password: "puller-pw-3c1e", Registries: []string{r.Addr}}
 	cfg := &config.Config{Modules: map[string]probe.Module{"local": m},
 		Targets: []config.TargetConfig{tc(t, "ok", r.Ref("team/app", "v1"), 0), tc(t, "missing", r.Ref("team/app", "nope"), 0)}}
-	prober := probe.NewProber(probe.ProberOptions{UserAgent: ua})
-	t.Cleanup(prober.Close)
-	s := NewScheduler(SchedulerOptions{Prober: prober})
-	s.ApplyConfig(cfg)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	s, reg := accountingScheduler(t, ua, cfg)
+	ctx := context.Background()
 
 	check := func(round string, musthave ...testenv.KindCode) {
 		t.Helper()
@@ -99,14 +93,8 @@ targets:
 	if err != nil {
 		t.Fatal(err)
 	}
-	prober := probe.NewProber(probe.ProberOptions{UserAgent: ua})
-	t.Cleanup(prober.Close)
-	s := NewScheduler(SchedulerOptions{Prober: prober})
-	s.ApplyConfig(cfg)
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(s)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	s, reg := accountingScheduler(t, ua, cfg)
+	ctx := context.Background()
 
 	for i := 0; i < 3; i++ {
 		for _, name := range []string{"synced", "unsynced"} {
@@ -126,4 +114,18 @@ targets:
 		testenv.CountedKindCodes(samples, "imagepull_registry_requests_total"),
 		testenv.LoggedKindCodes(testenv.FilterUA(upstream.Fence(t, "fence-upstream"), ua)),
 		testenv.KindCode{Kind: "ping", Code: "200"}, testenv.KindCode{Kind: "manifest_head", Code: "200"})
+}
+
+// accountingScheduler returns a scheduler that is not run (the tests drive
+// probeOnce themselves) with cfg applied, a prober sending ua, and a
+// registry that gathers it.
+func accountingScheduler(t *testing.T, ua string, cfg *config.Config) (*Scheduler, *prometheus.Registry) {
+	t.Helper()
+	prober := probe.NewProber(probe.ProberOptions{UserAgent: ua})
+	t.Cleanup(prober.Close)
+	s := NewScheduler(SchedulerOptions{Prober: prober})
+	s.ApplyConfig(cfg)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(s)
+	return s, reg
 }

@@ -95,9 +95,6 @@ func NewSender(budget *RequestBudget) *Sender {
 		mirrorRequests: map[mirrorRequestKey]uint64{}}
 }
 
-// Budget returns the budget the Sender charges; nil when unlimited.
-func (s *Sender) Budget() *RequestBudget { return s.budget }
-
 // Do runs exchange if the budget allows it, then charges and counts the
 // requests its Result reports. ok is false when the budget refused: then
 // exchange did not run and nothing was sent.

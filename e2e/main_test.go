@@ -7,7 +7,6 @@
 package e2e_test
 
 import (
-	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -25,15 +24,8 @@ func TestMain(m *testing.M) {
 	// The exporter's own goroutines (scheduler, informers, reload) run
 	// under the race detector when the tests do. Under -short nothing is
 	// built: every test here needs the whole stack (startStack skips).
-	flag.Parse()
-	remove := func() {}
-	if !testing.Short() {
-		var err error
-		if exporterBin, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	var remove func()
+	exporterBin, remove = testenv.MainBuildExporter(raceEnabled)
 	code := m.Run()
 	remove()
 	if code == 0 {

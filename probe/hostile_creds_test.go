@@ -194,14 +194,11 @@ func TestHostileRegistryGetsNoModuleCredentials(t *testing.T) {
 			if want := `(probed anonymously: the credentials of module "test" are not bound to registry ` + sink.Addr; !strings.Contains(res.Error, want) {
 				t.Errorf("error %q lacks %q", res.Error, want)
 			}
-			reqs := sink.Requests()[before:]
-			if len(reqs) == 0 {
+			if len(sink.Requests()) == before {
 				t.Fatal("the sink saw no request: the case proves nothing")
 			}
-			for _, r := range reqs {
-				if r.Authorization != "" || strings.Contains(r.Body, pw) {
-					t.Errorf("the attacker's host received credentials: %+v", r)
-				}
+			if leaks := sink.Leaks(pw); len(leaks) > 0 {
+				t.Errorf("the attacker's host received credentials: %+v", leaks)
 			}
 		})
 	}

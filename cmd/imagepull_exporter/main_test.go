@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -35,15 +34,8 @@ func TestMain(m *testing.M) {
 	// is built: go build -race of the whole exporter takes longer on two
 	// cores than every unit test together, and the tests that run the
 	// binary are skipped by exporterBin.
-	flag.Parse()
-	remove := func() {}
-	if !testing.Short() {
-		var err error
-		if binPath, remove, err = testenv.BuildExporter(raceEnabled); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.Exit(1)
-		}
-	}
+	var remove func()
+	binPath, remove = testenv.MainBuildExporter(raceEnabled)
 	code := m.Run()
 	remove()
 	if code == 0 {

@@ -43,25 +43,7 @@ func startHostileEnv(t *testing.T, extra string) *hostileEnv {
 	e.attacker = testenv.StartRegistry(t, testenv.RegistryOptions{Auth: testenv.RegistryAuthBasic})
 	e.attacker.Push(t, "x/y", "1")
 	e.sink = testenv.StartCredentialSink(t, e.attacker.URL)
-	cfg, err := config.Parse("hostile.yml", []byte(fmt.Sprintf(`
-modules:
-  default:
-    plain_http: true
-    timeout: 5s
-    interval: 1h
-    auth: {username: alice, password: %[1]s, registries: ["%[2]s"]}
-  private:
-    plain_http: true
-    timeout: 5s
-    interval: 1h
-    auth: {username: alice, password: %[1]s}
-targets:
-  - {name: victim, image: "%[2]s/team/app:v1", module: private}
-%[3]s`, e.pw, e.victim.Addr, extra)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.cfg = cfg
+	e.cfg = e.parseConfig(t, "hostile.yml", extra)
 	return e
 }
 
@@ -192,12 +174,12 @@ func TestScheduledDiscoveredAndMirrorProbesKeepCredentialsHome(t *testing.T) {
 	e.noCredentialsAtSink(t)
 }
 
-// startHostileEnvMirror parses e's configuration again with the sink as a
-// mirror of the victim's registry (probed with the target's module, so
-// anonymously: a runtime never hands a registry's credentials to a mirror).
-func startHostileEnvMirror(t *testing.T, e *hostileEnv) *config.Config {
+// parseConfig parses, through the real config loader, a configuration
+// whose credentialed modules are bound the way an operator would bind them,
+// with extra appended (more top-level keys).
+func (e *hostileEnv) parseConfig(t *testing.T, name, extra string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse("hostile-mirror.yml", []byte(fmt.Sprintf(`
+	cfg, err := config.Parse(name, []byte(fmt.Sprintf(`
 modules:
   default:
     plain_http: true
@@ -211,12 +193,17 @@ modules:
     auth: {username: alice, password: %[1]s}
 targets:
   - {name: victim, image: "%[2]s/team/app:v1", module: private}
-mirrors:
-  "%[2]s":
-    - "http://%[3]s"
-`, e.pw, e.victim.Addr, e.sink.Addr)))
+%[3]s`, e.pw, e.victim.Addr, extra)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// startHostileEnvMirror parses e's configuration again with the sink as a
+// mirror of the victim's registry (probed with the target's module, so
+// anonymously: a runtime never hands a registry's credentials to a mirror).
+func startHostileEnvMirror(t *testing.T, e *hostileEnv) *config.Config {
+	t.Helper()
+	return e.parseConfig(t, "hostile-mirror.yml", fmt.Sprintf("mirrors:\n  %q:\n    - \"http://%s\"\n", e.victim.Addr, e.sink.Addr))
 }

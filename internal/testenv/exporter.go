@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"sort"
 	"strings"
+	"testing"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -46,6 +48,22 @@ func BuildExporter(race bool) (path string, remove func(), err error) {
 		return "", nil, fmt.Errorf("testenv: go build %s: %w\n%s", exporterPackage, err, out)
 	}
 	return path, remove, nil
+}
+
+// MainBuildExporter is BuildExporter for a TestMain: it parses the test
+// flags and, under -short (the fast tier), builds nothing and returns ""
+// (tests that need the binary skip); a failed build ends the process.
+func MainBuildExporter(race bool) (path string, remove func()) {
+	flag.Parse()
+	if testing.Short() {
+		return "", func() {}
+	}
+	path, remove, err := BuildExporter(race)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	return path, remove
 }
 
 // Samples flattens metric families into one value per series, keyed
