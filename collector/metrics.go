@@ -76,6 +76,12 @@ var (
 	descBudgetExhausted = prometheus.NewDesc("imagepull_probe_budget_exhausted_total",
 		"Scheduled probes skipped because the registry's request budget (--probe.registry-budget) was spent (a /probe refused for the same reason is answered 429, not counted).",
 		[]string{"registry"}, nil)
+	descRegistryUp = prometheus.NewDesc("imagepull_registry_up",
+		"Whether the registry is up, judged over the latest probe of every target of it, all modules and credentials: 1 when any probe got an answer from it (a success, not_found, forbidden, no_credentials, or a pull secret's unauthorized), 0 when every probe failed for a registry-level reason.",
+		[]string{"registry"}, nil)
+	descRegistryFailure = prometheus.NewDesc("imagepull_registry_failure_reason",
+		"Why the registry is down: 1 for the first registry-level reason (in the exporter's precedence order) among its probes' failures while imagepull_registry_up is 0, 0 for the other registry-level reasons; all 0 while it is up.",
+		[]string{"registry", "reason"}, nil)
 	descTargets = prometheus.NewDesc("imagepull_exporter_targets",
 		"Targets being probed, by where they come from.",
 		[]string{"source"}, nil)
@@ -123,6 +129,7 @@ func (s *Scheduler) Describe(ch chan<- *prometheus.Desc) {
 		descRateLimitLimit, descRateLimitRemaining, descRateLimitWindow, descRetryAfter,
 		descManifestInfo, descDigestChanges, descTLSCertExpiry, descRegistryRequests,
 		descMalformedHeaders, descBudgetExhausted, descTargets,
+		descRegistryUp, descRegistryFailure,
 	} {
 		ch <- d
 	}
@@ -148,6 +155,15 @@ func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
 func collectSnapshot(ch chan<- prometheus.Metric, snap *Snapshot) {
 	for i := range snap.Targets {
 		collectTarget(ch, &snap.Targets[i])
+	}
+	for _, r := range snap.Registries {
+		ch <- prometheus.MustNewConstMetric(descRegistryUp, prometheus.GaugeValue, boolFloat(r.Up), r.Registry)
+		for _, reason := range probe.Reasons {
+			if reason.RegistryLevel() {
+				ch <- prometheus.MustNewConstMetric(descRegistryFailure, prometheus.GaugeValue,
+					boolFloat(!r.Up && r.Reason == reason), r.Registry, string(reason))
+			}
+		}
 	}
 	for _, rl := range snap.RateLimits {
 		ch <- prometheus.MustNewConstMetric(descRateLimitLimit, prometheus.GaugeValue, rl.Limit, rl.Registry, rl.Source)
@@ -240,6 +256,7 @@ func resultSnapshot(name string, res probe.Result) Snapshot {
 		snap.CertExpiry[reg] = res.TLSCertExpiry
 	}
 	countRequests(snap.requests, snap.malformed, reg, &res)
+	snap.Registries = registryHealth(snap.Targets)
 	return snap
 }
 

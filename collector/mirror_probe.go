@@ -252,17 +252,19 @@ func (s *Scheduler) collectMirrors(ch chan<- prometheus.Metric) {
 	}
 }
 
-// mirrorCause is the mirror's state over its latest results (probe.Cause):
-// a failure about the mirror itself wins; else any success means up
-// (ReasonNone); else the per-image reason (not_found before forbidden): a
-// mirror that serves none of the probed images does not serve its purpose.
-// results is never empty here. known is false when every result failed on
-// the exporter's own setup (probe.Reason.Local), which says nothing of the
-// mirror.
+// mirrorCause is the mirror's state over its latest results, judged as a
+// registry is (probe.Health): down with its reason when every probe fails
+// for a registry-level reason; up (ReasonNone) when any succeeded, or only
+// no_credentials answers exist; else the per-image reason (not_found
+// before forbidden): a mirror that serves none of the probed images does
+// not serve its purpose. results is never empty here. known is false when
+// every result failed on the exporter's own setup (probe.Reason.Local),
+// which says nothing of the mirror.
 func mirrorCause(results []*probe.Result) (cause probe.Reason, known bool) {
 	ev := make([]probe.Evidence, len(results))
 	for i, res := range results {
 		ev[i] = probe.Evidence{Success: res.Success, Reason: res.Reason}
 	}
-	return probe.Cause(ev)
+	h := probe.Health(ev)
+	return h.Reason, h.Probed
 }

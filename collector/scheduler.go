@@ -610,6 +610,10 @@ type TargetStatus struct {
 	Ref      probe.Reference
 	Module   string
 	Interval time.Duration
+	// PullSecrets is true when the target is probed with pods' pull
+	// secrets (a discovered target's Keychain) rather than its module's
+	// credentials: an unauthorized answer then speaks for the secrets.
+	PullSecrets bool
 	TargetState
 }
 
@@ -639,6 +643,7 @@ type Snapshot struct {
 	CertExpiry map[string]time.Time // TLS certificate expiry per registry
 	Exhausted  []RegistryCount      // probes skipped for budget, per registry
 	Sources    map[string]int       // targets per source
+	Registries []RegistryStatus     // health per registry with a judged result, sorted
 
 	requests  map[requestKey]uint64
 	malformed map[malformedKey]uint64
@@ -670,7 +675,8 @@ func (s *Scheduler) Snapshot() Snapshot {
 		r.mu.Unlock()
 		snap.Targets = append(snap.Targets, TargetStatus{
 			Name: r.spec.name, Source: r.spec.source, Ref: r.spec.ref,
-			Module: r.spec.moduleName, Interval: r.spec.interval, TargetState: st,
+			Module: r.spec.moduleName, Interval: r.spec.interval,
+			PullSecrets: r.keychain.Load().kc != nil, TargetState: st,
 		})
 	}
 
@@ -695,19 +701,57 @@ func (s *Scheduler) Snapshot() Snapshot {
 		return a.Registry < b.Registry || (a.Registry == b.Registry && a.Source < b.Source)
 	})
 	snap.Exhausted = s.budget.Exhausted()
+	snap.Registries = registryHealth(snap.Targets)
 	return snap
 }
 
-// RegistryCause implements ProbeStatus. Precedence, over the latest result
-// of every target of the registry: a registry-level failure (dns, connect,
-// tls, timeout, server_error, rate_limited, unauthorized, protocol — in that
-// order) wins; else any success gives CauseRegistryOK; else the per-image
-// reason (not_found, then forbidden, then unauthorized). An unauthorized
-// answer to a target probed with pull secrets (a Keychain) counts as
-// per-credential, not registry-level. No target, or no target probed yet,
-// gives CauseUnprobed; results that failed on the exporter's own files
-// (config) are left out. probe.Cause weighs the results.
-func (s *Scheduler) RegistryCause(registry string) string {
+// RegistryStatus is one registry's health over its targets' latest
+// results: imagepull_registry_up and imagepull_registry_failure_reason.
+type RegistryStatus struct {
+	Registry string
+	probe.RegistryHealth
+}
+
+// registryHealth judges every registry of targets with probe.Health, the
+// way RegistryHealth does; registries with nothing to judge are left out.
+// Sorted by registry.
+func registryHealth(targets []TargetStatus) []RegistryStatus {
+	ev := map[string][]probe.Evidence{}
+	for i := range targets {
+		t := &targets[i]
+		if t.Last != nil {
+			ev[t.Ref.Registry] = append(ev[t.Ref.Registry], evidence(t.Last, t.PullSecrets))
+		}
+	}
+	out := make([]RegistryStatus, 0, len(ev))
+	for reg, e := range ev {
+		if h := probe.Health(e); h.Probed {
+			out = append(out, RegistryStatus{Registry: reg, RegistryHealth: h})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Registry < out[j].Registry })
+	return out
+}
+
+// evidence is how one target's latest result counts in its registry's
+// health (probe.Health): a target probed with pull secrets (a Keychain)
+// that is answered unauthorized speaks for that secret, not the registry.
+// One namespace's stale secret must not make every container waiting on
+// the registry look like a registry auth outage
+// (imagepull_pull_secret_auth_success names the secret). The scheduler's
+// join answers and the metrics both weigh results through it.
+func evidence(last *probe.Result, pullSecrets bool) probe.Evidence {
+	return probe.Evidence{
+		Success:       last.Success,
+		Reason:        last.Reason,
+		PerCredential: last.Reason == probe.ReasonUnauthorized && pullSecrets,
+	}
+}
+
+// RegistryHealth implements ProbeStatus: probe.Health over the latest
+// result of every target of the registry, whatever its module or
+// credentials.
+func (s *Scheduler) RegistryHealth(registry string) probe.RegistryHealth {
 	registry = probe.NormalizeRegistry(registry)
 	s.mu.Lock()
 	rs := s.byRegistry[registry]
@@ -717,28 +761,75 @@ func (s *Scheduler) RegistryCause(registry string) string {
 		r.mu.Lock()
 		last := r.st.Last
 		r.mu.Unlock()
-		if last == nil {
-			continue
+		if last != nil {
+			ev = append(ev, evidence(last, r.keychain.Load().kc != nil))
 		}
-		ev = append(ev, probe.Evidence{
-			Success: last.Success,
-			Reason:  last.Reason,
-			// A target probed with a pod's pull secrets: a rejected
-			// secret is that secret's problem, not the registry's. One
-			// namespace's stale secret must not make every container
-			// waiting on the registry look like a registry auth outage
-			// (imagepull_pull_secret_auth_success names the secret).
-			PerCredential: last.Reason == probe.ReasonUnauthorized && r.keychain.Load().kc != nil,
-		})
 	}
-	cause, probed := probe.Cause(ev)
+	return probe.Health(ev)
+}
+
+// RegistryCause implements ProbeStatus: the registry's health as the
+// join's cause. Down: the down reason (probe.Health: every probe failed
+// for a registry-level reason). Up: CauseRegistryOK when a probe succeeded
+// or only no_credentials answers exist (never a cause: the exporter cannot
+// know), else the per-image reason (not_found, then forbidden), else a pull
+// secret's unauthorized. No target, or none probed yet, or only results
+// that failed on the exporter's own files: CauseUnprobed.
+func (s *Scheduler) RegistryCause(registry string) string {
+	return CauseOf(s.RegistryHealth(registry))
+}
+
+// CauseOf is the join's cause for a registry judged h.
+func CauseOf(h probe.RegistryHealth) string {
 	switch {
-	case !probed:
+	case !h.Probed:
 		return CauseUnprobed
-	case cause == probe.ReasonNone:
+	case h.Reason == probe.ReasonNone:
 		return CauseRegistryOK
 	}
-	return string(cause)
+	return string(h.Reason)
+}
+
+// ImageResult implements ProbeStatus: the latest result of target, when
+// it exists, probes ref and has a result; else that of a target probing
+// exactly ref with its module's credentials (no pull secrets: another
+// namespace's secrets say nothing about these), a success first, then the
+// most recent. Results that failed on the exporter's own files (config)
+// are no answer.
+func (s *Scheduler) ImageResult(target string, ref probe.Reference) (reason probe.Reason, ok bool) {
+	answer := func(last *probe.Result) bool { return last != nil && (last.Success || !last.Reason.Local()) }
+	s.mu.Lock()
+	named := s.runners[target]
+	rs := s.byRegistry[ref.Registry]
+	s.mu.Unlock()
+	if named != nil && named.spec.ref == ref {
+		named.mu.Lock()
+		last := named.st.Last
+		named.mu.Unlock()
+		if answer(last) {
+			return last.Reason, true
+		}
+	}
+	var best *probe.Result
+	for _, r := range rs {
+		if r.spec.ref != ref || r.keychain.Load().kc != nil {
+			continue
+		}
+		r.mu.Lock()
+		last := r.st.Last
+		r.mu.Unlock()
+		if !answer(last) {
+			continue
+		}
+		if best == nil || (last.Success && !best.Success) ||
+			(last.Success == best.Success && last.Start.After(best.Start)) {
+			best = last
+		}
+	}
+	if best == nil {
+		return probe.ReasonNone, false
+	}
+	return best.Reason, true
 }
 
 // TagResult implements ProbeStatus: the latest result of a target probing

@@ -422,20 +422,33 @@ func TestRegistryCausePrecedence(t *testing.T) {
 		// A pod's rejected pull secret is that secret's problem: the
 		// registry itself answers the module's probe fine.
 		{results: []probe.Reason{probe.ReasonNone, probe.ReasonUnauthorized}, want: CauseRegistryOK, withSecrets: []bool{false, true}},
-		// ... but the module's own credentials being rejected is a
-		// registry-level auth failure.
-		{results: []probe.Reason{probe.ReasonNone, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized), withSecrets: []bool{true, false}},
-		// Only pull-secret targets, all rejected: still unauthorized,
-		// after a per-image not_found.
+		// The module's own credentials rejected on one target while
+		// another target is served: the registry is up (issue 11), the
+		// rejection is that target's (ImagePullRegistryAuthFailing).
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonUnauthorized}, want: CauseRegistryOK, withSecrets: []bool{true, false}},
+		// ... and when every probe is rejected that way, the registry's
+		// auth is down.
+		{results: []probe.Reason{probe.ReasonUnauthorized, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized)},
+		// Only pull-secret targets, all rejected: the registry answered;
+		// the cause is the secrets', after a per-image not_found.
 		{results: []probe.Reason{probe.ReasonUnauthorized, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized), withSecrets: []bool{true, true}},
 		{results: []probe.Reason{probe.ReasonUnauthorized, probe.ReasonNotFound}, want: string(probe.ReasonNotFound), withSecrets: []bool{true, false}},
-		// A connection failure is the registry's, whatever the credentials.
-		{results: []probe.Reason{probe.ReasonNone, probe.ReasonConnect}, want: string(probe.ReasonConnect), withSecrets: []bool{false, true}},
+		// One target's path fails (a module's wrong CA, a dead proxy)
+		// while another gets answers: the registry is up.
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonConnect}, want: CauseRegistryOK, withSecrets: []bool{false, true}},
+		{results: []probe.Reason{probe.ReasonTLS, probe.ReasonNone}, want: CauseRegistryOK},
+		{results: []probe.Reason{probe.ReasonNone, probe.ReasonRateLimited}, want: CauseRegistryOK},
+		// A connection failure is the registry's when nothing answers,
+		// whatever the credentials.
+		{results: []probe.Reason{probe.ReasonConnect, probe.ReasonConnect}, want: string(probe.ReasonConnect), withSecrets: []bool{false, true}},
 		{results: []probe.Reason{probe.ReasonNone, probe.ReasonNotFound}, want: CauseRegistryOK},
 		{results: []probe.Reason{probe.ReasonNotFound, probe.ReasonForbidden}, want: string(probe.ReasonNotFound)},
 		{results: []probe.Reason{probe.ReasonForbidden}, want: string(probe.ReasonForbidden)},
-		{results: []probe.Reason{probe.ReasonNone, probe.ReasonRateLimited}, want: string(probe.ReasonRateLimited)},
-		{results: []probe.Reason{probe.ReasonNotFound, probe.ReasonUnauthorized}, want: string(probe.ReasonUnauthorized)},
+		{results: []probe.Reason{probe.ReasonNotFound, probe.ReasonUnauthorized}, want: string(probe.ReasonNotFound)},
+		// No credentials is not an outage, and never the join's cause.
+		{results: []probe.Reason{probe.ReasonNoCredentials}, want: CauseRegistryOK},
+		{results: []probe.Reason{probe.ReasonNoCredentials, probe.ReasonTimeout}, want: CauseRegistryOK},
+		{results: []probe.Reason{probe.ReasonNoCredentials, probe.ReasonNotFound}, want: string(probe.ReasonNotFound)},
 		{results: []probe.Reason{probe.ReasonTimeout, probe.ReasonDNS, probe.ReasonServerError}, want: string(probe.ReasonDNS)},
 		// The exporter's own file problems (config) are never the
 		// registry's cause: left out, as if that target were unprobed.

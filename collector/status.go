@@ -18,16 +18,25 @@ const (
 // probe results, summarised per registry and per tag. The scheduler implements
 // it; it must be safe for concurrent use and cheap (no probing, no I/O).
 type ProbeStatus interface {
-	// RegistryCause returns the registry's current cause: a probe.Reason
-	// (as string) when its probes fail, CauseRegistryOK when they succeed,
-	// CauseUnprobed when no target covers the registry. The registry is the
-	// normalised host ("docker.io" for Docker Hub). When targets of one
-	// registry disagree, a failure that is about the registry itself (dns,
-	// connect, tls, timeout, server_error, rate_limited, unauthorized,
-	// protocol) wins over per-image results (not_found, forbidden); an
-	// unauthorized answer to pull secrets is per credential, not the
-	// registry's (Scheduler.RegistryCause has the full precedence).
+	// RegistryCause returns the registry's current cause: the down reason
+	// (a registry-level probe.Reason, as string) when every probe of the
+	// registry fails for a registry-level reason; when it is up,
+	// CauseRegistryOK, or the per-image or per-credential reason when no
+	// probe succeeded; CauseUnprobed when no target covers the registry.
+	// The registry is the normalised host ("docker.io" for Docker Hub).
+	// It is CauseOf(RegistryHealth(registry)) (Scheduler.RegistryCause has
+	// the full precedence).
 	RegistryCause(registry string) string
+	// RegistryHealth judges the registry over the latest result of every
+	// target of it (probe.Health): up when any probe got an answer.
+	RegistryHealth(registry string) probe.RegistryHealth
+	// ImageResult returns the latest probe result for ref with the
+	// credentials of the target named target (a discovered target: the
+	// pull secrets the kubelet would use, or the module's), else of a
+	// target probing exactly ref with its module's credentials: ReasonNone
+	// for a success, else the failure reason. ok is false when nothing
+	// has probed ref yet.
+	ImageResult(target string, ref probe.Reference) (reason probe.Reason, ok bool)
 	// TagResult returns the latest probe result of registry/repository:tag:
 	// the digest the registry serves now, or the failure reason; ok is false
 	// when that tag is not probed.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptrace"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -176,7 +177,15 @@ type probeRun struct {
 	// they are not bound to the registry (binding.go): the probe ran
 	// anonymously, and an auth failure says why.
 	unbound error
+	// anonymous is set when the run had no credential to present (none
+	// configured, withheld by the binding, or a keychain with nothing for
+	// the registry): an auth refusal then means ReasonNoCredentials.
+	anonymous bool
 }
+
+// NoCredentialsHint is appended to the error of a ReasonNoCredentials
+// result: what the exporter's owner can do about it.
+const NoCredentialsHint = "no credentials for this registry: add a module, or enable pull secrets"
 
 // Probe probes one target once: it never retries, and every network step is
 // bounded by ctx and the module's Timeout. The Result says how it went.
@@ -229,8 +238,18 @@ func (r *probeRun) finish(err error) {
 		res.Success = false
 		res.Reason = pe.reason
 		res.Error = r.red.Redact(pe.msg)
-		if r.unbound != nil && (res.Reason == ReasonUnauthorized || res.Reason == ReasonForbidden) {
-			res.Error += " (probed anonymously: " + r.unbound.Error() + ")"
+		if res.Reason == ReasonUnauthorized || res.Reason == ReasonForbidden {
+			if r.unbound != nil {
+				res.Error += " (probed anonymously: " + r.unbound.Error() + ")"
+			}
+			if r.anonymous {
+				// The registry asked for credentials and the probe had
+				// none: the registry is up, and whether the pods can
+				// pull the image with theirs is unknown. Never an
+				// auth failure, never a cause (Reason.Inconclusive).
+				res.Reason = ReasonNoCredentials
+				res.Error += " (" + NoCredentialsHint + ")"
+			}
 		}
 		if res.Reason != ReasonRateLimited {
 			res.RetryAfter = 0
@@ -307,6 +326,7 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 // and origin, for the credentials resolved.
 func (r *probeRun) dial(creds []Credential, now time.Time) ([]Credential, error) {
 	r.red.AddCredentials(creds...)
+	r.anonymous = !slices.ContainsFunc(creds, func(c Credential) bool { return !c.Anonymous() })
 
 	scheme := "https"
 	if r.m.PlainHTTP {

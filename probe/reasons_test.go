@@ -8,7 +8,7 @@ import (
 // TestReasonsClosedSet pins the set and its precedence order: moving a
 // reason changes which cause a registry reports when its targets disagree.
 func TestReasonsClosedSet(t *testing.T) {
-	want := []Reason{"dns", "connect", "tls", "timeout", "server_error", "rate_limited", "unauthorized", "protocol", "not_found", "forbidden", "config"}
+	want := []Reason{"dns", "connect", "tls", "timeout", "server_error", "rate_limited", "unauthorized", "protocol", "not_found", "forbidden", "no_credentials", "config"}
 	if !reflect.DeepEqual(Reasons, want) {
 		t.Errorf("Reasons = %v, want %v", Reasons, want)
 	}
@@ -27,10 +27,35 @@ func TestReasonsClosedSet(t *testing.T) {
 	if want := want[:8]; !reflect.DeepEqual(level, want) {
 		t.Errorf("registry-level reasons = %v, want %v", level, want)
 	}
-	for _, r := range []Reason{ReasonNone, "made_up", ReasonConfig} {
+	for _, r := range []Reason{ReasonNone, "made_up", ReasonConfig, ReasonNoCredentials} {
 		if r.RegistryLevel() {
 			t.Errorf("%q.RegistryLevel() = true", r)
 		}
+	}
+	// The classes, pinned: the mixin's lists are tested against them.
+	var path, perImg, inconclusive []Reason
+	for _, r := range Reasons {
+		if r.PathLevel() {
+			if !r.RegistryLevel() {
+				t.Errorf("%q is path-level but not registry-level", r)
+			}
+			path = append(path, r)
+		}
+		if r.PerImage() {
+			perImg = append(perImg, r)
+		}
+		if r.Inconclusive() {
+			inconclusive = append(inconclusive, r)
+		}
+	}
+	if w := []Reason{"dns", "connect", "tls", "timeout", "server_error", "protocol"}; !reflect.DeepEqual(path, w) {
+		t.Errorf("path-level reasons = %v, want %v", path, w)
+	}
+	if w := []Reason{"not_found", "forbidden"}; !reflect.DeepEqual(perImg, w) {
+		t.Errorf("per-image reasons = %v, want %v", perImg, w)
+	}
+	if w := []Reason{"no_credentials"}; !reflect.DeepEqual(inconclusive, w) {
+		t.Errorf("inconclusive reasons = %v, want %v", inconclusive, w)
 	}
 	// The exporter's own problems come last and are the only Local ones.
 	for i, r := range Reasons {
@@ -40,48 +65,62 @@ func TestReasonsClosedSet(t *testing.T) {
 	}
 }
 
-func TestCause(t *testing.T) {
+func TestHealth(t *testing.T) {
 	ok := Evidence{Success: true}
 	fail := func(r Reason) Evidence { return Evidence{Reason: r} }
 	secret := func(r Reason) Evidence { return Evidence{Reason: r, PerCredential: true} }
+	up := func(r Reason) RegistryHealth { return RegistryHealth{Probed: true, Up: true, Reason: r} }
+	upOK := RegistryHealth{Probed: true, Up: true, Succeeded: true}
+	down := func(r Reason) RegistryHealth { return RegistryHealth{Probed: true, Reason: r} }
 	for _, c := range []struct {
-		name   string
-		ev     []Evidence
-		want   Reason
-		probed bool
+		name string
+		ev   []Evidence
+		want RegistryHealth
 	}{
-		{name: "nothing probed", ev: nil, want: ReasonNone, probed: false},
-		{name: "success", ev: []Evidence{ok}, want: ReasonNone, probed: true},
-		{name: "registry-level beats success", ev: []Evidence{ok, fail(ReasonRateLimited)}, want: ReasonRateLimited, probed: true},
-		{name: "protocol is registry-level", ev: []Evidence{ok, fail(ReasonProtocol)}, want: ReasonProtocol, probed: true},
-		{name: "most fundamental first", ev: []Evidence{fail(ReasonTimeout), fail(ReasonDNS), fail(ReasonServerError)}, want: ReasonDNS, probed: true},
-		{name: "server_error before rate_limited before unauthorized before protocol", ev: []Evidence{fail(ReasonProtocol), fail(ReasonUnauthorized), fail(ReasonRateLimited), fail(ReasonServerError)}, want: ReasonServerError, probed: true},
-		{name: "unauthorized before protocol", ev: []Evidence{fail(ReasonProtocol), fail(ReasonUnauthorized)}, want: ReasonUnauthorized, probed: true},
-		{name: "success beats per-image", ev: []Evidence{ok, fail(ReasonNotFound), fail(ReasonForbidden)}, want: ReasonNone, probed: true},
-		{name: "not_found before forbidden", ev: []Evidence{fail(ReasonForbidden), fail(ReasonNotFound)}, want: ReasonNotFound, probed: true},
-		{name: "forbidden alone", ev: []Evidence{fail(ReasonForbidden)}, want: ReasonForbidden, probed: true},
-		{name: "registry unauthorized beats not_found", ev: []Evidence{fail(ReasonNotFound), fail(ReasonUnauthorized)}, want: ReasonUnauthorized, probed: true},
+		{name: "nothing probed", ev: nil, want: RegistryHealth{}},
+		{name: "success", ev: []Evidence{ok}, want: upOK},
+		// Issue 11: one target with a wrong CA or behind a broken proxy
+		// next to one that gets answers is that target's failure.
+		{name: "success beats a path failure", ev: []Evidence{ok, fail(ReasonTLS)}, want: upOK},
+		{name: "success beats rate_limited", ev: []Evidence{ok, fail(ReasonRateLimited)}, want: upOK},
+		{name: "success beats the module's unauthorized", ev: []Evidence{fail(ReasonUnauthorized), ok}, want: upOK},
+		{name: "most fundamental first", ev: []Evidence{fail(ReasonTimeout), fail(ReasonDNS), fail(ReasonServerError)}, want: down(ReasonDNS)},
+		{name: "server_error before rate_limited before unauthorized before protocol", ev: []Evidence{fail(ReasonProtocol), fail(ReasonUnauthorized), fail(ReasonRateLimited), fail(ReasonServerError)}, want: down(ReasonServerError)},
+		{name: "unauthorized before protocol", ev: []Evidence{fail(ReasonProtocol), fail(ReasonUnauthorized)}, want: down(ReasonUnauthorized)},
+		{name: "protocol alone is down", ev: []Evidence{fail(ReasonProtocol)}, want: down(ReasonProtocol)},
+		{name: "success beats per-image", ev: []Evidence{ok, fail(ReasonNotFound), fail(ReasonForbidden)}, want: upOK},
+		{name: "not_found before forbidden", ev: []Evidence{fail(ReasonForbidden), fail(ReasonNotFound)}, want: up(ReasonNotFound)},
+		{name: "forbidden alone", ev: []Evidence{fail(ReasonForbidden)}, want: up(ReasonForbidden)},
+		// A 404 is an answer: the registry is up, and the connect failure
+		// is the other target's path.
+		{name: "a per-image answer makes the registry up", ev: []Evidence{fail(ReasonNotFound), fail(ReasonConnect)}, want: up(ReasonNotFound)},
+		{name: "per-image beats the module's unauthorized", ev: []Evidence{fail(ReasonNotFound), fail(ReasonUnauthorized)}, want: up(ReasonNotFound)},
 		// A pod's rejected pull secret is that secret's problem.
-		{name: "success beats a pull secret", ev: []Evidence{ok, secret(ReasonUnauthorized)}, want: ReasonNone, probed: true},
-		{name: "not_found beats a pull secret", ev: []Evidence{secret(ReasonUnauthorized), fail(ReasonNotFound)}, want: ReasonNotFound, probed: true},
-		{name: "only pull secrets fail", ev: []Evidence{secret(ReasonUnauthorized), secret(ReasonUnauthorized)}, want: ReasonUnauthorized, probed: true},
-		{name: "per-credential registry-level after per-image", ev: []Evidence{secret(ReasonProtocol), secret(ReasonConnect), fail(ReasonForbidden)}, want: ReasonForbidden, probed: true},
-		{name: "per-credential in Reasons order", ev: []Evidence{secret(ReasonProtocol), secret(ReasonConnect)}, want: ReasonConnect, probed: true},
-		{name: "unknown reasons after known ones", ev: []Evidence{fail("zz_new"), secret(ReasonUnauthorized), fail("aa_new")}, want: ReasonUnauthorized, probed: true},
-		{name: "unknown reasons lexicographically", ev: []Evidence{fail("zz_new"), fail("mm_new"), fail("aa_new")}, want: "aa_new", probed: true},
-		{name: "a failure without a reason is not up", ev: []Evidence{ok, {Success: false}}, want: ReasonProtocol, probed: true},
-		{name: "unknown reason loses to success", ev: []Evidence{fail("zz_new"), ok}, want: ReasonNone, probed: true},
+		{name: "success beats a pull secret", ev: []Evidence{ok, secret(ReasonUnauthorized)}, want: upOK},
+		{name: "not_found beats a pull secret", ev: []Evidence{secret(ReasonUnauthorized), fail(ReasonNotFound)}, want: up(ReasonNotFound)},
+		{name: "only pull secrets fail: up, per credential", ev: []Evidence{secret(ReasonUnauthorized), secret(ReasonUnauthorized)}, want: up(ReasonUnauthorized)},
+		{name: "a pull secret's answer makes the registry up", ev: []Evidence{secret(ReasonUnauthorized), fail(ReasonTimeout)}, want: up(ReasonUnauthorized)},
+		{name: "a connect failure is nobody's credential", ev: []Evidence{secret(ReasonConnect), fail(ReasonTimeout)}, want: down(ReasonConnect)},
+		// No credentials: the registry answered with a challenge. Up, and
+		// never a cause: the exporter cannot know about the image.
+		{name: "no_credentials alone is up without a cause", ev: []Evidence{fail(ReasonNoCredentials)}, want: up(ReasonNone)},
+		{name: "no_credentials beats a path failure", ev: []Evidence{fail(ReasonNoCredentials), fail(ReasonTLS)}, want: up(ReasonNone)},
+		{name: "not_found beats no_credentials", ev: []Evidence{fail(ReasonNoCredentials), fail(ReasonNotFound)}, want: up(ReasonNotFound)},
+		{name: "a pull secret beats no_credentials", ev: []Evidence{fail(ReasonNoCredentials), secret(ReasonUnauthorized)}, want: up(ReasonUnauthorized)},
+		{name: "unknown reasons after known ones", ev: []Evidence{fail("zz_new"), secret(ReasonUnauthorized), fail("aa_new")}, want: up(ReasonUnauthorized)},
+		{name: "unknown reasons lexicographically", ev: []Evidence{fail("zz_new"), fail("mm_new"), fail("aa_new")}, want: up("aa_new")},
+		{name: "a failure without a reason is not up", ev: []Evidence{{Success: false}}, want: down(ReasonProtocol)},
+		{name: "unknown reason loses to success", ev: []Evidence{fail("zz_new"), ok}, want: upOK},
 		// The exporter's own file problems are no evidence about the
 		// registry: never its cause, whatever else is known.
-		{name: "config alone is not probed", ev: []Evidence{fail(ReasonConfig), fail(ReasonConfig)}, want: ReasonNone, probed: false},
-		{name: "config is ignored beside success", ev: []Evidence{fail(ReasonConfig), ok}, want: ReasonNone, probed: true},
-		{name: "config is ignored beside per-image", ev: []Evidence{fail(ReasonConfig), fail(ReasonForbidden)}, want: ReasonForbidden, probed: true},
-		{name: "config is ignored beside a pull secret", ev: []Evidence{fail(ReasonConfig), secret(ReasonUnauthorized)}, want: ReasonUnauthorized, probed: true},
-		{name: "config is ignored beside unknown", ev: []Evidence{fail(ReasonConfig), fail("aa_new")}, want: "aa_new", probed: true},
+		{name: "config alone is not probed", ev: []Evidence{fail(ReasonConfig), fail(ReasonConfig)}, want: RegistryHealth{}},
+		{name: "config is ignored beside success", ev: []Evidence{fail(ReasonConfig), ok}, want: upOK},
+		{name: "config is ignored beside per-image", ev: []Evidence{fail(ReasonConfig), fail(ReasonForbidden)}, want: up(ReasonForbidden)},
+		{name: "config is ignored beside down", ev: []Evidence{fail(ReasonConfig), fail(ReasonConnect)}, want: down(ReasonConnect)},
+		{name: "config is ignored beside unknown", ev: []Evidence{fail(ReasonConfig), fail("aa_new")}, want: up("aa_new")},
 	} {
-		got, probed := Cause(c.ev)
-		if got != c.want || probed != c.probed {
-			t.Errorf("%s: Cause(%v) = %q, %v; want %q, %v", c.name, c.ev, got, probed, c.want, c.probed)
+		if got := Health(c.ev); got != c.want {
+			t.Errorf("%s: Health(%v) = %+v; want %+v", c.name, c.ev, got, c.want)
 		}
 		// The answer must not depend on the order of the results, nor on
 		// map iteration: every rotation and the reverse, many times.
@@ -94,8 +133,8 @@ func TestCause(t *testing.T) {
 					}
 				}
 				for range 20 {
-					if got, _ := Cause(ev); got != c.want {
-						t.Errorf("%s: Cause(%v) = %q, want %q: depends on order", c.name, ev, got, c.want)
+					if got := Health(ev); got != c.want {
+						t.Errorf("%s: Health(%v) = %+v, want %+v: depends on order", c.name, ev, got, c.want)
 					}
 				}
 			}

@@ -181,6 +181,12 @@ func (d *Diagnoser) printNodeCause(message string, pod *corev1.Pod, container st
 // (from its own network, with the credentials printed above) agree, and
 // what a disagreement means.
 func compareCauses(node string, probed probe.Reason) string {
+	if probed.Inconclusive() {
+		// The probe had no credentials, as the node (with the pod's
+		// secrets) had none for this registry: a node's 401 is the same
+		// answer.
+		probed = probe.ReasonUnauthorized
+	}
 	exporter := "OK"
 	if probed != probe.ReasonNone {
 		exporter = string(probed)
@@ -416,7 +422,7 @@ func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.
 			return fmt.Sprintf("%s/%s has no tags (the repository does not exist, or is empty); check the image name", host, ref.Repository)
 		}
 		return fmt.Sprintf("tag %s not found in %s/%s (%s)", ref.Tag, host, ref.Repository, suggestTag(ref.Tag, tags))
-	case probe.ReasonUnauthorized:
+	case probe.ReasonUnauthorized, probe.ReasonNoCredentials:
 		switch {
 		case len(creds) == 0 && namespace != "":
 			return fmt.Sprintf("%s requires credentials and none of the pull secrets has an entry for %s; add an imagePullSecret with an entry for %s", host, host, host)

@@ -382,12 +382,31 @@ func (res *joinResult) foldRegistries(limit int) {
 // cause of the registry (not_found, forbidden) says nothing about this image.
 func rescheduleCause(sc *statusCache, ref probe.Reference) string {
 	if tr := sc.tagResult(ref.Registry, ref.Repository, ref.Identifier()); tr.ok {
-		return string(tr.reason)
+		return imageCause(sc, ref.Registry, tr.reason)
 	}
 	if cause := sc.registryCause(ref.Registry); registryFailing(cause) {
 		return cause
 	}
 	return ""
+}
+
+// imageCause turns the latest probe result of one image (reason, ReasonNone
+// for a success) into what a node pulling it would run into, or "" when the
+// result says nothing about that: a success; no_credentials (the registry
+// asked for credentials the probe did not have, and the pods may have
+// them); config (the exporter's own files); a path-level failure (tls,
+// connect, ...) while other probes of the registry get answers, which is
+// that target's module or route (ImagePullTargetFailing), not what the
+// nodes see. The reschedule risk and the workloads' unavailable images
+// read results through it.
+func imageCause(sc *statusCache, registry string, reason probe.Reason) string {
+	switch {
+	case reason == probe.ReasonNone, reason.Inconclusive(), reason.Local():
+		return ""
+	case reason.PathLevel() && !registryFailing(sc.registryCause(registry)):
+		return ""
+	}
+	return string(reason)
 }
 
 // heldElsewhere reports whether a node other than own holds the image. A

@@ -27,6 +27,26 @@ func (s staticStatus) RegistryCause(registry string) string {
 	return collector.CauseUnprobed
 }
 
+// RegistryHealth is the health the fixed cause stands for.
+func (s staticStatus) RegistryHealth(registry string) probe.RegistryHealth {
+	c := s.RegistryCause(registry)
+	switch {
+	case c == collector.CauseUnprobed:
+		return probe.RegistryHealth{}
+	case c == collector.CauseRegistryOK:
+		return probe.RegistryHealth{Probed: true, Up: true, Succeeded: true}
+	case probe.Reason(c).RegistryLevel():
+		return probe.RegistryHealth{Probed: true, Reason: probe.Reason(c)}
+	}
+	return probe.RegistryHealth{Probed: true, Up: true, Reason: probe.Reason(c)}
+}
+
+// ImageResult answers from the per-tag results, whatever the target.
+func (s staticStatus) ImageResult(_ string, ref probe.Reference) (probe.Reason, bool) {
+	r, ok := s.tags[tagKey{ref.Registry, ref.Repository, ref.Identifier()}]
+	return r.reason, ok
+}
+
 func (s staticStatus) TagResult(registry, repository, tag string) (string, probe.Reason, bool) {
 	r, ok := s.tags[tagKey{registry, repository, tag}]
 	return r.digest, r.reason, ok

@@ -260,18 +260,28 @@ func NewStatusPage(opts StatusPageOptions) http.Handler {
 
 type statusRow struct {
 	Name, Image, Source, Module string
-	Result                      string // ok, failed, pending
-	Reason, Error               string
-	Latency                     string
-	Headroom                    string
-	LastSuccess                 string
-	Digest, DigestFull          string
-	Interval                    string
+	Result                      string // ok, failed, pending, nocreds
+	// Note is shown in full under the reason: for no_credentials, what
+	// to do about it.
+	Note               string
+	Reason, Error      string
+	Latency            string
+	Headroom           string
+	LastSuccess        string
+	Digest, DigestFull string
+	Interval           string
+}
+
+// registryRow is one registry's health (imagepull_registry_up).
+type registryRow struct {
+	Registry, State, Reason string
 }
 
 type statusPage struct {
 	Rows                    []statusRow
+	Registries              []registryRow
 	OK, Failed, Pending     int
+	NoCredentials           int
 	Version                 string
 	Generated               string
 	ConfigCount, Discovered int
@@ -296,10 +306,18 @@ func statusData(snap collector.Snapshot, now time.Time, version string) statusPa
 		}
 		if res := t.Last; res != nil {
 			row.Latency = res.Phases[probe.PhaseTotal].Round(time.Millisecond).String()
-			if res.Success {
+			switch {
+			case res.Success:
 				row.Result = "ok"
 				page.OK++
-			} else {
+			case res.Reason.Inconclusive():
+				// Not a failure of the registry or the image: the
+				// registry asked for credentials the exporter does not
+				// have for it (issue 11).
+				row.Result, row.Reason, row.Error = "nocreds", string(res.Reason), probe.NewRedactor().Redact(res.Error)
+				row.Note = probe.NoCredentialsHint
+				page.NoCredentials++
+			default:
 				row.Result, row.Reason, row.Error = "failed", string(res.Reason), probe.NewRedactor().Redact(res.Error)
 				page.Failed++
 			}
@@ -315,6 +333,13 @@ func statusData(snap collector.Snapshot, now time.Time, version string) statusPa
 			row.Digest = hex[:min(12, len(hex))]
 		}
 		page.Rows = append(page.Rows, row)
+	}
+	for _, r := range snap.Registries {
+		row := registryRow{Registry: r.Registry, State: "up"}
+		if !r.Up {
+			row.State, row.Reason = "down", string(r.Reason)
+		}
+		page.Registries = append(page.Registries, row)
 	}
 	return page
 }
