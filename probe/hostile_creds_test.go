@@ -187,8 +187,8 @@ func TestHostileRegistryGetsNoModuleCredentials(t *testing.T) {
 
 			before := len(sink.Requests())
 			res = probe(t, p, target(t, sink.Addr+"/x/y:1", m), pw, basic)
-			if res.Success || res.Reason != ReasonUnauthorized {
-				t.Errorf("attacker's registry: %v %s %s, want an anonymous probe answered unauthorized", res.Success, res.Reason, res.Error)
+			if res.Success || res.Reason != ReasonNoCredentials {
+				t.Errorf("attacker's registry: %v %s %s, want an anonymous probe answered no_credentials", res.Success, res.Reason, res.Error)
 			}
 			// The failure says why no credential was presented.
 			if want := `(probed anonymously: the credentials of module "test" are not bound to registry ` + sink.Addr; !strings.Contains(res.Error, want) {

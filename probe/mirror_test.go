@@ -130,7 +130,7 @@ func TestMirrorCredentials(t *testing.T) {
 	m := plainModule()
 	m.Auth.DockerConfig = dockerConfig("https://index.docker.io/v1/")
 	res := probe(t, p, mirrorTarget(t, r, "app:v1", m, Endpoint{Namespace: "docker.io"}), secrets...)
-	wantReason(t, res, ReasonUnauthorized, "none are configured")
+	wantReason(t, res, ReasonNoCredentials, "none are configured")
 	for _, rq := range res.Requests {
 		if len(rq.Header["> Authorization"]) > 0 {
 			t.Errorf("request %s %s carried docker.io's credentials to the mirror", rq.Method, rq.URL)

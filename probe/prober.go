@@ -181,6 +181,9 @@ type probeRun struct {
 	// configured, withheld by the binding, or a keychain with nothing for
 	// the registry): an auth refusal then means ReasonNoCredentials.
 	anonymous bool
+	// tokenRevoked is set when the registry rejected a cached token: a
+	// token (or key rotation) problem, not a request for credentials.
+	tokenRevoked bool
 }
 
 // NoCredentialsHint is appended to the error of a ReasonNoCredentials
@@ -242,7 +245,7 @@ func (r *probeRun) finish(err error) {
 			if r.unbound != nil {
 				res.Error += " (probed anonymously: " + r.unbound.Error() + ")"
 			}
-			if r.anonymous {
+			if r.anonymous && !r.tokenRevoked {
 				// The registry asked for credentials and the probe had
 				// none: the registry is up, and whether the pods can
 				// pull the image with theirs is unknown. Never an
@@ -681,6 +684,11 @@ func (r *probeRun) headUnauthorized(req *http.Request, resp *http.Response, st a
 			}
 		}
 	}
+	if ch.Error() == "insufficient_scope" && r.anonymous {
+		// finish turns this into no_credentials with its hint.
+		return failf(ReasonForbidden, "manifest HEAD %s: 401 insufficient_scope: repository %s does not exist or is private (the registry does not say which)",
+			redactURL(req.URL), r.t.Ref.Repository)
+	}
 	if ch.Error() == "insufficient_scope" {
 		return failf(ReasonForbidden, "manifest HEAD %s: 401 insufficient_scope: repository %s does not exist or is private (the registry does not say which; with credentials that can pull it, check they are the ones used)",
 			redactURL(req.URL), r.t.Ref.Repository)
@@ -688,6 +696,7 @@ func (r *probeRun) headUnauthorized(req *http.Request, resp *http.Response, st a
 	msg := fmt.Sprintf("manifest HEAD %s: %s", redactURL(req.URL), resp.Status)
 	switch {
 	case st.scheme == schemeBearer && warm:
+		r.tokenRevoked = true
 		msg += ": the cached token was rejected; it is dropped and the next probe authenticates afresh"
 	case st.scheme == schemeBearer:
 		msg += ": the registry rejected the token its token endpoint just issued"

@@ -205,8 +205,10 @@ func TestBasicAuth(t *testing.T) {
 		}
 	})
 	t.Run("anonymous", func(t *testing.T) {
+		// No credentials and a registry that asks for them: the registry
+		// is up, and whether the pods can pull is unknown (issue 11).
 		res := probe(t, p, target(t, r.Ref("demo/app", "v1"), plainModule()), secrets...)
-		wantReason(t, res, ReasonUnauthorized, "none are configured")
+		wantReason(t, res, ReasonNoCredentials, "none are configured", NoCredentialsHint)
 	})
 	t.Run("missing tag with valid credentials", func(t *testing.T) {
 		res := probe(t, p, target(t, r.Ref("demo/app", "v9"), Module{PlainHTTP: true, Auth: AuthConfig{Username: "bob", Password: "bob-pw-2"}}), secrets...)
@@ -254,7 +256,7 @@ func TestBasicAuth(t *testing.T) {
 		t.Setenv("DOCKER_CONFIG", dir)
 		wantSuccess(t, probe(t, p, withAuth(AuthConfig{}), secrets...), digest)
 		t.Setenv("DOCKER_CONFIG", t.TempDir()) // no config.json there: anonymous
-		wantReason(t, probe(t, p, withAuth(AuthConfig{}), secrets...), ReasonUnauthorized)
+		wantReason(t, probe(t, p, withAuth(AuthConfig{}), secrets...), ReasonNoCredentials)
 
 		bad := fmt.Sprintf(`{"auths":{"%s":{"auth":"%s"}}}`, r.Addr, base64.StdEncoding.EncodeToString([]byte("alice:wrong-pw-3")))
 		if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(bad), 0o600); err != nil {
@@ -421,7 +423,13 @@ func TestInsufficientScopeIsForbidden(t *testing.T) {
 			m := plainModule()
 			m.Auth = tc.auth
 			res := probe(t, p, target(t, r.Ref(tc.repo, "v1"), m), "eve-pw-1")
-			wantReason(t, res, ReasonForbidden, "insufficient_scope", "does not exist or is private")
+			if tc.auth.Username == "" {
+				// Anonymous: the registry wants credentials the probe
+				// does not have, so nothing is known of the image.
+				wantReason(t, res, ReasonNoCredentials, "insufficient_scope", "does not exist or is private", NoCredentialsHint)
+			} else {
+				wantReason(t, res, ReasonForbidden, "insufficient_scope", "does not exist or is private", "with credentials that can pull it")
+			}
 			// The token exchange itself worked: auth is fine, access is not.
 			if !res.AuthOK {
 				t.Errorf("AuthOK false: the token endpoint did issue a token")

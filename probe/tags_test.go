@@ -238,7 +238,7 @@ func TestListTagsFailures(t *testing.T) {
 	})
 	t.Run("anonymous on a private repository", func(t *testing.T) {
 		_, res := listTags(t, p, tgt("team/app"), secrets...)
-		wantReason(t, res, ReasonForbidden, "insufficient_scope", "does not exist or is private")
+		wantReason(t, res, ReasonNoCredentials, "insufficient_scope", "does not exist or is private", NoCredentialsHint)
 	})
 	t.Run("each credential tried until one lists", func(t *testing.T) {
 		before := len(r.AccessLogBy(testUA))

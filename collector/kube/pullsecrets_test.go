@@ -109,8 +109,8 @@ func testPullSecrets(t *testing.T, k *testenv.Kube) {
 		via(ns + "/wrong," + ns + "/right"):           "", // every matching credential is tried, in order
 		r.Ref("app", "v2") + " via " + ns + "/legacy": "",
 		via(ns + "/wrong"):                            probe.ReasonUnauthorized,
-		via(ns + "/opaque"):                           probe.ReasonUnauthorized, // an Opaque secret is ignored: anonymous
-		via(ns + "/missing"):                          probe.ReasonUnauthorized, // a missing secret is skipped: anonymous
+		via(ns + "/opaque"):                           probe.ReasonNoCredentials, // an Opaque secret is ignored: anonymous, and the registry asks for credentials
+		via(ns + "/missing"):                          probe.ReasonNoCredentials, // a missing secret is skipped: likewise
 	}
 	waitFor(t, "every discovered target probed", func() bool {
 		snap := e.sched.Snapshot()

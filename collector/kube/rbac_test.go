@@ -147,11 +147,15 @@ imagepull_kube_watch_up{resource="pods"} 1
 	}
 
 	t.Run("the base role is enough for the join and discovery", func(t *testing.T) {
+		// Without pull secrets the exporter probes the private registry
+		// anonymously and is asked for credentials: no_credentials, so
+		// the registry is up and the waiting container's cause is
+		// registry_ok (issue 11), never unauthorized.
 		reg, rt := start(t, false)
 		waitMetrics(t, reg, upAll(-1)+fmt.Sprintf(`
 # HELP imagepull_registry_blocked_containers Containers waiting with an image pull reason, per registry and cause, counted per container: the registry's probe failure reason when it is registry-level, else the pull error the container's node reported (classified), else the registry's probe cause: registry_ok (the registry probes healthy and the node said nothing classifiable: the problem is per image or per credential), a per-image reason, or unprobed (no target covers the registry).
 # TYPE imagepull_registry_blocked_containers gauge
-imagepull_registry_blocked_containers{cause="unauthorized",registry=%q} 1
+imagepull_registry_blocked_containers{cause="registry_ok",registry=%q} 1
 `, r.Addr), "imagepull_kube_watch_up", "imagepull_registry_blocked_containers")
 		waitFor(t, "the pods' image discovered", func() bool {
 			return len(rt.Discovery.Pass(context.Background())) == 1

@@ -153,8 +153,8 @@ func TestScheduledDiscoveredAndMirrorProbesKeepCredentialsHome(t *testing.T) {
 		t.Errorf("the scheduled target on the bound registry: %s %s, want an authenticated success", v.Reason, v.Error)
 	}
 	for _, n := range []string{"pod-private", "pod-default"} {
-		if l := byName(n).Last; l.Success || l.Reason != probe.ReasonUnauthorized {
-			t.Errorf("discovered %s on the attacker's host: %v %s %s, want an anonymous probe answered unauthorized", n, l.Success, l.Reason, l.Error)
+		if l := byName(n).Last; l.Success || l.Reason != probe.ReasonNoCredentials {
+			t.Errorf("discovered %s on the attacker's host: %v %s %s, want an anonymous probe answered no_credentials", n, l.Success, l.Reason, l.Error)
 		}
 		if l := byName(n).Last; !strings.Contains(l.Error, "probed anonymously: the credentials of module") {
 			t.Errorf("discovered %s: error %q does not say why no credential was presented", n, l.Error)
