@@ -707,20 +707,26 @@ func reasonClasses(t *testing.T, configOverrides string) map[string][]string {
 }
 
 // checkReasonClasses returns how the mixin's reason classes disagree with
-// Go's one ordered set (probe.Reasons, Reason.RegistryLevel) and the join's
-// causes: a reason Go does not have would match no series, and a class that
-// drifts from RegistryLevel pages or stays quiet for the wrong causes.
+// Go's one ordered set (probe.Reasons, Reason.RegistryLevel, Local,
+// Inconclusive, PathLevel) and the join's causes: a reason Go does not have
+// would match no series, and a class that drifts from Go's predicates pages
+// or stays quiet for the wrong causes.
 func checkReasonClasses(classes map[string][]string) []string {
 	var problems []string
 	known := map[string]bool{}
-	var registryLevel, perImage, local []string
+	var registryLevel, perImage, local, inconclusive, pathLevel []string
 	for _, r := range probe.Reasons {
 		known[string(r)] = true
+		if r.PathLevel() {
+			pathLevel = append(pathLevel, string(r))
+		}
 		switch {
 		case r.RegistryLevel():
 			registryLevel = append(registryLevel, string(r))
 		case r.Local():
 			local = append(local, string(r))
+		case r.Inconclusive():
+			inconclusive = append(inconclusive, string(r))
 		default:
 			perImage = append(perImage, string(r))
 		}
@@ -732,7 +738,7 @@ func checkReasonClasses(classes map[string][]string) []string {
 	// The join's own causes: unknown is a node-reported pull error the
 	// classifier cannot place (issue 10).
 	joinCause := map[string]bool{collector.CauseRegistryOK: true, collector.CauseUnprobed: true, collector.CauseUnknown: true}
-	for _, name := range []string{"registryLevelReasons", "perImageReasons", "localReasons", "unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+	for _, name := range []string{"registryLevelReasons", "perImageReasons", "localReasons", "inconclusiveReasons", "unreachableReasons", "targetFailingReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
 		if _, ok := classes[name]; !ok {
 			problems = append(problems, fmt.Sprintf("_config.%s is missing", name))
 		}
@@ -765,13 +771,39 @@ func checkReasonClasses(classes map[string][]string) []string {
 	if got := classes["localReasons"]; !slices.Equal(got, local) {
 		problems = append(problems, fmt.Sprintf("_config.localReasons = %q, want Go's Local reasons in probe.Reasons order %q", got, local))
 	}
+	if got := classes["inconclusiveReasons"]; !slices.Equal(got, inconclusive) {
+		problems = append(problems, fmt.Sprintf("_config.inconclusiveReasons = %q, want Go's Inconclusive reasons in probe.Reasons order %q", got, inconclusive))
+	}
+	// ImagePullTargetFailing's class is Go's PathLevel, exactly: a reason
+	// left out would hide a module's TLS or proxy mistake, one added would
+	// blame a target's path for what the registry says about an image.
+	if got := classes["targetFailingReasons"]; !slices.Equal(got, pathLevel) {
+		problems = append(problems, fmt.Sprintf("_config.targetFailingReasons = %q, want Go's PathLevel reasons in probe.Reasons order %q", got, pathLevel))
+	}
+	// An inconclusive reason (the registry asked an anonymous probe for
+	// credentials) proves nothing wrong: no alert's class may name it, so no
+	// private registry without a module raises anything.
+	inconclusiveSet := map[string]bool{}
+	for _, r := range inconclusive {
+		inconclusiveSet[r] = true
+	}
+	for _, name := range names {
+		if name == "inconclusiveReasons" {
+			continue
+		}
+		for _, r := range classes[name] {
+			if inconclusiveSet[r] {
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is inconclusive (Reason.Inconclusive): no class but inconclusiveReasons may hold it", name, r))
+			}
+		}
+	}
 	// A local reason (the exporter's own files) is never a registry's
 	// cause: no alert may page or warn on it as the registry's problem.
 	localSet := map[string]bool{}
 	for _, r := range local {
 		localSet[r] = true
 	}
-	for _, name := range []string{"unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+	for _, name := range []string{"unreachableReasons", "targetFailingReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
 		for _, r := range classes[name] {
 			if localSet[r] {
 				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is the exporter's own problem (Reason.Local), never the registry's", name, r))
@@ -810,6 +842,12 @@ func TestReasonClassesCheckFails(t *testing.T) {
 		`{ podsBlockedCriticalCauses: ['dns', 'registry_ok'] }`,
 		`{ authFailureReasons: ['unauthorised'] }`,
 		`{ someNewCauses: ['refused'] }`,
+		`{ inconclusiveReasons: [] }`,
+		`{ perImageReasons: ['not_found', 'forbidden', 'no_credentials'] }`,
+		`{ authFailureReasons: ['unauthorized', 'forbidden', 'no_credentials'] }`,
+		`{ targetFailingReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'] }`,
+		`{ targetFailingReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'protocol', 'not_found'] }`,
+		`{ podsBlockedCriticalCauses: ['dns', 'no_credentials'] }`,
 	} {
 		if problems := checkReasonClasses(reasonClasses(t, override)); len(problems) == 0 {
 			t.Errorf("override %s: the check found no drift", override)
@@ -825,7 +863,12 @@ func TestRenderedReasonsMatchGo(t *testing.T) {
 	for _, r := range probe.Reasons {
 		known[string(r)] = true
 	}
-	matcher := regexp.MustCompile(`\b(?:reason|cause)\s*[=!]~?\s*"([^"]*)"`)
+	// The contract of issue 11: no_credentials is inconclusive, and no alert
+	// fires on an inconclusive reason.
+	if !probe.ReasonNoCredentials.Inconclusive() || !slices.Contains(probe.Reasons, probe.ReasonNoCredentials) {
+		t.Errorf("probe.ReasonNoCredentials is not an inconclusive reason of probe.Reasons; the mixin's inconclusiveReasons assume it is")
+	}
+	matcher := regexp.MustCompile(`\b(?:reason|cause)\s*(=~|!~|=|!=)\s*"([^"]*)"`)
 	template := regexp.MustCompile(`eq \$labels\.cause((?: "[^"]*")+)`)
 	seen := 0
 	check := func(where, v string) {
@@ -837,8 +880,11 @@ func TestRenderedReasonsMatchGo(t *testing.T) {
 	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
 		for _, r := range g.Rules {
 			for _, m := range matcher.FindAllStringSubmatch(r.Expr, -1) {
-				for _, v := range strings.Split(m[1], "|") {
+				for _, v := range strings.Split(m[2], "|") {
 					check(r.Alert+" expr", v)
+					if (m[1] == "=" || m[1] == "=~") && probe.Reason(v).Inconclusive() {
+						t.Errorf("%s fires on reason or cause %q, which is inconclusive: the registry answered and the exporter cannot know whether the pods can pull", r.Alert, v)
+					}
 				}
 			}
 			for name, text := range r.Annotations {
