@@ -88,10 +88,12 @@
     // `for:` durations ----------------------------------------------------
     // Shorten them (e.g. all to '1m') for end-to-end tests; see mixin/README.md.
 
-    // How long probes must fail with an unreachable reason before ImagePullRegistryUnreachable fires.
+    // How long a registry must be down (imagepull_registry_up 0) with an unreachable reason before ImagePullRegistryUnreachable fires.
     registryUnreachableFor: '5m',
     // How long the critical ImagePullRegistryUnreachable keeps firing after recovery, so the warning it inhibits resolves first.
     registryUnreachableKeepFiringFor: '1m',
+    // How long one target must fail for a path-level reason while its registry is up before ImagePullTargetFailing fires: longer than the slowest targets' probe interval (5m for discovered images in deploy/), so the targets probed first in a registry outage, which fail while a not-yet-reprobed target still holds the registry up, do not raise it.
+    targetFailingFor: '15m',
     // How long probes must fail with unauthorized/forbidden before ImagePullRegistryAuthFailing fires.
     registryAuthFailingFor: '10m',
     // How long a pull secret must fail to log in before ImagePullPullSecretInvalid fires (auth checks run every 15m by default).
@@ -106,6 +108,8 @@
     manifestLatencyHighFor: '15m',
     // How long containers must wait before ImagePullPodsBlocked fires; the kubelet's back-off starts at 10s.
     podsBlockedFor: '5m',
+    // How long a workload's image must be unavailable before ImagePullWorkloadImageUnavailable fires. Keep it longer than registryUnreachableFor: in a registry outage every workload of the registry gets a series, and ImagePullRegistryUnreachable must fire (and inhibit them in Alertmanager) first. It also lets a CI pipeline that applies the manifest before the push finishes catch up.
+    workloadImageUnavailableFor: '10m',
     // How long nodes must get 429 from a registry whose probes do not before ImagePullNodesRateLimited fires; a container keeps its last pull error through the back-off, so this is the same wait as podsBlockedFor.
     nodesRateLimitedFor: '5m',
     // How long the pull failure rate must stay high before ImagePullFailureRateHigh fires.
