@@ -50,6 +50,22 @@ local utils = import '../lib/utils.libsonnet';
       '{{ else if eq $labels.cause "protocol" }}The registry\'s replies break the distribution spec, often a proxy in between: run `imagepull_exporter diagnose image REF`.' +
       '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, pre-pull the images onto the nodes, or wait for the registry to return.{{ end }}',
 
+    // What keeps a workload's image from being pulled, and what to do, per
+    // cause of imagepull_workload_image_unavailable: a per-image or
+    // per-credential cause (the credentials the kubelet would use), a 429,
+    // or, only while the registry is down, a registry-level one.
+    local workloadCause =
+      '{{ if eq $labels.cause "not_found" }}the registry does not have it' +
+      '{{ else if eq $labels.cause "forbidden" }}the registry refuses the pull credentials access to it, or the repository does not exist' +
+      '{{ else if eq $labels.cause "unauthorized" }}the registry rejects the pull credentials' +
+      '{{ else if eq $labels.cause "rate_limited" }}the registry answers 429 Too Many Requests' +
+      '{{ else }}its registry is down ({{ $labels.cause }}){{ end }}',
+    local workloadAdvice =
+      '{{ if eq $labels.cause "not_found" }}Push the image, or point the template at a tag or digest that exists.' +
+      '{{ else if eq $labels.cause "forbidden" "unauthorized" }}Check the repository name and the pull secrets the workload uses: `imagepull_exporter diagnose image {{ $labels.image }} --namespace {{ $labels.namespace }}`.' +
+      '{{ else if eq $labels.cause "rate_limited" }}Pull through a mirror, or with a pull secret of an account with a higher limit.' +
+      '{{ else }}See ImagePullRegistryUnreachable for {{ $labels.registry }}.{{ end }}',
+
     local podsBlocked(severity, causeMatcher) = {
       alert: 'ImagePullPodsBlocked',
       expr: |||
@@ -73,6 +89,28 @@ local utils = import '../lib/utils.libsonnet';
           // causes belong to the workload's owners and warn.
           podsBlocked(c.severityCritical, '=~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
           podsBlocked(c.severityWarning, '!~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
+          {
+            // An image a workload's template names that cannot be pulled now
+            // (issue 11), before any pod waits on it: a CronJob whose tag was
+            // deleted, a Deployment scaled to zero, a rollout not yet started.
+            // One alert per workload container, with the workload's namespace
+            // so Alertmanager routes it to the namespace's owners, and its
+            // registry so it groups with, and is inhibited by, the registry's
+            // own alerts (ImagePullRegistryUnreachable in the Alertmanager
+            // example). The exporter never reports no_credentials or config
+            // here. max over HA replicas, which report the same series.
+            alert: 'ImagePullWorkloadImageUnavailable',
+            expr: |||
+              max by (%(by)s) (imagepull_workload_image_unavailable{%(sel)s}) > 0
+            ||| % { by: utils.by(c, ['namespace', 'kind', 'workload', 'container', 'image', 'cause', 'registry']), sel: c.imagepullSelector },
+            'for': c.workloadImageUnavailableFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: '{{ $labels.kind }} {{ $labels.namespace }}/{{ $labels.workload }} uses an image that cannot be pulled ({{ $labels.cause }}).',
+              description: 'Container {{ $labels.container }} uses {{ $labels.image }}, and ' + workloadCause +
+                           ': the next pod that needs it (a rollout, a scale-up, a reschedule, the next run) will not start. ' + workloadAdvice,
+            },
+          },
           {
             // The nodes pull from their own egress addresses, the exporter
             // from its pod's: Docker Hub counts anonymous pulls per source IP,
