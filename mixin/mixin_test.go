@@ -183,8 +183,8 @@ func TestPromtoolTestRules(t *testing.T) {
 // TestAmtoolCheckConfig validates the example Alertmanager configuration.
 func TestAmtoolCheckConfig(t *testing.T) {
 	out := run(t, testenv.RepoRoot(t), testenv.Bin(t, "amtool"), "check-config", "mixin/alertmanager.example.yml")
-	if !strings.Contains(out, "4 inhibit rules") {
-		t.Errorf("amtool found a different number of inhibit rules than the example's 4:\n%s", out)
+	if !strings.Contains(out, "6 inhibit rules") {
+		t.Errorf("amtool found a different number of inhibit rules than the example's 6:\n%s", out)
 	}
 }
 
@@ -527,7 +527,8 @@ func TestExpandVariables(t *testing.T) {
 // rate-limit trouble at once, and checks which are inhibited and what each
 // receiver is sent: one page per registry outage, carrying both
 // ImagePullRegistryUnreachable and ImagePullPodsBlocked, and none of the
-// alerts that only restate it.
+// alerts that only restate it; workload image alerts go out per namespace,
+// muted while their registry is down or rate limited.
 func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 	hook := testenv.StartWebhook(t)
 	cfg, err := mixin.AlertmanagerExample(hook.URL, time.Second)
@@ -543,7 +544,7 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 		labels     string // k=v,k=v
 		inhibited  bool
 		receiver   string // where it is notified when not inhibited
-		groupLabel string // the notification group, "registry" or "cluster/registry"
+		groupLabel string // the notification group: "registry", "cluster/registry", or "ns:namespace" for workload alerts
 	}
 	alerts := []alert{
 		// reg.example is down and containers wait on it.
@@ -568,6 +569,16 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 		// A healthy registry: per-image problems are not muted by anything.
 		{"alertname=ImagePullPodsBlocked,severity=warning,registry=ok.example,cause=registry_ok", false, "imagepull-ticket", "ok.example"},
 		{"alertname=ImagePullRescheduleRisk,severity=warning,registry=ok.example,cause=not_found", false, "imagepull-ticket", "ok.example"},
+		// Workload images: muted while their registry is down, and a 429
+		// while the registry's rate limit is notified; the others go to
+		// their namespace, one notification per namespace across registries.
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=reg.example,namespace=shop,kind=Deployment,workload=api,container=api,image=reg.example/api:v1,cause=connect", true, "", ""},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=docker.io,namespace=ci,kind=Job,workload=build,container=build,image=golang:1.26,cause=rate_limited", true, "", ""},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=docker.io,namespace=ci,kind=CronJob,workload=lint,container=lint,image=acme/lint:gone,cause=not_found", false, "imagepull-ticket", "ns:ci"},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=ok.example,namespace=shop,kind=CronJob,workload=report,container=report,image=ok.example/report:gone,cause=not_found", false, "imagepull-ticket", "ns:shop"},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=ghcr.io,namespace=shop,kind=StatefulSet,workload=db,container=init-schema,image=ghcr.io/acme/schema:v2,cause=forbidden", false, "imagepull-ticket", "ns:shop"},
+		// One bad target of a healthy registry: a ticket with its registry.
+		{"alertname=ImagePullTargetFailing,severity=warning,registry=ok.example,target=ok-api,cause=tls", false, "imagepull-ticket", "ok.example"},
 		// Clusters do not inhibit each other.
 		{"alertname=ImagePullRegistryUnreachable,severity=critical,cluster=eu,registry=x.example,cause=timeout", false, "imagepull-page", "eu/x.example"},
 		{"alertname=ImagePullRegistryUnreachable,severity=warning,cluster=us,registry=x.example,cause=timeout", false, "imagepull-ticket", "us/x.example"},
@@ -632,6 +643,9 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 	}
 	groupOf := func(m testenv.WebhookMessage) string {
 		g := m.GroupLabels["registry"]
+		if ns := m.GroupLabels["namespace"]; ns != "" {
+			g = "ns:" + ns
+		}
 		if c := m.GroupLabels["cluster"]; c != "" {
 			g = c + "/" + g
 		}
