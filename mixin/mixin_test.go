@@ -382,6 +382,97 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 	}
 }
 
+// routingLabels are the labels each alert must carry for Alertmanager to
+// route and group it (the example groups by cluster and registry, and
+// workload images by namespace): every alert names its registry, except
+// those about the exporter, its shards or a kubelet, which name no registry.
+var routingLabels = map[string][]string{
+	"ImagePullExporterDown":                {"job"},
+	"ImagePullExporterShardMissing":        {},
+	"ImagePullExporterShardsMisconfigured": {},
+	"ImagePullKubeletPullErrorsHigh":       {"instance"},
+	"ImagePullWorkloadImageUnavailable":    {"namespace", "kind", "workload", "container", "image", "cause", "registry"},
+	"ImagePullTargetFailing":               {"registry", "target", "cause"},
+	"ImagePullRegistryUnreachable":         {"registry", "cause"},
+	"ImagePullRegistryAuthFailing":         {"registry", "cause"},
+}
+
+// Limits of a description an on-call reads in one glance, as the rule
+// tests render it: what is wrong and the first thing to do, with at most a
+// short list (namespaces, nodes, targets) in between. The detail is in the
+// alert's runbook section.
+const (
+	maxDescriptionChars     = 450
+	maxDescriptionSentences = 4
+)
+
+// sentenceEnd matches the end of a sentence: a full stop before the next
+// sentence or the end of the text.
+var sentenceEnd = regexp.MustCompile("[.!?](?:\\s+[A-Z`]|$)")
+
+// TestAlertTextsReadInOneGlance holds every alert to the habits issue 11
+// asked for (kubernetes-mixin's): the summary names what is wrong and
+// where, without a value ({{ $value }} belongs in the description, if
+// anywhere); the description, as the rule tests render it, is short; and
+// every firing alert the rule tests expect carries its routing labels.
+func TestAlertTextsReadInOneGlance(t *testing.T) {
+	value := regexp.MustCompile(`\$value|\.Value\b|\bvalue\b`)
+	alerts := map[string]bool{}
+	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			alerts[r.Alert] = true
+			if value.MatchString(r.Annotations["summary"]) {
+				t.Errorf("%s (%s): the summary shows a value; name what is wrong and move the value to the description: %s", r.Alert, r.Labels["severity"], r.Annotations["summary"])
+			}
+		}
+	}
+	for name := range routingLabels {
+		if !alerts[name] {
+			t.Errorf("routingLabels names %s, which is not an alert", name)
+		}
+	}
+	checked := map[string]bool{}
+	for _, file := range ruleTestFiles(t) {
+		b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "mixin", "tests", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f ruleTestFile
+		if err := yaml.Unmarshal(b, &f); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for i, tc := range f.Tests {
+			for _, check := range tc.AlertRuleTest {
+				want, ok := routingLabels[check.Alertname]
+				if !ok {
+					want = []string{"registry"}
+				}
+				for _, a := range check.ExpAlerts {
+					checked[check.Alertname] = true
+					for _, l := range want {
+						if a.ExpLabels[l] == "" {
+							t.Errorf("%s test %d: %s at %s has no %s label to route on: %v", file, i, check.Alertname, check.EvalTime, l, a.ExpLabels)
+						}
+					}
+					d := a.ExpAnnotations["description"]
+					if n := len(sentenceEnd.FindAllString(d, -1)); len(d) > maxDescriptionChars || n > maxDescriptionSentences {
+						t.Errorf("%s test %d: %s at %s: the description has %d characters and %d sentences, more than %d and %d: move the detail to the runbook:\n%s",
+							file, i, check.Alertname, check.EvalTime, len(d), n, maxDescriptionChars, maxDescriptionSentences, d)
+					}
+				}
+			}
+		}
+	}
+	for name := range alerts {
+		if !checked[name] {
+			t.Errorf("%s: no rule test expects it firing, so its labels and description are unchecked", name)
+		}
+	}
+}
+
 // TestDashboards checks the rendered dashboards' structure (there is no
 // Grafana here to load them): stable uids, the datasource and cluster
 // variables, every panel on the datasource variable with unique ids inside

@@ -158,9 +158,8 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Manifest requests to {{ $labels.registry }} are slow.',
-              description: 'The %s percentile of manifest HEAD latency to {{ $labels.registry }} has been {{ $value | humanizeDuration }} for %s, above %ss. Image pulls from it are slow too, and kubelets time out on slow registries.' % [
+              description: "The %s percentile of manifest HEAD latency to {{ $labels.registry }} is {{ $value | humanizeDuration }}, above %ss: pulls from it are slow, and kubelets may time out. Check the network path (proxy, NAT, region) and the registry's status." % [
                 utils.percentile(c.manifestLatencyQuantile),
-                c.manifestLatencyHighFor,
                 c.manifestLatencyThresholdSeconds,
               ],
             },
@@ -175,7 +174,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'The TLS certificate of {{ $labels.registry }} expires soon.',
-              description: 'The TLS certificate {{ $labels.registry }} serves {{ if le $value 0.0 }}has expired{{ else }}expires in {{ $value | humanizeDuration }}{{ end }}. Once it has expired, every pull from it fails with a certificate error.',
+              description: "The certificate {{ $labels.registry }} serves {{ if le $value 0.0 }}has expired: every pull from it fails{{ else }}expires in {{ $value | humanizeDuration }}, after which every pull from it fails{{ end }}. Renew it, or tell the registry's owner.",
             },
           },
         ],
