@@ -69,15 +69,15 @@ func TestAlerting(t *testing.T) {
 		firing(receiverTicket, podsBlocked("not_found", "warning")),
 	})
 	l := podsBlocked("registry_ok", "warning")
-	wantAnnotation(t, got, l, "summary", fmt.Sprintf("2 container(s) cannot start: images from %s fail to pull (registry_ok).", reg))
+	wantAnnotation(t, got, l, "summary", fmt.Sprintf("Containers cannot start: images from %s fail to pull (registry_ok).", reg))
 	wantAnnotation(t, got, l, "description",
-		fmt.Sprintf("2 container(s) have waited on images from %s for 8s (cause registry_ok).", reg),
+		"2 container(s) have waited on them for 8s.",
 		"Waiting by namespace: payments (2), shop (1).",
-		"The registry probes healthy, so the problem is per image or per credential")
+		"The registry answers the exporter, so it is the image or the credentials")
 	wantAnnotation(t, got, l, "runbook_url", runbook+"imagepullpodsblocked")
 	// The node-reported cause names the node that reported it.
 	wantAnnotation(t, got, podsBlocked("not_found", "warning"), "description",
-		fmt.Sprintf("1 container(s) have waited on images from %s for 8s (cause not_found).", reg),
+		"1 container(s) have waited on them for 8s.",
 		"Nodes reporting it: node-b (1).",
 		"The registry does not have the image")
 	// Nothing else fires; the drift of api-1 waits out its hour-long for:.
@@ -110,11 +110,11 @@ func TestAlerting(t *testing.T) {
 	})
 	wantAnnotation(t, got, unreachable("critical"), "summary", fmt.Sprintf("Registry %s is unreachable (connect) and containers wait on it.", reg))
 	wantAnnotation(t, got, unreachable("critical"), "description",
-		fmt.Sprintf("1 probe target(s) of %s have failed for 8s because TCP connections to it fail.", reg),
-		"3 container(s) wait on its images and cannot start.")
+		fmt.Sprintf("No probe of %s has got an answer for 8s: TCP connections to it fail", reg),
+		"3 container(s) wait on its images.")
 	wantAnnotation(t, got, unreachable("critical"), "runbook_url", runbook+"imagepullregistryunreachable")
 	wantAnnotation(t, got, podsBlocked("connect", "critical"), "description",
-		fmt.Sprintf("3 container(s) have waited on images from %s for 8s (cause connect).", reg),
+		"3 container(s) have waited on them for 8s.",
 		"Waiting by namespace: payments (2), shop (1).",
 		"The registry itself fails (see ImagePullRegistryUnreachable)")
 	// The warning Unreachable fires too, and is inhibited, not absent.
@@ -167,12 +167,12 @@ func TestAlerting(t *testing.T) {
 		resolved(receiverTicket, podsBlocked("registry_ok", "warning")),
 		resolved(receiverTicket, podsBlocked("not_found", "warning")),
 	})
-	wantAnnotation(t, got, authFailing, "summary", fmt.Sprintf("Registry %s rejects the exporter (unauthorized).", reg))
+	wantAnnotation(t, got, authFailing, "summary", fmt.Sprintf("Registry %s rejects the exporter's credentials (unauthorized).", reg))
 	wantAnnotation(t, got, authFailing, "description",
-		fmt.Sprintf("1 probe target(s) of %s have failed with unauthorized for 8s: the credentials are missing, expired or rejected.", reg),
+		fmt.Sprintf("%s rejects the credentials the exporter was given.", reg),
 		"Targets: shop-api.")
 	wantAnnotation(t, got, podsBlocked("unauthorized", "warning"), "description",
-		"(cause unauthorized)", "The registry rejects the pull credentials")
+		"3 container(s) have waited on them for 8s.", "The registry rejects the pull credentials")
 	if t.Failed() {
 		return
 	}

@@ -23,6 +23,7 @@ const (
 	noTLS         = "the registry speaks plain HTTP, so there is no certificate"
 	noMirrors     = "no mirror is configured"
 	noBudgetSkip  = "the request budget never skipped a probe; the counter appears with the first skip"
+	noWorkloads   = "the test creates bare pods: no Deployment, StatefulSet, DaemonSet, Job or CronJob names an image, so no workload image is unavailable"
 )
 
 // Panels empty in one state only: emptyWhileHealthy during the baseline,
@@ -32,6 +33,7 @@ var (
 	emptyWhileHealthy = map[string]string{
 		"imagepull-cluster-impact.json / Reschedule risk / A":      "the registry serves every running image",
 		"imagepull-registries-overview.json / Registry health / F": "no target fails",
+		"imagepull-registries-overview.json / Registry health / K": "the registry is up, so it has no down reason",
 		"imagepull-registry-detail.json / Targets / B":             "no target fails",
 	}
 	emptyDuringOutage = map[string]string{
@@ -45,6 +47,7 @@ var emptyPanels = map[string]string{
 	"imagepull-cluster-impact.json / kube-state-metrics: waiting on images / A": noKSM,
 	"imagepull-cluster-impact.json / Kubelet image pull errors / A":             noKubelet,
 	"imagepull-cluster-impact.json / Pull secrets that no longer log in / A":    noPullSecrets,
+	"imagepull-cluster-impact.json / Workload images that cannot be pulled / A": noWorkloads,
 	"imagepull-cluster-impact.json / Pull failures by registry and cause / A":   "the pods wait before the exporter starts: a failure is counted when the exporter sees a container enter ErrImagePull, not in its first list",
 
 	"imagepull-registries-overview.json / Lowest rate-limit headroom / A":           noRateLimit,

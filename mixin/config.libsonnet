@@ -42,14 +42,18 @@
     registryLevelReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited', 'unauthorized', 'protocol'],
     // Failure reasons about one image, which say nothing about the registry's other images; the join reports them only when every target of a registry fails that way.
     perImageReasons: ['not_found', 'forbidden'],
+    // Failure reasons that leave the question open (Reason.Inconclusive): no_credentials, the registry asked an anonymous probe for credentials. The registry answered, so it is up, but the exporter cannot know whether the pods, with their own pull secrets, can pull. Never a join cause, a workload's cause or an auth failure, and no alert fires on them (mixin_test.go checks that no alert matches them).
+    inconclusiveReasons: ['no_credentials'],
     // Failure reasons about the exporter's own files (a missing password_file, an unreadable CA bundle or docker config), never a registry's or an image's cause (Reason.Local): no registry or image alert lists them, since the registry may be fine; ImagePullExporterConfigBroken pages the exporter's owners instead.
     localReasons: ['config'],
 
-    // Probe failure reasons that mean the registry itself cannot be reached or is broken (ImagePullRegistryUnreachable).
+    // Down reasons of imagepull_registry_failure_reason that mean the registry itself cannot be reached or is broken (ImagePullRegistryUnreachable). Not rate_limited (ImagePullRateLimited), unauthorized (ImagePullRegistryAuthFailing) nor protocol (often a proxy on the exporter's path, see podsBlockedCriticalCauses).
     unreachableReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'],
-    // Probe failure reasons that mean the registry rejects the exporter's credentials (ImagePullRegistryAuthFailing).
+    // Probe failure reasons that are about one target's path when its registry answers other probes (Reason.PathLevel): its module's TLS or CA, proxy, plain_http or timeout, or a broken route (ImagePullTargetFailing). While the registry is down the same reasons are ImagePullRegistryUnreachable's.
+    targetFailingReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'protocol'],
+    // Probe failure reasons that mean the registry rejects credentials the exporter was given (ImagePullRegistryAuthFailing). An anonymous probe asked for credentials is no_credentials (inconclusiveReasons), never one of these.
     authFailureReasons: ['unauthorized', 'forbidden'],
-    // Join causes for which blocked containers page: registry-level causes that prove the nodes cannot pull either. The other registry-level causes warn: `unauthorized` says the exporter's own credentials (or anonymous access) are rejected, which does not prove the pods' pull secrets fail (a pull secret's rejection is per credential and never the registry's cause); `protocol` is the exporter's reading of a reply that breaks the spec, often a proxy on the exporter's path or a quirk the runtime works around (a manifest HEAD without Docker-Content-Digest, which containerd follows with a GET), so it does not prove the nodes fail. Per-image causes (not_found, forbidden), registry_ok and unprobed belong to the workload's owners and warn.
+    // Join causes for which blocked containers page: registry-level causes that prove the nodes cannot pull either. The other registry-level causes warn: `unauthorized` says the credentials the exporter was given are rejected, which does not prove the pods' pull secrets fail (a pull secret's rejection is per credential and never the registry's cause); `protocol` is the exporter's reading of a reply that breaks the spec, often a proxy on the exporter's path or a quirk the runtime works around (a manifest HEAD without Docker-Content-Digest, which containerd follows with a GET), so it does not prove the nodes fail. Per-image causes (not_found, forbidden), registry_ok and unprobed belong to the workload's owners and warn.
     podsBlockedCriticalCauses: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'rate_limited'],
 
     // Thresholds ----------------------------------------------------------
@@ -84,10 +88,12 @@
     // `for:` durations ----------------------------------------------------
     // Shorten them (e.g. all to '1m') for end-to-end tests; see mixin/README.md.
 
-    // How long probes must fail with an unreachable reason before ImagePullRegistryUnreachable fires.
+    // How long a registry must be down (imagepull_registry_up 0) with an unreachable reason before ImagePullRegistryUnreachable fires.
     registryUnreachableFor: '5m',
     // How long the critical ImagePullRegistryUnreachable keeps firing after recovery, so the warning it inhibits resolves first.
     registryUnreachableKeepFiringFor: '1m',
+    // How long one target must fail for a path-level reason while its registry is up before ImagePullTargetFailing fires: longer than the slowest targets' probe interval (5m for discovered images in deploy/), so the targets probed first in a registry outage, which fail while a not-yet-reprobed target still holds the registry up, do not raise it.
+    targetFailingFor: '15m',
     // How long probes must fail with unauthorized/forbidden before ImagePullRegistryAuthFailing fires.
     registryAuthFailingFor: '10m',
     // How long a pull secret must fail to log in before ImagePullPullSecretInvalid fires (auth checks run every 15m by default).
@@ -102,6 +108,8 @@
     manifestLatencyHighFor: '15m',
     // How long containers must wait before ImagePullPodsBlocked fires; the kubelet's back-off starts at 10s.
     podsBlockedFor: '5m',
+    // How long a workload's image must be unavailable before ImagePullWorkloadImageUnavailable fires. Keep it longer than registryUnreachableFor: in a registry outage every workload of the registry gets a series, and ImagePullRegistryUnreachable must fire (and inhibit them in Alertmanager) first. It also lets a CI pipeline that applies the manifest before the push finishes catch up.
+    workloadImageUnavailableFor: '10m',
     // How long nodes must get 429 from a registry whose probes do not before ImagePullNodesRateLimited fires; a container keeps its last pull error through the back-off, so this is the same wait as podsBlockedFor.
     nodesRateLimitedFor: '5m',
     // How long the pull failure rate must stay high before ImagePullFailureRateHigh fires.

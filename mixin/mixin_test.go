@@ -183,8 +183,8 @@ func TestPromtoolTestRules(t *testing.T) {
 // TestAmtoolCheckConfig validates the example Alertmanager configuration.
 func TestAmtoolCheckConfig(t *testing.T) {
 	out := run(t, testenv.RepoRoot(t), testenv.Bin(t, "amtool"), "check-config", "mixin/alertmanager.example.yml")
-	if !strings.Contains(out, "4 inhibit rules") {
-		t.Errorf("amtool found a different number of inhibit rules than the example's 4:\n%s", out)
+	if !strings.Contains(out, "6 inhibit rules") {
+		t.Errorf("amtool found a different number of inhibit rules than the example's 6:\n%s", out)
 	}
 }
 
@@ -284,8 +284,8 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 			}
 		}
 	}
-	if len(rules) != 24 {
-		t.Errorf("rendered %d alert rules, want 24 (21 alerts, three of them with critical and warning rules)", len(rules))
+	if len(rules) != 26 {
+		t.Errorf("rendered %d alert rules, want 26 (23 alerts, three of them with critical and warning rules)", len(rules))
 	}
 
 	// firing[rule] holds eval times per test case at which the rule fires;
@@ -378,6 +378,97 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 	for h := range headings {
 		if !seen[h] {
 			t.Errorf("runbook.md has a section for %s, which is not an alert", h)
+		}
+	}
+}
+
+// routingLabels are the labels each alert must carry for Alertmanager to
+// route and group it (the example groups by cluster and registry, and
+// workload images by namespace): every alert names its registry, except
+// those about the exporter, its shards or a kubelet, which name no registry.
+var routingLabels = map[string][]string{
+	"ImagePullExporterDown":                {"job"},
+	"ImagePullExporterShardMissing":        {},
+	"ImagePullExporterShardsMisconfigured": {},
+	"ImagePullKubeletPullErrorsHigh":       {"instance"},
+	"ImagePullWorkloadImageUnavailable":    {"namespace", "kind", "workload", "container", "image", "cause", "registry"},
+	"ImagePullTargetFailing":               {"registry", "target", "cause"},
+	"ImagePullRegistryUnreachable":         {"registry", "cause"},
+	"ImagePullRegistryAuthFailing":         {"registry", "cause"},
+}
+
+// Limits of a description an on-call reads in one glance, as the rule
+// tests render it: what is wrong and the first thing to do, with at most a
+// short list (namespaces, nodes, targets) in between. The detail is in the
+// alert's runbook section.
+const (
+	maxDescriptionChars     = 450
+	maxDescriptionSentences = 4
+)
+
+// sentenceEnd matches the end of a sentence: a full stop before the next
+// sentence or the end of the text.
+var sentenceEnd = regexp.MustCompile("[.!?](?:\\s+[A-Z`]|$)")
+
+// TestAlertTextsReadInOneGlance holds every alert to the habits issue 11
+// asked for (kubernetes-mixin's): the summary names what is wrong and
+// where, without a value ({{ $value }} belongs in the description, if
+// anywhere); the description, as the rule tests render it, is short; and
+// every firing alert the rule tests expect carries its routing labels.
+func TestAlertTextsReadInOneGlance(t *testing.T) {
+	value := regexp.MustCompile(`\$value|\.Value\b|\bvalue\b`)
+	alerts := map[string]bool{}
+	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			alerts[r.Alert] = true
+			if value.MatchString(r.Annotations["summary"]) {
+				t.Errorf("%s (%s): the summary shows a value; name what is wrong and move the value to the description: %s", r.Alert, r.Labels["severity"], r.Annotations["summary"])
+			}
+		}
+	}
+	for name := range routingLabels {
+		if !alerts[name] {
+			t.Errorf("routingLabels names %s, which is not an alert", name)
+		}
+	}
+	checked := map[string]bool{}
+	for _, file := range ruleTestFiles(t) {
+		b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "mixin", "tests", file))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f ruleTestFile
+		if err := yaml.Unmarshal(b, &f); err != nil {
+			t.Fatalf("%s: %v", file, err)
+		}
+		for i, tc := range f.Tests {
+			for _, check := range tc.AlertRuleTest {
+				want, ok := routingLabels[check.Alertname]
+				if !ok {
+					want = []string{"registry"}
+				}
+				for _, a := range check.ExpAlerts {
+					checked[check.Alertname] = true
+					for _, l := range want {
+						if a.ExpLabels[l] == "" {
+							t.Errorf("%s test %d: %s at %s has no %s label to route on: %v", file, i, check.Alertname, check.EvalTime, l, a.ExpLabels)
+						}
+					}
+					d := a.ExpAnnotations["description"]
+					if n := len(sentenceEnd.FindAllString(d, -1)); len(d) > maxDescriptionChars || n > maxDescriptionSentences {
+						t.Errorf("%s test %d: %s at %s: the description has %d characters and %d sentences, more than %d and %d: move the detail to the runbook:\n%s",
+							file, i, check.Alertname, check.EvalTime, len(d), n, maxDescriptionChars, maxDescriptionSentences, d)
+					}
+				}
+			}
+		}
+	}
+	for name := range alerts {
+		if !checked[name] {
+			t.Errorf("%s: no rule test expects it firing, so its labels and description are unchecked", name)
 		}
 	}
 }
@@ -527,7 +618,8 @@ func TestExpandVariables(t *testing.T) {
 // rate-limit trouble at once, and checks which are inhibited and what each
 // receiver is sent: one page per registry outage, carrying both
 // ImagePullRegistryUnreachable and ImagePullPodsBlocked, and none of the
-// alerts that only restate it.
+// alerts that only restate it; workload image alerts go out per namespace,
+// muted while their registry is down or rate limited.
 func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 	hook := testenv.StartWebhook(t)
 	cfg, err := mixin.AlertmanagerExample(hook.URL, time.Second)
@@ -543,7 +635,7 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 		labels     string // k=v,k=v
 		inhibited  bool
 		receiver   string // where it is notified when not inhibited
-		groupLabel string // the notification group, "registry" or "cluster/registry"
+		groupLabel string // the notification group: "registry", "cluster/registry", or "ns:namespace" for workload alerts
 	}
 	alerts := []alert{
 		// reg.example is down and containers wait on it.
@@ -568,6 +660,16 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 		// A healthy registry: per-image problems are not muted by anything.
 		{"alertname=ImagePullPodsBlocked,severity=warning,registry=ok.example,cause=registry_ok", false, "imagepull-ticket", "ok.example"},
 		{"alertname=ImagePullRescheduleRisk,severity=warning,registry=ok.example,cause=not_found", false, "imagepull-ticket", "ok.example"},
+		// Workload images: muted while their registry is down, and a 429
+		// while the registry's rate limit is notified; the others go to
+		// their namespace, one notification per namespace across registries.
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=reg.example,namespace=shop,kind=Deployment,workload=api,container=api,image=reg.example/api:v1,cause=connect", true, "", ""},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=docker.io,namespace=ci,kind=Job,workload=build,container=build,image=golang:1.26,cause=rate_limited", true, "", ""},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=docker.io,namespace=ci,kind=CronJob,workload=lint,container=lint,image=acme/lint:gone,cause=not_found", false, "imagepull-ticket", "ns:ci"},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=ok.example,namespace=shop,kind=CronJob,workload=report,container=report,image=ok.example/report:gone,cause=not_found", false, "imagepull-ticket", "ns:shop"},
+		{"alertname=ImagePullWorkloadImageUnavailable,severity=warning,registry=ghcr.io,namespace=shop,kind=StatefulSet,workload=db,container=init-schema,image=ghcr.io/acme/schema:v2,cause=forbidden", false, "imagepull-ticket", "ns:shop"},
+		// One bad target of a healthy registry: a ticket with its registry.
+		{"alertname=ImagePullTargetFailing,severity=warning,registry=ok.example,target=ok-api,cause=tls", false, "imagepull-ticket", "ok.example"},
 		// Clusters do not inhibit each other.
 		{"alertname=ImagePullRegistryUnreachable,severity=critical,cluster=eu,registry=x.example,cause=timeout", false, "imagepull-page", "eu/x.example"},
 		{"alertname=ImagePullRegistryUnreachable,severity=warning,cluster=us,registry=x.example,cause=timeout", false, "imagepull-ticket", "us/x.example"},
@@ -632,6 +734,9 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 	}
 	groupOf := func(m testenv.WebhookMessage) string {
 		g := m.GroupLabels["registry"]
+		if ns := m.GroupLabels["namespace"]; ns != "" {
+			g = "ns:" + ns
+		}
 		if c := m.GroupLabels["cluster"]; c != "" {
 			g = c + "/" + g
 		}
@@ -707,20 +812,26 @@ func reasonClasses(t *testing.T, configOverrides string) map[string][]string {
 }
 
 // checkReasonClasses returns how the mixin's reason classes disagree with
-// Go's one ordered set (probe.Reasons, Reason.RegistryLevel) and the join's
-// causes: a reason Go does not have would match no series, and a class that
-// drifts from RegistryLevel pages or stays quiet for the wrong causes.
+// Go's one ordered set (probe.Reasons, Reason.RegistryLevel, Local,
+// Inconclusive, PathLevel) and the join's causes: a reason Go does not have
+// would match no series, and a class that drifts from Go's predicates pages
+// or stays quiet for the wrong causes.
 func checkReasonClasses(classes map[string][]string) []string {
 	var problems []string
 	known := map[string]bool{}
-	var registryLevel, perImage, local []string
+	var registryLevel, perImage, local, inconclusive, pathLevel []string
 	for _, r := range probe.Reasons {
 		known[string(r)] = true
+		if r.PathLevel() {
+			pathLevel = append(pathLevel, string(r))
+		}
 		switch {
 		case r.RegistryLevel():
 			registryLevel = append(registryLevel, string(r))
 		case r.Local():
 			local = append(local, string(r))
+		case r.Inconclusive():
+			inconclusive = append(inconclusive, string(r))
 		default:
 			perImage = append(perImage, string(r))
 		}
@@ -732,7 +843,7 @@ func checkReasonClasses(classes map[string][]string) []string {
 	// The join's own causes: unknown is a node-reported pull error the
 	// classifier cannot place (issue 10).
 	joinCause := map[string]bool{collector.CauseRegistryOK: true, collector.CauseUnprobed: true, collector.CauseUnknown: true}
-	for _, name := range []string{"registryLevelReasons", "perImageReasons", "localReasons", "unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+	for _, name := range []string{"registryLevelReasons", "perImageReasons", "localReasons", "inconclusiveReasons", "unreachableReasons", "targetFailingReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
 		if _, ok := classes[name]; !ok {
 			problems = append(problems, fmt.Sprintf("_config.%s is missing", name))
 		}
@@ -765,13 +876,39 @@ func checkReasonClasses(classes map[string][]string) []string {
 	if got := classes["localReasons"]; !slices.Equal(got, local) {
 		problems = append(problems, fmt.Sprintf("_config.localReasons = %q, want Go's Local reasons in probe.Reasons order %q", got, local))
 	}
+	if got := classes["inconclusiveReasons"]; !slices.Equal(got, inconclusive) {
+		problems = append(problems, fmt.Sprintf("_config.inconclusiveReasons = %q, want Go's Inconclusive reasons in probe.Reasons order %q", got, inconclusive))
+	}
+	// ImagePullTargetFailing's class is Go's PathLevel, exactly: a reason
+	// left out would hide a module's TLS or proxy mistake, one added would
+	// blame a target's path for what the registry says about an image.
+	if got := classes["targetFailingReasons"]; !slices.Equal(got, pathLevel) {
+		problems = append(problems, fmt.Sprintf("_config.targetFailingReasons = %q, want Go's PathLevel reasons in probe.Reasons order %q", got, pathLevel))
+	}
+	// An inconclusive reason (the registry asked an anonymous probe for
+	// credentials) proves nothing wrong: no alert's class may name it, so no
+	// private registry without a module raises anything.
+	inconclusiveSet := map[string]bool{}
+	for _, r := range inconclusive {
+		inconclusiveSet[r] = true
+	}
+	for _, name := range names {
+		if name == "inconclusiveReasons" {
+			continue
+		}
+		for _, r := range classes[name] {
+			if inconclusiveSet[r] {
+				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is inconclusive (Reason.Inconclusive): no class but inconclusiveReasons may hold it", name, r))
+			}
+		}
+	}
 	// A local reason (the exporter's own files) is never a registry's
 	// cause: no alert may page or warn on it as the registry's problem.
 	localSet := map[string]bool{}
 	for _, r := range local {
 		localSet[r] = true
 	}
-	for _, name := range []string{"unreachableReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
+	for _, name := range []string{"unreachableReasons", "targetFailingReasons", "authFailureReasons", "podsBlockedCriticalCauses"} {
 		for _, r := range classes[name] {
 			if localSet[r] {
 				problems = append(problems, fmt.Sprintf("_config.%s names %q, which is the exporter's own problem (Reason.Local), never the registry's", name, r))
@@ -810,6 +947,12 @@ func TestReasonClassesCheckFails(t *testing.T) {
 		`{ podsBlockedCriticalCauses: ['dns', 'registry_ok'] }`,
 		`{ authFailureReasons: ['unauthorised'] }`,
 		`{ someNewCauses: ['refused'] }`,
+		`{ inconclusiveReasons: [] }`,
+		`{ perImageReasons: ['not_found', 'forbidden', 'no_credentials'] }`,
+		`{ authFailureReasons: ['unauthorized', 'forbidden', 'no_credentials'] }`,
+		`{ targetFailingReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error'] }`,
+		`{ targetFailingReasons: ['dns', 'connect', 'tls', 'timeout', 'server_error', 'protocol', 'not_found'] }`,
+		`{ podsBlockedCriticalCauses: ['dns', 'no_credentials'] }`,
 	} {
 		if problems := checkReasonClasses(reasonClasses(t, override)); len(problems) == 0 {
 			t.Errorf("override %s: the check found no drift", override)
@@ -825,7 +968,12 @@ func TestRenderedReasonsMatchGo(t *testing.T) {
 	for _, r := range probe.Reasons {
 		known[string(r)] = true
 	}
-	matcher := regexp.MustCompile(`\b(?:reason|cause)\s*[=!]~?\s*"([^"]*)"`)
+	// The contract of issue 11: no_credentials is inconclusive, and no alert
+	// fires on an inconclusive reason.
+	if !probe.ReasonNoCredentials.Inconclusive() || !slices.Contains(probe.Reasons, probe.ReasonNoCredentials) {
+		t.Errorf("probe.ReasonNoCredentials is not an inconclusive reason of probe.Reasons; the mixin's inconclusiveReasons assume it is")
+	}
+	matcher := regexp.MustCompile(`\b(?:reason|cause)\s*(=~|!~|=|!=)\s*"([^"]*)"`)
 	template := regexp.MustCompile(`eq \$labels\.cause((?: "[^"]*")+)`)
 	seen := 0
 	check := func(where, v string) {
@@ -837,8 +985,11 @@ func TestRenderedReasonsMatchGo(t *testing.T) {
 	for _, g := range parseRuleGroups(t, render(t)[mixin.AlertsFile]) {
 		for _, r := range g.Rules {
 			for _, m := range matcher.FindAllStringSubmatch(r.Expr, -1) {
-				for _, v := range strings.Split(m[1], "|") {
+				for _, v := range strings.Split(m[2], "|") {
 					check(r.Alert+" expr", v)
+					if (m[1] == "=" || m[1] == "=~") && probe.Reason(v).Inconclusive() {
+						t.Errorf("%s fires on reason or cause %q, which is inconclusive: the registry answered and the exporter cannot know whether the pods can pull", r.Alert, v)
+					}
 				}
 			}
 			for name, text := range r.Annotations {

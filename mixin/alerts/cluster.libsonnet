@@ -40,15 +40,31 @@ local utils = import '../lib/utils.libsonnet';
     // (InvalidImageName) have no registry: the join counts them under
     // registry="invalid" with cause unprobed.
     local podsBlockedAdvice =
-      '{{ if eq $labels.registry "invalid" }}The image references do not parse (InvalidImageName): fix the image field of the workloads; no registry is involved.' +
-      '{{ else if eq $labels.cause "registry_ok" }}The registry probes healthy, so the problem is per image or per credential: a tag that does not exist, a misspelt name, or a pull secret that is missing or wrong. Run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
-      '{{ else if eq $labels.cause "unprobed" }}No probe target covers this registry, so the exporter cannot tell whether it is up: run `imagepull_exporter diagnose image REF` and add a target for the registry (or run with --kube.discover-targets).' +
-      '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: the pull rate limit is exhausted (see ImagePullRateLimited, or ImagePullNodesRateLimited when only the nodes get it). Pull through a mirror, or with a pull secret of an account with a higher limit.' +
-      '{{ else if eq $labels.cause "unknown" }}The nodes report a pull error the exporter cannot classify: read the kubelet\'s message with `imagepull_exporter diagnose pod NAMESPACE/NAME` or `kubectl describe pod`.' +
-      '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the pull credentials (forbidden also means a repository that does not exist on Docker Hub): check the pods\' pull secrets (see ImagePullPullSecretInvalid) with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
+      '{{ if eq $labels.registry "invalid" }}The image references do not parse (InvalidImageName): fix the image field of the workloads.' +
+      '{{ else if eq $labels.cause "registry_ok" }}The registry answers the exporter, so it is the image or the credentials (a missing tag, a typo, a wrong pull secret): run `imagepull_exporter diagnose pod NAMESPACE/NAME` on one of the pods.' +
+      '{{ else if eq $labels.cause "unprobed" }}No probe target covers this registry: run `imagepull_exporter diagnose image REF`, and add a target (or run with --kube.discover-targets).' +
+      '{{ else if eq $labels.cause "rate_limited" }}The registry answers 429: pull through a mirror, or with a pull secret of an account with a higher limit.' +
+      '{{ else if eq $labels.cause "unknown" }}The nodes report a pull error the exporter cannot classify: read it with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
+      '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the pull credentials: check the pods\' pull secrets with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
       '{{ else if eq $labels.cause "not_found" }}The registry does not have the image: fix the repository or tag in the workload, or push the image.' +
       '{{ else if eq $labels.cause "protocol" }}The registry\'s replies break the distribution spec, often a proxy in between: run `imagepull_exporter diagnose image REF`.' +
-      '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, pre-pull the images onto the nodes, or wait for the registry to return.{{ end }}',
+      '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, or pre-pull the images onto the nodes.{{ end }}',
+
+    // What keeps a workload's image from being pulled, and what to do, per
+    // cause of imagepull_workload_image_unavailable: a per-image or
+    // per-credential cause (the credentials the kubelet would use), a 429,
+    // or, only while the registry is down, a registry-level one.
+    local workloadCause =
+      '{{ if eq $labels.cause "not_found" }}the registry does not have it' +
+      '{{ else if eq $labels.cause "forbidden" }}the registry refuses the pull credentials access to it, or the repository does not exist' +
+      '{{ else if eq $labels.cause "unauthorized" }}the registry rejects the pull credentials' +
+      '{{ else if eq $labels.cause "rate_limited" }}the registry answers 429 Too Many Requests' +
+      '{{ else }}its registry is down ({{ $labels.cause }}){{ end }}',
+    local workloadAdvice =
+      '{{ if eq $labels.cause "not_found" }}Push the image, or point the template at a tag or digest that exists.' +
+      '{{ else if eq $labels.cause "forbidden" "unauthorized" }}Check the repository name and the pull secrets the workload uses: `imagepull_exporter diagnose image {{ $labels.image }} --namespace {{ $labels.namespace }}`.' +
+      '{{ else if eq $labels.cause "rate_limited" }}Pull through a mirror, or with a pull secret of an account with a higher limit.' +
+      '{{ else }}See ImagePullRegistryUnreachable for {{ $labels.registry }}.{{ end }}',
 
     local podsBlocked(severity, causeMatcher) = {
       alert: 'ImagePullPodsBlocked',
@@ -58,8 +74,8 @@ local utils = import '../lib/utils.libsonnet';
       'for': c.podsBlockedFor,
       labels: { severity: severity },
       annotations: {
-        summary: '{{ $value }} container(s) cannot start: images from {{ $labels.registry }} fail to pull ({{ $labels.cause }}).',
-        description: '{{ $value }} container(s) have waited on images from {{ $labels.registry }} for %s (cause {{ $labels.cause }}).' % c.podsBlockedFor +
+        summary: 'Containers cannot start: images from {{ $labels.registry }} fail to pull ({{ $labels.cause }}).',
+        description: '{{ $value }} container(s) have waited on them for %s.' % c.podsBlockedFor +
                      waitingNamespaces + reportingNodes(' Nodes reporting it', '$labels.cause') + ' ' + podsBlockedAdvice,
       },
     },
@@ -73,6 +89,28 @@ local utils = import '../lib/utils.libsonnet';
           // causes belong to the workload's owners and warn.
           podsBlocked(c.severityCritical, '=~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
           podsBlocked(c.severityWarning, '!~"%s"' % utils.regex(c.podsBlockedCriticalCauses)),
+          {
+            // An image a workload's template names that cannot be pulled now
+            // (issue 11), before any pod waits on it: a CronJob whose tag was
+            // deleted, a Deployment scaled to zero, a rollout not yet started.
+            // One alert per workload container, with the workload's namespace
+            // so Alertmanager routes it to the namespace's owners, and its
+            // registry so it groups with, and is inhibited by, the registry's
+            // own alerts (ImagePullRegistryUnreachable in the Alertmanager
+            // example). The exporter never reports no_credentials or config
+            // here. max over HA replicas, which report the same series.
+            alert: 'ImagePullWorkloadImageUnavailable',
+            expr: |||
+              max by (%(by)s) (imagepull_workload_image_unavailable{%(sel)s}) > 0
+            ||| % { by: utils.by(c, ['namespace', 'kind', 'workload', 'container', 'image', 'cause', 'registry']), sel: c.imagepullSelector },
+            'for': c.workloadImageUnavailableFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: '{{ $labels.kind }} {{ $labels.namespace }}/{{ $labels.workload }} uses an image that cannot be pulled ({{ $labels.cause }}).',
+              description: 'Container {{ $labels.container }} uses {{ $labels.image }}, and ' + workloadCause +
+                           ': the next pod that needs it (a rollout, a scale-up, a reschedule, the next run) will not start. ' + workloadAdvice,
+            },
+          },
           {
             // The nodes pull from their own egress addresses, the exporter
             // from its pod's: Docker Hub counts anonymous pulls per source IP,
@@ -90,10 +128,11 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.nodesRateLimitedSeverity },
             annotations: {
               summary: 'Nodes get 429 Too Many Requests from {{ $labels.registry }}; the exporter does not.',
-              description: "{{ $value }} container(s) have waited for %s because their nodes' pulls from {{ $labels.registry }} are answered 429 Too Many Requests, while the exporter's probes of it are not" % c.nodesRateLimitedFor +
-                           '{{ if not (%s) }} (no probe target covers it){{ end }}.' % utils.query('imagepull_probe_success{%s, %s=%%q, registry=%%q}' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']) +
+              description: "{{ $value }} container(s) wait because their nodes' pulls are answered 429 while the exporter's are not" +
+                           '{{ if not (%s) }} (no probe target covers the registry){{ end }}' % utils.query('imagepull_probe_success{%s, %s=%%q, registry=%%q}' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']) +
+                           ": a per-IP limit on these nodes' egress." +
                            reportingNodes(' Nodes', '"rate_limited"') +
-                           " This is a per-IP pull limit on these nodes' egress: pull through a mirror or authenticate (a pull secret of an account with its own, higher limit). Nodes behind one NAT share one limit, which the exporter, on another address or with credentials, does not see.",
+                           ' Pull through a mirror, or authenticate with an account that has its own limit.',
             },
           },
           {
@@ -111,14 +150,14 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.pullFailureRateHighSeverity },
             annotations: {
               summary: 'Pulls from {{ $labels.registry }} fail often.',
-              description: 'The nodes have failed {{ $value | humanize }} pulls per minute from {{ $labels.registry }} for %s.' % c.pullFailureRateHighFor +
+              description: 'The nodes fail {{ $value | humanize }} pulls per minute from {{ $labels.registry }}.' +
                            utils.listLabel(
                              utils.query('max by (cause) (rate(imagepull_pull_failures_total{%s, %s=%%q, registry=%%q}[%s])) > 0' % [c.imagepullSelector, c.clusterLabel, c.pullFailureRateWindow], [cl, '$labels.registry']),
                              'cause',
                              ' Causes the nodes report: ',
                              '.'
                            ) +
-                           " Each failure delays a pod start by the kubelet's back-off. ImagePullPodsBlocked names the containers that stay blocked; the Cluster impact dashboard shows the causes per node. A registry-wide cause is the registry's (see ImagePullRegistryUnreachable); rate_limited on the nodes only is a per-IP limit (ImagePullNodesRateLimited); not_found, unauthorized and forbidden are the workloads' images and pull secrets: `imagepull_exporter diagnose pod NAMESPACE/NAME`.",
+                           ' ImagePullPodsBlocked and the Cluster impact dashboard show the pods and nodes; `imagepull_exporter diagnose pod NAMESPACE/NAME` explains one.',
             },
           },
           {
@@ -130,7 +169,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Pull secret {{ $labels.namespace }}/{{ $labels.secret }} no longer logs in to {{ $labels.registry }}.',
-              description: 'Logging in to {{ $labels.registry }} with pull secret {{ $labels.namespace }}/{{ $labels.secret }} has failed for %s. Pods that use it keep running on images their nodes hold, but fail to pull on a new node, on a restart with imagePullPolicy Always and on the next rollout. Rotate the secret (or the robot account it holds) and check it with `imagepull_exporter diagnose image REF --namespace {{ $labels.namespace }}`.' % c.pullSecretInvalidFor,
+              description: 'Pods that use it will fail to pull on a new node, on a restart with imagePullPolicy Always and on the next rollout. Rotate the secret (or the robot account it holds), then check it with `imagepull_exporter diagnose image REF --namespace {{ $labels.namespace }}`.',
             },
           },
           {
@@ -141,15 +180,15 @@ local utils = import '../lib/utils.libsonnet';
             'for': c.rescheduleRiskFor,
             labels: { severity: c.severityWarning },
             annotations: {
-              summary: '{{ $value }} running container(s) could not start again: {{ $labels.registry }} cannot serve their images ({{ $labels.cause }}).',
-              description: '{{ $value }} running container(s) use images that {{ $labels.registry }} cannot serve now (cause {{ $labels.cause }}) and that no other node holds. They run today, but a reschedule, a node drain or an eviction would leave them waiting.' +
+              summary: 'Running containers could not start again: {{ $labels.registry }} cannot serve their images ({{ $labels.cause }}).',
+              description: '{{ $value }} running container(s) use images that {{ $labels.registry }} cannot serve now and that no other node holds: a reschedule or a drain would leave them waiting.' +
                            utils.listByLabel(
                              utils.query('sum by (namespace) (max by (namespace) (imagepull_reschedule_risk_containers{%s, %s=%%q, registry=%%q, cause=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.cause']),
                              'namespace',
                              ' By namespace: ',
                              '.'
                            ) +
-                           ' {{ if eq $labels.cause "not_found" }}The tag no longer exists in the registry: push it again, or move the workload to a tag or digest that exists.{{ else }}Until the registry is back, do not drain nodes that run them; pin the images by digest and pull them through a mirror, or pre-pull them onto the nodes.{{ end }}',
+                           ' {{ if eq $labels.cause "not_found" }}Push the tag again, or move the workloads to a tag or digest that exists.{{ else }}Drain none of their nodes until the registry is back.{{ end }}',
             },
           },
           {
@@ -161,14 +200,14 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityInfo },
             annotations: {
               summary: 'What runs as {{ $labels.registry }}/{{ $labels.repository }}:{{ $labels.tag }} differs from what the registry serves.',
-              description: 'Containers have run {{ $labels.registry }}/{{ $labels.repository }}:{{ $labels.tag }} with a digest other than the one the registry serves for that tag now for %s, so a restart on another node or a scale-up starts a different image than the one running.' % c.tagDriftFor +
+              description: 'Containers run it with another digest than the registry serves for the tag now' +
                            utils.firstValue(
                              utils.query('max(imagepull_tag_digests{%s, %s=%%q, registry=%%q, repository=%%q, tag=%%q})' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.repository', '$labels.tag']),
-                             ' ',
+                             ' (',
                              '',
-                             ' different digests run under this tag across the cluster.'
+                             ' digests run under it)'
                            ) +
-                           ' Pin the image by digest, or roll the workload so every replica runs the current digest.',
+                           ', so a restart or a scale-up starts a different image. Pin the image by digest, or roll the workload.',
             },
           },
           {
@@ -183,7 +222,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'The kubelet on {{ index $labels "%s" }} fails many image pulls.' % c.kubeletNodeLabel,
-              description: 'The kubelet on {{ index $labels "%s" }} has failed {{ $value | humanize }} image pulls per minute for %s. The kubelet does not say which registry: ImagePullPodsBlocked and the Cluster impact dashboard name registries and causes, and `kubectl get events -A --field-selector reason=Failed` the messages. A node whose image filesystem is full or whose egress is broken fails every pull.' % [c.kubeletNodeLabel, c.kubeletPullErrorsHighFor],
+              description: "The kubelet on {{ index $labels \"%s\" }} fails {{ $value | humanize }} image pulls per minute, without saying from which registry. ImagePullPodsBlocked and the Cluster impact dashboard name registries and causes; check the node's image filesystem and egress." % c.kubeletNodeLabel,
             },
           },
         ],

@@ -21,7 +21,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'The imagepull exporter is down.',
-              description: 'Prometheus has not scraped {{ with $labels.instance }}the imagepull exporter at {{ . }}{{ else }}any imagepull exporter (the job has no targets){{ end }} for %s. Registry probes and the pod join are not reported, so the other ImagePull alerts cannot fire.' % c.exporterDownFor,
+              description: 'Prometheus has not scraped {{ with $labels.instance }}the imagepull exporter at {{ . }}{{ else }}any imagepull exporter (the job has no targets){{ end }} for %s, so no other ImagePull alert can fire. Check its pods, logs and scrape configuration.' % c.exporterDownFor,
             },
           },
           {
@@ -40,7 +40,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Probes of {{ $labels.registry }} have stopped.',
-              description: 'The oldest probe result for {{ $labels.registry }} is {{ $value | printf "%%.1f" }} probe intervals old, more than %d: the exporter serves stale results for it, and alerts about it describe the past.' % c.probesStaleIntervals +
+              description: 'The oldest probe of {{ $labels.registry }} is {{ $value | printf "%.1f" }} probe intervals old, so its alerts describe the past.' +
                            utils.firstValue(
                              utils.query('sum(increase(imagepull_probe_budget_exhausted_total{%s, %s=%%q, registry=%%q}[15m])) > 0' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
                              ' ',
@@ -62,7 +62,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'The exporter cannot use its own files to probe {{ $labels.target }}.',
-              description: 'Probes of target {{ $labels.target }} ({{ $labels.registry }}) fail with reason {{ $labels.reason }}: a file the module names (password_file, tls.ca_file or docker_config) is missing, unreadable or invalid where the exporter runs. The registry is not probed for this target, so its alerts say nothing about it. /logs?target={{ $labels.target }} shows the error.',
+              description: 'Probes of {{ $labels.target }} ({{ $labels.registry }}) fail with reason {{ $labels.reason }}: a file its module names (password_file, tls.ca_file, docker_config) is missing or invalid where the exporter runs, so the target is not probed. /logs?target={{ $labels.target }} names the file.',
             },
           },
         ],

@@ -19,15 +19,19 @@ local utils = import '../lib/utils.libsonnet';
 
     // Mirrors failing with their cause, per vantage point, kept where the
     // runtime would (fallback=1) or would not (fallback=0) try another host
-    // after the mirror.
+    // after the mirror. Not an inconclusive reason (issue 11): a mirror that
+    // asks the exporter's anonymous probe for credentials answers, and the
+    // exporter cannot know whether the runtime holds credentials for it
+    // (containerd's registry configs, CRI-O's auth files), so it is not
+    // reported down; imagepull_mirror_failure_reason still shows it.
     local failing(fallback) = withRegistry(
       |||
         count by (%(by)s) (
-          label_replace(imagepull_mirror_failure_reason{%(sel)s} == 1, "cause", "$1", "reason", "(.*)")
+          label_replace(imagepull_mirror_failure_reason{%(sel)s, reason!~"%(inconclusive)s"} == 1, "cause", "$1", "reason", "(.*)")
           and ignoring (reason, cause)
           imagepull_mirror_fallback{%(sel)s} == %(fb)d
         )
-      ||| % { by: utils.by(c, ['mirror', 'upstream', 'cause']), sel: c.imagepullMirrorSelector, fb: fallback }
+      ||| % { by: utils.by(c, ['mirror', 'upstream', 'cause']), sel: c.imagepullMirrorSelector, fb: fallback, inconclusive: utils.regex(c.inconclusiveReasons) }
     ),
 
     local nodesPhrase =
@@ -39,7 +43,7 @@ local utils = import '../lib/utils.libsonnet';
       ),
 
     local downCommon =
-      'Mirror {{ $labels.mirror }} of {{ $labels.upstream }} has failed for %s with {{ $labels.cause }}, seen from {{ $value }} exporter(s)' % c.mirrorDownFor + nodesPhrase + '.',
+      'Mirror {{ $labels.mirror }} of {{ $labels.upstream }} has failed with {{ $labels.cause }} for %s, seen from {{ $value }} exporter(s)' % c.mirrorDownFor + nodesPhrase,
 
     groups+: [
       {
@@ -54,7 +58,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityCritical },
             annotations: {
               summary: 'Mirror {{ $labels.mirror }} of {{ $labels.upstream }} is down ({{ $labels.cause }}) and pulls do not fall back.',
-              description: downCommon + ' It is the last host the container runtime tries for {{ $labels.upstream }} images, so their pulls fail: fix the mirror, or let the runtime fall back to the registry (containerd: a server in hosts.toml; CRI-O: do not block the registry).',
+              description: downCommon + ', and the runtime tries no host after it, so pulls of {{ $labels.upstream }} images fail. Fix the mirror, or let the runtime fall back to the registry (containerd: a server in hosts.toml; CRI-O: do not block the registry).',
             },
           },
           {
@@ -64,7 +68,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Mirror {{ $labels.mirror }} of {{ $labels.upstream }} is down ({{ $labels.cause }}); pulls fall back.',
-              description: downCommon + ' The container runtime falls back to the next host, so pulls still work but are slower, and a registry with a pull rate limit (Docker Hub) now spends it.',
+              description: downCommon + "; the runtime falls back to the next host, so pulls are slower and spend the registry's rate limit. Fix the mirror.",
             },
           },
           {
@@ -78,9 +82,9 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Mirror {{ $labels.mirror }} serves stale tags of {{ $labels.upstream }}.',
-              description: 'For %s, mirror {{ $labels.mirror }} has served {{ $value }} tag(s) with another digest than {{ $labels.upstream }} serves' % c.mirrorStaleFor +
+              description: 'Mirror {{ $labels.mirror }} has served {{ $value }} tag(s) with another digest than {{ $labels.upstream }} for %s' % c.mirrorStaleFor +
                            utils.listLabel(utils.query('label_join(max by (repository, tag) (imagepull_mirror_stale{%s, %s=%%q, mirror=%%q, upstream=%%q}) == 1, "image", ":", "repository", "tag")' % [c.imagepullMirrorSelector, c.clusterLabel], [cl, '$labels.mirror', '$labels.upstream']), 'image', ' (', ')') +
-                           '. Nodes pulling through it start an older image than the registry has under the same tag. Check its sync job or cache expiry, or pin the images by digest.',
+                           ', so nodes pulling through it start other images than the registry has. Check its sync job or cache expiry, or pin the images by digest.',
             },
           },
         ],

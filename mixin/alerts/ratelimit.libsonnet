@@ -31,14 +31,14 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Registry {{ $labels.registry }} answers 429 Too Many Requests.',
-              description: "{{ $value }} probe target(s) of {{ $labels.registry }} have been answered 429 Too Many Requests for %s: the pull rate limit of the exporter's source is exhausted" % c.rateLimitedFor +
+              description: "The exporter's probes of {{ $labels.registry }} are answered 429" +
                            utils.firstValue(
                              utils.query('max(imagepull_ratelimit_retry_after_seconds{%s, %s=%%q, registry=%%q})' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
-                             ', and the registry asks to retry in ',
+                             ' (retry in ',
                              'humanizeDuration',
-                             ''
+                             ')'
                            ) +
-                           '. Nodes that pull from the same source (the same egress IP, or the same account) fail to pull from it until the window frees up: pull through a mirror, or with a pull secret of an account with a higher limit.',
+                           ": its source's pull limit is spent, and nodes that share the source (egress IP or account) cannot pull from it either. Pull through a mirror, or authenticate with an account with a higher limit.",
             },
           },
           {
@@ -52,7 +52,7 @@ local utils = import '../lib/utils.libsonnet';
               summary: 'Little of the pull rate limit of {{ $labels.registry }} is left for source {{ $labels.source }}.',
               description: 'Source {{ $labels.source }} has {{ $value | humanizePercentage }} of its pull limit at {{ $labels.registry }} left' +
                            remaining(' (', ' pulls' + limit(' of ', '') + window(' per ', '') + ')') +
-                           ', below ' + std.toString(std.round(c.rateLimitLowRatio * 1000) / 10) + '%. When it reaches 0, pulls from this source fail with 429 until the window frees up. Find what pulls so much (a crash-looping pod with imagePullPolicy Always, a CI job), pull through a mirror, or use a pull secret of an account with a higher limit.',
+                           '; at 0 its pulls fail with 429. Find what pulls so much, or pull through a mirror.',
             },
           },
           {
@@ -80,7 +80,7 @@ local utils = import '../lib/utils.libsonnet';
               summary: 'The pull rate limit of {{ $labels.registry }} for source {{ $labels.source }} will run out.',
               description: "At the pace of the last %s, source {{ $labels.source }} uses up its pull limit at {{ $labels.registry }} in {{ $value | humanizeDuration }}, sooner than the limit's window" % c.rateLimitForecastLookback +
                            window(' of ', '') + remaining(' (', ' pulls left' + limit(' of ', '') + ')') +
-                           '. Find what pulls so much before pulls start failing with 429, pull through a mirror, or use a pull secret of an account with a higher limit.',
+                           '. Find what pulls so much before pulls fail with 429, or pull through a mirror.',
             },
           },
         ],

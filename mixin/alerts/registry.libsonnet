@@ -16,6 +16,28 @@ local utils = import '../lib/utils.libsonnet';
         c.imagepullSelector,
       ],
 
+    // A registry down for one of `reasons`, as the exporter judges the
+    // registry as a whole (imagepull_registry_up, issue 11): every probe of
+    // every target and module failed for a registry-level reason, and the
+    // series with 1 names the first of them in probe.Reasons order. One
+    // failing target on a registry that answers other probes is not this
+    // (ImagePullTargetFailing). HA: down only when no replica sees the
+    // registry up; replicas that see it down for different reasons make
+    // one alert per reason, as they disagree on what is wrong.
+    local registryDown(reasons) =
+      |||
+        max by (%(by)s) (
+          %(failing)s == 1
+        )
+        unless on (%(byRegistry)s)
+        (max by (%(byRegistry)s) (imagepull_registry_up{%(sel)s}) == 1)
+      ||| % {
+        by: utils.by(c, ['registry', 'cause']),
+        byRegistry: utils.by(c, ['registry']),
+        sel: c.imagepullSelector,
+        failing: utils.causeFromReason('imagepull_registry_failure_reason{%s, reason=~"%s"}' % [c.imagepullSelector, utils.regex(reasons)]),
+      },
+
     local unreachablePhrase =
       local phrases = {
         dns: 'its host name does not resolve',
@@ -30,7 +52,7 @@ local utils = import '../lib/utils.libsonnet';
       ]) + '{{ else }}its probes fail with {{ $labels.cause }}{{ end }}',
 
     local unreachableCommon =
-      '{{ $value }} probe target(s) of {{ $labels.registry }} have failed for %s because %s.' % [c.registryUnreachableFor, unreachablePhrase],
+      'No probe of {{ $labels.registry }} has got an answer for %s: %s' % [c.registryUnreachableFor, unreachablePhrase],
 
     groups+: [
       {
@@ -48,10 +70,12 @@ local utils = import '../lib/utils.libsonnet';
             // un-inhibited warning once, just as the outage ends.
             alert: 'ImagePullRegistryUnreachable',
             expr: |||
+              (
               %s
+              )
               and on (%s)
               (%s)
-            ||| % [std.rstripChars(failingTargets(c.unreachableReasons), '\n'), utils.by(c, ['registry']), blockedRegistries],
+            ||| % [utils.indent(registryDown(c.unreachableReasons), 2), utils.by(c, ['registry']), blockedRegistries],
             'for': c.registryUnreachableFor,
             keep_firing_for: c.registryUnreachableKeepFiringFor,
             labels: { severity: c.severityCritical },
@@ -60,22 +84,52 @@ local utils = import '../lib/utils.libsonnet';
               description: unreachableCommon +
                            utils.firstValue(
                              utils.query('sum(max by (cause) (imagepull_registry_blocked_containers{%s, %s=%%q, registry=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
-                             ' ',
+                             ', and ',
                              '',
-                             ' container(s) wait on its images and cannot start.'
+                             ' container(s) wait on its images'
                            ) +
-                           ' Pods whose images come through a working mirror or are already on their nodes are not affected; see ImagePullPodsBlocked for the namespaces.',
+                           '. Pull through a mirror, and drain no node until it is back.',
             },
           },
           {
             alert: 'ImagePullRegistryUnreachable',
-            expr: failingTargets(c.unreachableReasons),
+            expr: registryDown(c.unreachableReasons),
             'for': c.registryUnreachableFor,
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Registry {{ $labels.registry }} is unreachable ({{ $labels.cause }}); no container waits on it yet.',
               description: unreachableCommon +
-                           ' No container waits on its images yet, but new pods, restarts on nodes without the image and scale-ups that need them will fail.',
+                           ". New pods that need its images will not start: check the registry's status and the network path to it, and prepare a mirror.",
+            },
+          },
+          {
+            // One target failing for a registry-level reason while the
+            // registry answers the exporter's other probes: the failure is in
+            // that target's path (Reason.PathLevel), a module's TLS, CA,
+            // proxy, plain_http or timeout, not in the registry, so it is a
+            // warning for whoever owns the exporter's configuration and
+            // never the registry outage it used to page as (issue 11).
+            // Matched per exporter (the same job, instance and node-local
+            // node), so a replica that cannot reach the registry at all
+            // blames no target's path for it.
+            alert: 'ImagePullTargetFailing',
+            expr: |||
+              max by (%(by)s) (
+                %(failing)s == 1
+                and ignoring (%(targetOnly)s, reason, cause)
+                imagepull_registry_up{%(sel)s} == 1
+              )
+            ||| % {
+              by: utils.by(c, ['registry', 'target', 'cause']),
+              failing: utils.causeFromReason('imagepull_probe_failure_reason{%s, reason=~"%s"}' % [c.imagepullSelector, utils.regex(c.targetFailingReasons)]),
+              targetOnly: std.join(', ', utils.targetOnlyLabels),
+              sel: c.imagepullSelector,
+            },
+            'for': c.targetFailingFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'Probe target {{ $labels.target }} of {{ $labels.registry }} fails ({{ $labels.cause }}) while the registry is up.',
+              description: "Target {{ $labels.target }} has failed with {{ $labels.cause }} for %s while other probes of {{ $labels.registry }} get answers, so the fault is in this target's path, not in the registry. Compare its module (TLS and CA, proxy, plain_http, timeout) with one whose probes succeed; /logs?target={{ $labels.target }} shows the error." % c.targetFailingFor,
             },
           },
           {
@@ -84,16 +138,15 @@ local utils = import '../lib/utils.libsonnet';
             'for': c.registryAuthFailingFor,
             labels: { severity: c.severityWarning },
             annotations: {
-              summary: 'Registry {{ $labels.registry }} rejects the exporter ({{ $labels.cause }}).',
-              description: '{{ $value }} probe target(s) of {{ $labels.registry }} have failed with {{ $labels.cause }} for %s: ' % c.registryAuthFailingFor +
-                           '{{ if eq $labels.cause "unauthorized" }}the credentials are missing, expired or rejected{{ else }}the credentials are valid but lack access to the repository, or the repository does not exist (Docker Hub answers both the same way){{ end }}.' +
+              summary: "Registry {{ $labels.registry }} rejects the exporter's credentials ({{ $labels.cause }}).",
+              description: '{{ if eq $labels.cause "unauthorized" }}{{ $labels.registry }} rejects the credentials the exporter was given{{ else }}{{ $labels.registry }} refuses the credentials the exporter was given access to the repository, or the repository does not exist (Docker Hub answers both alike){{ end }}.' +
                            utils.listLabel(
                              utils.query('count by (target) (imagepull_probe_failure_reason{%s, %s=%%q, registry=%%q, reason=%%q} == 1)' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.cause']),
                              'target',
                              ' Targets: ',
                              '.'
                            ) +
-                           ' Pods pulling with the same credentials fail the same way.',
+                           ' {{ if eq $labels.cause "unauthorized" }}Fix or rotate their module\'s credentials{{ else }}Check the repository name and the account\'s access{{ end }}; pods that pull with the same credentials fail too.',
             },
           },
           {
@@ -105,9 +158,8 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'Manifest requests to {{ $labels.registry }} are slow.',
-              description: 'The %s percentile of manifest HEAD latency to {{ $labels.registry }} has been {{ $value | humanizeDuration }} for %s, above %ss. Image pulls from it are slow too, and kubelets time out on slow registries.' % [
+              description: "The %s percentile of manifest HEAD latency to {{ $labels.registry }} is {{ $value | humanizeDuration }}, above %ss: pulls from it are slow, and kubelets may time out. Check the network path (proxy, NAT, region) and the registry's status." % [
                 utils.percentile(c.manifestLatencyQuantile),
-                c.manifestLatencyHighFor,
                 c.manifestLatencyThresholdSeconds,
               ],
             },
@@ -122,7 +174,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'The TLS certificate of {{ $labels.registry }} expires soon.',
-              description: 'The TLS certificate {{ $labels.registry }} serves {{ if le $value 0.0 }}has expired{{ else }}expires in {{ $value | humanizeDuration }}{{ end }}. Once it has expired, every pull from it fails with a certificate error.',
+              description: "The certificate {{ $labels.registry }} serves {{ if le $value 0.0 }}has expired: every pull from it fails{{ else }}expires in {{ $value | humanizeDuration }}, after which every pull from it fails{{ end }}. Renew it, or tell the registry's owner.",
             },
           },
         ],

@@ -26,12 +26,12 @@ local utils = import '../lib/utils.libsonnet';
             'for': c.shardMissingFor,
             labels: { severity: c.severityWarning },
             annotations: {
-              summary: '{{ $value }} imagepull exporter shard(s) are missing.',
+              summary: 'Imagepull exporter shards are missing.',
               description: '{{ $value }} of the ' +
                            utils.firstValue(utils.query('max(imagepull_exporter_total_shards{%s, %s=%%q})' % [c.imagepullSelector, c.clusterLabel], [cl]), '', '', '') +
-                           ' shards of the imagepull exporter have not reported for %s' % c.shardMissingFor +
+                           ' shards have not reported for %s' % c.shardMissingFor +
                            utils.listLabel(utils.query('count by (ordinal) (count_values("ordinal", imagepull_exporter_shard_ordinal{%s, %s=%%q}))' % [c.imagepullSelector, c.clusterLabel], [cl]), 'ordinal', ' (reporting: ', ')') +
-                           '. The registries that hash to the missing shards are neither probed nor joined with their pods, so no alert fires about them.',
+                           ': the registries that hash to them are neither probed nor alerted on. Bring the shards back, or lower --total-shards to the replicas.',
             },
           },
           {
@@ -43,9 +43,9 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: 'imagepull exporter shards disagree on --total-shards.',
-              description: 'The shards of the imagepull exporter were started with {{ $value }} different --total-shards values for %s' % c.shardsMisconfiguredFor +
+              description: 'The shards run with {{ $value }} different --total-shards values' +
                            utils.listByLabel(utils.query('count_values("total", imagepull_exporter_total_shards{%s, %s=%%q})' % [c.imagepullSelector, c.clusterLabel], [cl]), 'total', ' (--total-shards given, with how many shards: ', ')') +
-                           ': they hash registries differently, so some registries are probed and joined twice and others not at all. Give every shard the same --total-shards, equal to the replicas.',
+                           ', so some registries are probed twice and others not at all. Give every shard the same --total-shards, equal to the replicas.',
             },
           },
         ],

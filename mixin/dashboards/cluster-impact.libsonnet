@@ -1,4 +1,5 @@
-// Cluster impact: which workloads registry problems block now, what the
+// Cluster impact: which workloads registry problems block now, which
+// workloads name an image that cannot be pulled (before a pod waits), what the
 // nodes themselves report about their pulls, which they would block on the
 // next reschedule, and which run images that can change under them (mutable
 // references, tag drift).
@@ -19,7 +20,7 @@ function(c)
       common.variables.datasource,
       common.variables.cluster,
       // Namespaces of any Kubernetes-side series: waiting, running or at risk.
-      g.queryVariable('namespace', 'Namespace', 'label_values({__name__=~"imagepull_pod_containers_waiting|imagepull_pod_containers_pull_error|imagepull_pod_containers_mutable_ref|imagepull_reschedule_risk_containers", %s}, namespace)' % s, multi=true, includeAll=true),
+      g.queryVariable('namespace', 'Namespace', 'label_values({__name__=~"imagepull_pod_containers_waiting|imagepull_pod_containers_pull_error|imagepull_pod_containers_mutable_ref|imagepull_reschedule_risk_containers|imagepull_workload_image_unavailable", %s}, namespace)' % s, multi=true, includeAll=true),
     ],
     [
       g.row('Blocked now', [
@@ -41,6 +42,19 @@ function(c)
         g.table('Blocked now', 'Containers waiting per registry and cause.', [
           g.instant('max by (registry, cause) (imagepull_registry_blocked_containers{%s})' % s),
         ], columns={ registry: { name: 'Registry' }, cause: { name: 'Cause' }, Value: { name: 'Containers' } }, links={ registry: common.registryDetailLink }, w=12),
+      ]),
+      // Workload templates whose image cannot be pulled now (issue 11): the
+      // next pod of a Deployment scaled to zero, a CronJob's next run, a
+      // rollout not started yet will not start, though nothing waits yet.
+      // One row per workload container, as ImagePullWorkloadImageUnavailable
+      // alerts; max over HA replicas.
+      g.row('Workload images', [
+        g.stat('Workload images unavailable', 'Workload containers (Deployments, StatefulSets, DaemonSets, Jobs, CronJobs; init containers too) in the selected namespaces whose image cannot be pulled now.', [
+          g.target('count(max by (namespace, kind, workload, container, image, cause, registry) (imagepull_workload_image_unavailable{%s})) or vector(0)' % sn),
+        ], steps=['green', 1, 'orange'], w=4, h=8),
+        g.table('Workload images that cannot be pulled', "One row per workload container whose image cannot be pulled now, with the cause: not_found, forbidden, unauthorized (with the credentials the kubelet would use), rate_limited, or the registry's down reason while it is down. Its next pod will not start.", [
+          g.instant('max by (namespace, kind, workload, container, image, cause, registry) (imagepull_workload_image_unavailable{%s})' % sn),
+        ], columns={ namespace: { name: 'Namespace' }, kind: { name: 'Kind' }, workload: { name: 'Workload' }, container: { name: 'Container' }, image: { name: 'Image' }, cause: { name: 'Cause' }, registry: { name: 'Registry' } }, hidden=['Value'], links={ registry: common.registryDetailLink }, w=20),
       ]),
       // What the nodes themselves report: the kubelet's pull error,
       // classified into the probe's reasons. The nodes pull from their own

@@ -9,13 +9,23 @@ function(c)
   local r = common.recorded + ', registry=~"$registry"';
   local lookback = c.rateLimitForecastLookback;
 
-  // Current cause per registry: the failing targets' reasons, or "ok" when
-  // every target succeeds. The same label_replace as the alerts, so the
-  // table says what the alert would say.
+  // The failing targets' reasons per registry, or "ok" when every target
+  // succeeds: one target's reason is not the registry's (issue 11), which
+  // the Up and Down reason columns say.
   local failingCauses =
     'count by (registry, cause) (max by (registry, target, cause) (label_replace(imagepull_probe_failure_reason{%s}, "cause", "$1", "reason", "(.*)") == 1))' % s;
   local cause =
     '%(f)s or (label_replace(max by (registry) (imagepull_probe_success{%(s)s}), "cause", "ok", "", "") unless on (registry) (%(f)s))' % { f: failingCauses, s: s };
+
+  // The exporter's judgement of each registry as a whole
+  // (imagepull_registry_up): up when any probe of any target got an answer,
+  // down when every probe failed for a registry-level reason. Up when any
+  // HA replica sees it up, as ImagePullRegistryUnreachable judges it.
+  local registryUp = 'max by (registry) (imagepull_registry_up{%s})' % s;
+  // The down reason of registries no replica sees up: what
+  // ImagePullRegistryUnreachable (or RateLimited, AuthFailing) would say.
+  local downReason =
+    'max by (registry, reason) (imagepull_registry_failure_reason{%(s)s} == 1) unless on (registry) (%(up)s == 1)' % { s: s, up: registryUp };
 
   g.dashboard(
     c,
@@ -31,25 +41,31 @@ function(c)
       g.row('Health', [
         g.stat('Registries probed', 'Registries with at least one probe target.', [
           g.target('count(count by (registry) (imagepull_probe_success{%s}))' % s),
-        ]),
-        g.stat('Failing targets', 'Probe targets whose last probe failed.', [
+        ], w=3),
+        g.stat('Registries down', 'Registries no probe of which gets an answer (imagepull_registry_up 0 on every replica). One failing target of a registry that answers others is not a registry down.', [
+          g.target('count(%s == 0) or vector(0)' % registryUp),
+        ], steps=['green', 1, 'red'], w=3),
+        g.stat('Failing targets', 'Probe targets whose last probe failed, for any reason (no_credentials included: a registry that asks the anonymous probe for credentials).', [
           g.target('count(max by (registry, target) (imagepull_probe_success{%s}) == 0) or vector(0)' % s),
-        ], steps=['green', 1, 'red']),
+        ], steps=['green', 1, 'orange'], w=3),
         g.stat('Blocked containers', 'Containers waiting on images from these registries (the Kubernetes join).', [
           g.target('sum(max by (registry, cause) (imagepull_registry_blocked_containers{%s})) or vector(0)' % s),
-        ], steps=['green', 1, 'red']),
+        ], steps=['green', 1, 'red'], w=3),
         g.stat('At reschedule risk', 'Running containers whose image the registry cannot serve now and no other node holds.', [
           g.target('sum(max by (namespace, registry, cause) (imagepull_reschedule_risk_containers{%s})) or vector(0)' % s),
-        ], steps=['green', 1, 'orange']),
+        ], steps=['green', 1, 'orange'], w=4),
         g.stat('Lowest rate-limit headroom', 'Smallest remaining/limit of any source.', [
           g.target('min(registry_source:imagepull_ratelimit_remaining_per_limit:ratio{%s})' % r),
-        ], unit='percentunit', steps=['red', c.rateLimitLowRatio, 'orange', c.rateLimitForecastMaxHeadroom, 'green']),
+        ], unit='percentunit', steps=['red', c.rateLimitLowRatio, 'orange', c.rateLimitForecastMaxHeadroom, 'green'], w=4),
         g.stat('Manifest GETs sent', 'The prober only HEADs manifests: a GET counts as a Docker Hub pull. Must stay 0.', [
           g.target('sum(imagepull_registry_requests_total{%s, kind="manifest_get"}) or vector(0)' % s),
-        ], steps=['green', 1, 'red']),
+        ], steps=['green', 1, 'red'], w=4),
+        g.stateTimeline('Registry up', "Each registry as the exporter judges it as a whole: up while any probe of any of its targets gets an answer (a success, not_found, forbidden, no_credentials), down while every probe fails for a registry-level reason (the table's Down reason). Up when any HA replica sees it up.", [
+          g.target(registryUp, '{{registry}}'),
+        ], { '1': ['up', 'green'], '0': ['down', 'red'] }),
         g.table(
           'Registry health',
-          'One row per registry: availability over three windows, current cause, targets, latency, blocked containers and certificate lifetime. Click a registry for its detail.',
+          "One row per registry: up or down and the down reason (the exporter's judgement of the registry as a whole), availability over three windows, the failing targets' reasons (one target's reason is not the registry's), targets, latency, blocked containers and certificate lifetime. Click a registry for its detail.",
           [
             g.instant('max by (registry) (registry:imagepull_probe_availability:ratio_rate5m{%s})' % r),
             g.instant('max by (registry) (registry:imagepull_probe_availability:ratio_rate1h{%s})' % r),
@@ -60,20 +76,24 @@ function(c)
             g.instant('max by (registry) (registry_quantile:imagepull_manifest_head_duration_seconds:histogram_quantile{%s, quantile="%s"})' % [r, c.manifestLatencyQuantile]),
             g.instant('sum by (registry) (max by (registry, cause) (imagepull_registry_blocked_containers{%s}))' % s),
             g.instant('min by (registry) (imagepull_tls_cert_expiry_timestamp_seconds{%s} > 0) - time()' % s),
+            g.instant(registryUp),
+            g.instant(downReason),
           ],
           columns={
             registry: { name: 'Registry' },
-            cause: { name: 'Cause' },
+            cause: { name: 'Target reasons' },
+            reason: { name: 'Down reason' },
+            'Value #J': { name: 'Up', steps: ['red', 1, 'green'] },
             'Value #A': { name: 'Availability 5m', unit: 'percentunit', steps: ['red', 0.9, 'orange', 0.99, 'green'] },
             'Value #B': { name: 'Availability 1h', unit: 'percentunit', steps: ['red', 0.9, 'orange', 0.99, 'green'] },
             'Value #C': { name: 'Availability 1d', unit: 'percentunit', steps: ['red', 0.9, 'orange', 0.99, 'green'] },
             'Value #E': { name: 'Targets' },
-            'Value #F': { name: 'Failing targets', steps: ['green', 1, 'red'] },
+            'Value #F': { name: 'Failing targets', steps: ['green', 1, 'orange'] },
             'Value #G': { name: 'Manifest HEAD p' + std.strReplace(utils.percentile(c.manifestLatencyQuantile), 'th', ''), unit: 's' },
             'Value #H': { name: 'Blocked containers', steps: ['green', 1, 'red'] },
             'Value #I': { name: 'Certificate expires in', unit: 's', steps: ['red', c.tlsCertExpiryThresholdSeconds, 'green'] },
           },
-          hidden=['Value #D'],
+          hidden=['Value #D', 'Value #K'],
           links={ registry: common.registryDetailLink },
           h=9,
         ),

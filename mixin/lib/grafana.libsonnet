@@ -106,6 +106,39 @@
       },
     },
 
+  // stateTimeline draws each series of range queries as a band of states
+  // over time, e.g. a registry's up and down. mappings maps a value to
+  // [text, colour]: { '1': ['up', 'green'], '0': ['down', 'red'] }.
+  stateTimeline(title, description, targets, mappings, w=24, h=6)::
+    panel('state-timeline', title, description, targets, w, h) {
+      fieldConfig: {
+        defaults: {
+          color: { mode: 'fixed', fixedColor: 'text' },
+          mappings: [{
+            type: 'value',
+            options: {
+              [std.objectFields(mappings)[i]]: {
+                text: mappings[std.objectFields(mappings)[i]][0],
+                color: mappings[std.objectFields(mappings)[i]][1],
+                index: i,
+              }
+              for i in std.range(0, std.length(std.objectFields(mappings)) - 1)
+            },
+          }],
+          custom: { fillOpacity: 80, lineWidth: 0 },
+        },
+        overrides: [],
+      },
+      options: {
+        showValue: 'never',
+        mergeValues: true,
+        alignValue: 'left',
+        rowHeight: 0.9,
+        legend: { displayMode: 'list', placement: 'bottom', showLegend: false },
+        tooltip: { mode: 'single', sort: 'none' },
+      },
+    },
+
   // table joins instant queries on their common labels (Grafana's merge
   // transformation). columns maps a column ("Value #A" or a label) to
   // {name, unit}; hidden lists columns to drop. links maps a column to a

@@ -15,6 +15,18 @@
   causeFromReason(expr)::
     'label_replace(%s, "cause", "$1", "reason", "(.*)")' % expr,
 
+  // targetOnlyLabels are the labels a probe target's series carry and the
+  // registry's series (imagepull_registry_up, imagepull_registry_failure_reason)
+  // do not: collector/metrics.go's targetLabels without registry. Ignoring
+  // them matches a target's series with its own exporter's judgement of the
+  // registry (same job, instance, and node in node-local mode).
+  targetOnlyLabels:: ['target', 'repository', 'reference'],
+
+  // indent prefixes every line of text (its final newline dropped) with n
+  // spaces, to nest one rendered expression in another.
+  indent(text, n)::
+    std.join('\n', [std.repeat(' ', n) + l for l in std.split(std.rstripChars(text, '\n'), '\n')]),
+
   // failingTargets counts the targets whose probes fail with one of
   // `reasons`, once per target (HA replicas probe the same targets), per
   // registry and cause: one alert per registry outage, not one per target.
