@@ -139,7 +139,7 @@ local utils = import '../lib/utils.libsonnet';
             labels: { severity: c.severityWarning },
             annotations: {
               summary: "Registry {{ $labels.registry }} rejects the exporter's credentials ({{ $labels.cause }}).",
-              description: '{{ if eq $labels.cause "unauthorized" }}{{ $labels.registry }} rejects the credentials the exporter was given{{ else }}{{ $labels.registry }} refuses the credentials the exporter was given access to the repository, or the repository does not exist (Docker Hub answers both alike){{ end }}.' +
+              description: '{{ if eq $labels.cause "unauthorized" }}{{ $labels.registry }} rejects the credentials the exporter was given{{ else }}{{ $labels.registry }} accepts the credentials the exporter was given but refuses them the repository, or the repository does not exist (Docker Hub answers both alike){{ end }}.' +
                            utils.listLabel(
                              utils.query('count by (target) (imagepull_probe_failure_reason{%s, %s=%%q, registry=%%q, reason=%%q} == 1)' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry', '$labels.cause']),
                              'target',
