@@ -386,6 +386,7 @@ func TestStatusPage(t *testing.T) {
 		return r
 	}
 	quay, hub := ref("quay.io/prometheus/busybox:latest"), ref("docker.io/ratelimitpreview/test:latest")
+	private := ref("registry.example.com/team/app:v1")
 	snap := collector.Snapshot{
 		Sources: map[string]int{collector.SourceConfig: 3},
 		Targets: []collector.TargetStatus{
@@ -396,6 +397,13 @@ func TestStatusPage(t *testing.T) {
 			{Name: "pending", Source: collector.SourceConfig, Ref: ref("ghcr.io/containerd/busybox:1.36"), Module: "local", Interval: time.Minute},
 			collector.StatusOf("quay", collector.SourceConfig, "local", time.Minute, probe.Result{Ref: quay, Start: t0, Success: true,
 				Digest: "sha256:0123456789abcdef0123", Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 123 * time.Millisecond}}),
+			collector.StatusOf("private", collector.SourceDiscovered, "default", time.Minute, probe.Result{Ref: private, Start: t0,
+				Reason: probe.ReasonNoCredentials, Error: "manifest HEAD: 401 (" + probe.NoCredentialsHint + ")",
+				Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 9 * time.Millisecond}}),
+		},
+		Registries: []collector.RegistryStatus{
+			{Registry: "docker.io", RegistryHealth: probe.RegistryHealth{Probed: true, Reason: probe.ReasonRateLimited}},
+			{Registry: "registry.example.com", RegistryHealth: probe.RegistryHealth{Probed: true, Up: true}},
 		},
 		RateLimits: []collector.RateLimitStatus{{Registry: "docker.io", RateLimit: probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}, Updated: t0}},
 	}
@@ -412,7 +420,14 @@ func TestStatusPage(t *testing.T) {
 		`<a href="logs?target=hub%3cscript%3e" title="the latest probe and the latest failure, with their requests">hub&lt;script&gt;</a>`, `<td class="failed">failed</td>`, `title="429 TOOMANYREQUESTS">rate_limited</td>`,
 		`<td>0/100 (203.0.113.7)</td>`,
 		`<td class="pending">pending</td>`, `<td>never</td>`,
-		`3 targets (3 configured, 0 discovered)`, `<a href="metrics">Metrics</a>`, `version 1.2.3`,
+		`4 targets (3 configured, 0 discovered)`, `<a href="metrics">Metrics</a>`, `version 1.2.3`,
+		// No credentials is not a failure: its own class, and what to do,
+		// in full (issue 11).
+		`<td class="nocreds">no credentials</td>`,
+		`no_credentials<br><span class="small">no credentials for this registry: add a module, or enable pull secrets</span>`,
+		`<span class="failed">1 failed</span>`, `<span class="nocreds">1 without credentials</span>`,
+		`<tr><td><code>docker.io</code></td><td class="down">down</td><td>rate_limited</td></tr>`,
+		`<tr><td><code>registry.example.com</code></td><td class="up">up</td><td></td></tr>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("status page lacks %s", want)
