@@ -87,9 +87,31 @@ type stack struct {
 	started     time.Time
 }
 
+// stackOptions changes what startStackWith builds; the zero value is the
+// stack of TestAlerting.
+type stackOptions struct {
+	// cluster creates the cluster's objects once the apiserver runs; nil
+	// means createPods.
+	cluster func(t *testing.T, s *stack)
+	// config writes the exporter's config.yml into s.configDir; nil means
+	// writeExporterConfig with the puller's password.
+	config func(t *testing.T, s *stack)
+	// flags are added to the exporter's command line.
+	flags []string
+	// mixinConfig is the mixin's _config override; "" means mixinConfig.
+	mixinConfig string
+}
+
 // startStack starts every component, creates the cluster's pods and waits
 // until Prometheus sees the exporter's probe and join series.
 func startStack(t *testing.T) *stack {
+	t.Helper()
+	return startStackWith(t, stackOptions{})
+}
+
+// startStackWith is startStack with the cluster, the exporter's
+// configuration, flags and the mixin's _config of opts.
+func startStackWith(t *testing.T, opts stackOptions) *stack {
 	t.Helper()
 	testenv.SkipShort(t, "the whole stack (registry, apiserver, Prometheus, Alertmanager, the exporter binary)")
 	s := &stack{password: "pull-" + randomHex(t), started: time.Now()}
@@ -111,14 +133,22 @@ func startStack(t *testing.T) *stack {
 
 	// The cluster, as the kubelets left it.
 	s.kube = testenv.StartKube(t, testenv.KubeOptions{})
-	s.createPods(t)
+	if opts.cluster != nil {
+		opts.cluster(t, s)
+	} else {
+		s.createPods(t)
+	}
 
 	// The exporter.
 	s.configDir = t.TempDir()
-	s.writeExporterConfig(t, s.password)
+	if opts.config != nil {
+		opts.config(t, s)
+	} else {
+		s.writeExporterConfig(t, s.password)
+	}
 	exporterAddr := testenv.FreeAddr(t)
 	s.exporterURL = "http://" + exporterAddr
-	s.exporter = testenv.StartProcess(t, "imagepull_exporter", exporterBin, []string{
+	s.exporter = testenv.StartProcess(t, "imagepull_exporter", exporterBin, append([]string{
 		"--web.listen-address=" + exporterAddr,
 		"--config.file=" + filepath.Join(s.configDir, "config.yml"),
 		// The admin token: RBAC is proven by collector/kube and deploy/.
@@ -126,12 +156,16 @@ func startStack(t *testing.T) *stack {
 		// Above what a 2s interval with 4s auth checks sends, so the
 		// budget never skips a probe and every scrape is current.
 		"--probe.registry-budget=600",
-	}, nil, s.configDir)
+	}, opts.flags...), nil, s.configDir)
 	s.exporter.WaitHTTP(s.exporterURL+"/-/ready", http.StatusOK, time.Minute, nil)
 
 	// The mixin, with short `for:`, into Prometheus; its Alertmanager
 	// example pointed at the test's webhook.
-	s.files, err = mixin.Render(mixinConfig)
+	mc := mixinConfig
+	if opts.mixinConfig != "" {
+		mc = opts.mixinConfig
+	}
+	s.files, err = mixin.Render(mc)
 	if err != nil {
 		t.Fatal(err)
 	}

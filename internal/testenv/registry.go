@@ -188,6 +188,23 @@ func (r *Registry) Start() {
 // Ref returns the image reference "127.0.0.1:PORT/repo:tag".
 func (r *Registry) Ref(repo, tag string) string { return r.Addr + "/" + repo + ":" + tag }
 
+// DeleteManifest deletes the manifest repo@digest as the admin, through
+// the registry API (storage deletion is enabled): every tag that named it
+// is gone, and a manifest HEAD of such a tag is answered 404
+// MANIFEST_UNKNOWN, as for a tag deleted from a real registry.
+func (r *Registry) DeleteManifest(t testing.TB, repo, digest string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ref, err := name.NewDigest(r.pushHost()+"/"+repo+"@"+digest, name.StrictValidation)
+	if err != nil {
+		t.Fatalf("testenv: delete %s@%s: %v", repo, digest, err)
+	}
+	if err := remote.Delete(ref, r.remoteOptions(ctx)...); err != nil {
+		t.Fatalf("testenv: delete %s@%s: %v", repo, digest, err)
+	}
+}
+
 // pushAlias is a host name the registry's certificate also holds. The
 // pusher (go-containerregistry) speaks plain HTTP to any 127.0.0.1 address
 // whatever the registry serves, so a TLS registry is pushed to under this
@@ -307,12 +324,17 @@ func (r *Registry) pushRef(t testing.TB, repo, tag string) name.Reference {
 }
 
 func (r *Registry) pushRefE(repo, tag string) (name.Reference, error) {
-	host := r.Addr
-	if r.Cert != nil {
-		_, port, _ := net.SplitHostPort(r.Addr)
-		host = net.JoinHostPort(pushAlias, port)
+	return name.ParseReference(r.pushHost()+"/"+repo+":"+tag, name.StrictValidation)
+}
+
+// pushHost is the host the admin's client names: the registry's address,
+// or pushAlias with its port for a TLS registry.
+func (r *Registry) pushHost() string {
+	if r.Cert == nil {
+		return r.Addr
 	}
-	return name.ParseReference(host+"/"+repo+":"+tag, name.StrictValidation)
+	_, port, _ := net.SplitHostPort(r.Addr)
+	return net.JoinHostPort(pushAlias, port)
 }
 
 func (r *Registry) remoteOptions(ctx context.Context) []remote.Option {
