@@ -143,8 +143,8 @@ func (d *Discovery) uses() []imageUse {
 			if !ok {
 				continue
 			}
-			for _, h := range w.Images {
-				add(h.Value(), w.Namespace, w.ServiceAccount, w.PullSecrets, 2)
+			for _, ct := range w.Containers {
+				add(ct.Img.Value(), w.Namespace, w.ServiceAccount, w.PullSecrets, 2)
 			}
 		}
 	}
