@@ -165,14 +165,14 @@ func StartWithConfig(ctx context.Context, cfg *rest.Config, f *Flags, d Deps) (*
 		return nil, errors.New("kube: Deps.Scheduler and Deps.Config are required")
 	}
 	c, err := New(client, Options{
-		Namespaces:           f.namespaces(),
-		WatchWorkloads:       f.DiscoverTargets,
-		WatchServiceAccounts: f.UsePullSecrets,
-		WatchEvents:          f.WatchEvents,
-		Status:               d.Scheduler,
-		Logger:               d.Logger,
-		Sharding:             d.Sharding,
-		MaxRegistries:        f.MaxRegistries,
+		Namespaces:     f.namespaces(),
+		WatchWorkloads: f.DiscoverTargets,
+		UsePullSecrets: f.UsePullSecrets,
+		WatchEvents:    f.WatchEvents,
+		Status:         d.Scheduler,
+		Logger:         d.Logger,
+		Sharding:       d.Sharding,
+		MaxRegistries:  f.MaxRegistries,
 	})
 	if err != nil {
 		return nil, err
