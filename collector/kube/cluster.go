@@ -62,9 +62,14 @@ type Options struct {
 	MaxRegistries int
 	// UsePullSecrets is pull-secret mode (--kube.use-pull-secrets): the
 	// Cluster also watches ServiceAccounts, whose imagePullSecrets
-	// pull-secret resolution reads, and names targets the way discovery
-	// does in that mode (DiscoveryOptions.UsePullSecrets needs it).
+	// pull-secret resolution reads, and reads the workloads' unavailable
+	// images from the targets discovery names after the kubelet's pull
+	// secrets (DiscoveryOptions.UsePullSecrets needs it).
 	UsePullSecrets bool
+	// MaxWorkloadSeries caps the series of
+	// imagepull_workload_image_unavailable (--kube.max-workload-series);
+	// <= 0 means no cap. Which are kept: workloads.go.
+	MaxWorkloadSeries int
 }
 
 // Cluster watches one Kubernetes cluster and exposes the join's metrics.
