@@ -83,20 +83,34 @@ func (s *statusCache) imageResult(ref probe.Reference, secrets string) imageResu
 // workloadImages evaluates every template once. The caller has set up sc.
 func (c *Cluster) workloadImages(sc *statusCache) []workloadSeries {
 	var out []workloadSeries
+	// Most templates name no pull secrets of their own and share their
+	// namespace's few service accounts: their secrets label is worked out
+	// once per service account.
+	type nsSA struct{ namespace, serviceAccount string }
+	saLabels := map[nsSA]string{}
 	for _, rw := range c.workloads {
 		for _, obj := range rw.list() {
 			w, ok := obj.(*templateInfo)
 			if !ok || w.Finished || w.CronJobOwned {
 				continue
 			}
+			// As discovery names the target (targetName): the
+			// template's own pull secrets, else its service account's.
 			secrets := ""
-			if c.opts.UsePullSecrets {
-				// As discovery names the target (targetName): the
-				// template's own pull secrets, else its service
-				// account's.
-				if s := c.effectivePullSecrets(w.Namespace, w.ServiceAccount, w.PullSecrets); len(s) > 0 {
-					secrets = secretsLabel(w.Namespace, s)
+			switch {
+			case !c.opts.UsePullSecrets:
+			case len(w.PullSecrets) > 0:
+				secrets = secretsLabel(w.Namespace, w.PullSecrets)
+			default:
+				k := nsSA{w.Namespace, w.ServiceAccount}
+				l, ok := saLabels[k]
+				if !ok {
+					if s := c.effectivePullSecrets(w.Namespace, w.ServiceAccount, nil); len(s) > 0 {
+						l = secretsLabel(w.Namespace, s)
+					}
+					saLabels[k] = l
 				}
+				secrets = l
 			}
 			for _, ct := range w.Containers {
 				img := ct.Img.Value()
