@@ -90,7 +90,8 @@ func TestShardFromHostnameFlag(t *testing.T) {
 // registry (or a namespace × registry) and must come from one shard only.
 var perProcessFamilies = []string{"go_", "process_", "promhttp_", "imagepull_exporter_build_info",
 	"imagepull_exporter_config_", "imagepull_exporter_targets", "imagepull_exporter_shard_ordinal",
-	"imagepull_exporter_total_shards", "imagepull_kube_watch_", "imagepull_kube_registries_folded"}
+	"imagepull_exporter_total_shards", "imagepull_kube_watch_", "imagepull_kube_registries_folded",
+	"imagepull_kube_workload_series_dropped"}
 
 // seriesSet is every series of a scrape (name and labels, no value) outside
 // perProcessFamilies, and the registries they mention.

@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
+	"github.com/imagepull/imagepull_exporter/probe"
 )
 
 // The benchmarks print figures; they assert nothing about time.
@@ -162,8 +163,119 @@ type joinOnly struct{ c *Cluster }
 func (j joinOnly) Describe(ch chan<- *prometheus.Desc) { j.c.Describe(ch) }
 func (j joinOnly) Collect(ch chan<- prometheus.Metric) {
 	res := j.c.join()
-	res.nodesSynced = true // the nodes were fed by hand
+	res.nodesSynced = true // the nodes and workloads were fed by hand
+	res.workloadsSynced = len(j.c.workloads) > 0
 	res.collect(ch)
+}
+
+const (
+	benchDeployments = 1000
+	benchCronJobs    = 200
+	benchJobs        = 100 // half of them started by a CronJob
+)
+
+// benchWorkload is workload i of the benchmark: two containers from
+// benchImages, one in five also an init container, in the pods'
+// namespaces.
+func benchWorkload(i int) any {
+	ns := fmt.Sprintf("team-%02d", i%benchNamespaces)
+	name := fmt.Sprintf("w-%04d", i)
+	cs := []tctr{{name: "app", image: benchImages[(i*7)%len(benchImages)]}, {name: "sidecar", image: benchImages[(i*7+13)%len(benchImages)]}}
+	if i%5 == 0 {
+		cs = append(cs, tctr{name: "init", image: "docker.io/library/busybox:1.36", init: true})
+	}
+	spec := templateSpec(cs...)
+	switch {
+	case i < benchDeployments:
+		return deployment(ns, name, int32(i%4), spec)
+	case i < benchDeployments+benchCronJobs:
+		return cronJob(ns, name, i%10 == 0, spec)
+	case i%2 == 0:
+		return ownedBy(job(ns, name, spec), "CronJob", "w-1000")
+	}
+	return job(ns, name, spec)
+}
+
+// BenchmarkJoin10kWorkloads is BenchmarkJoin10k with 1,000 Deployments,
+// 200 CronJobs and 100 Jobs whose templates the join reads for
+// imagepull_workload_image_unavailable: 4 of the 40 images are missing
+// (not_found), so about one workload in five has a series. With pull
+// secrets, every namespace's default service account names one secret,
+// which the targets' names carry. templates=none is the same join without
+// the workloads watched: the difference is what the templates cost.
+func BenchmarkJoin10kWorkloads(b *testing.B) {
+	for _, bc := range []struct {
+		name                   string
+		templates, pullSecrets bool
+	}{{"templates=none", false, false}, {"templates=1300", true, false}, {"templates=1300/pull-secrets", true, true}} {
+		templates, pullSecrets := bc.templates, bc.pullSecrets
+		b.Run(bc.name, func(b *testing.B) {
+			status := &benchStatus{staticStatus: staticStatus{causes: map[string]string{"ghcr.io": "connect"}, tags: map[tagKey]tagResult{}}}
+			for i, img := range benchImages {
+				ref, err := probe.ParseReference(img)
+				if err != nil {
+					b.Fatal(err)
+				}
+				r := tagResult{digest: benchDigest(i), ok: true}
+				if i%10 == 3 {
+					r = tagResult{reason: probe.ReasonNotFound, ok: true}
+				}
+				status.tags[tagKey{ref.Registry, ref.Repository, ref.Identifier()}] = r
+			}
+			c := offlineCluster(b, Options{Status: status, WatchWorkloads: templates, UsePullSecrets: pullSecrets,
+				MaxWorkloadSeries: DefaultMaxWorkloadSeries, MaxRegistries: DefaultMaxRegistries})
+			objs := make([]any, 0, benchPods+benchNodes+benchDeployments+benchCronJobs+benchJobs+benchNamespaces)
+			for i := range benchPods {
+				objs = append(objs, benchPod(i))
+			}
+			for i := range benchNodes {
+				objs = append(objs, benchNode(i))
+			}
+			for i := 0; templates && i < benchDeployments+benchCronJobs+benchJobs; i++ {
+				objs = append(objs, benchWorkload(i))
+			}
+			if pullSecrets {
+				for i := range benchNamespaces {
+					objs = append(objs, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: fmt.Sprintf("team-%02d", i), Name: "default"},
+						ImagePullSecrets: []corev1.LocalObjectReference{{Name: "regcred"}}})
+				}
+			}
+			c.feed(b, objs...)
+			objs = nil
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(joinOnly{c})
+			var series, workloadSeries int
+			status.calls.Store(0)
+			for b.Loop() {
+				got, err := reg.Gather()
+				if err != nil {
+					b.Fatal(err)
+				}
+				series, workloadSeries = 0, 0
+				for _, mf := range got {
+					series += len(mf.Metric)
+					if mf.GetName() == "imagepull_workload_image_unavailable" {
+						workloadSeries = len(mf.Metric)
+					}
+				}
+			}
+			b.ReportMetric(float64(status.calls.Load())/float64(b.N), "ImageResult-calls/op")
+			b.Logf("10,000 pods, 100 nodes, templates %v (%d Deployments, %d CronJobs, %d Jobs), pull secrets %v: a scrape's join gives %d series, %d of them imagepull_workload_image_unavailable",
+				templates, benchDeployments, benchCronJobs, benchJobs, pullSecrets, series, workloadSeries)
+		})
+	}
+}
+
+// benchStatus is staticStatus counting the ImageResult calls (the
+// statusCache must make one per target and reference per join).
+type benchStatus struct {
+	staticStatus
+	calls atomic.Int64
+}
+
+func (s *benchStatus) ImageResult(target string, ref probe.Reference) (probe.Reason, bool) {
+	s.calls.Add(1)
+	return s.staticStatus.ImageResult(target, ref)
 }
 
 // BenchmarkKube10kPods runs the exporter binary against a real apiserver

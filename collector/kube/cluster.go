@@ -42,9 +42,6 @@ type Options struct {
 	// Jobs and CronJobs, whose pod templates discovery reads
 	// (--kube.discover-targets).
 	WatchWorkloads bool
-	// WatchServiceAccounts also watches ServiceAccounts, whose
-	// imagePullSecrets pull-secret resolution reads (--kube.use-pull-secrets).
-	WatchServiceAccounts bool
 	// Status is the prober's latest results, read at scrape time by the
 	// join. Nil means every registry is "unprobed".
 	Status collector.ProbeStatus
@@ -63,6 +60,16 @@ type Options struct {
 	// (--kube.max-registries); the rest count under registry="other".
 	// <= 0 means no cap.
 	MaxRegistries int
+	// UsePullSecrets is pull-secret mode (--kube.use-pull-secrets): the
+	// Cluster also watches ServiceAccounts, whose imagePullSecrets
+	// pull-secret resolution reads, and reads the workloads' unavailable
+	// images from the targets discovery names after the kubelet's pull
+	// secrets (DiscoveryOptions.UsePullSecrets needs it).
+	UsePullSecrets bool
+	// MaxWorkloadSeries caps the series of
+	// imagepull_workload_image_unavailable (--kube.max-workload-series);
+	// <= 0 means no cap. Which are kept: workloads.go.
+	MaxWorkloadSeries int
 }
 
 // Cluster watches one Kubernetes cluster and exposes the join's metrics.
@@ -73,7 +80,7 @@ type Cluster struct {
 
 	pods            *resourceWatch
 	nodes           *resourceWatch
-	serviceAccounts *resourceWatch   // nil unless WatchServiceAccounts
+	serviceAccounts *resourceWatch   // nil unless UsePullSecrets
 	workloads       []*resourceWatch // empty unless WatchWorkloads
 	events          *resourceWatch   // nil unless WatchEvents
 
@@ -165,7 +172,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 	c.nodes = newRW(ResourceNodes)
 	nodes := client.CoreV1().Nodes()
 	c.nodes.addInformer(&corev1.Node{}, shardNodes(opts.Sharding), listOf(nodes.List), nodes.Watch)
-	if opts.WatchServiceAccounts {
+	if opts.UsePullSecrets {
 		c.serviceAccounts = newRW(ResourceServiceAccounts)
 		for _, ns := range namespaces {
 			api := client.CoreV1().ServiceAccounts(ns)

@@ -212,6 +212,8 @@ imagepull_reschedule_risk_containers{cause="not_found",namespace="risk",registry
 
 	t.Run("node-reported causes", func(t *testing.T) { testNodeCauses(t, k) })
 	t.Run("pull secrets", func(t *testing.T) { testPullSecrets(t, k) })
+	t.Run("workload images", func(t *testing.T) { testWorkloadImages(t, k) })
+	t.Run("workload images with pull secrets", func(t *testing.T) { testWorkloadImagesPullSecrets(t, k) })
 	t.Run("diagnose", func(t *testing.T) { testDiagnose(t, k) })
 	t.Run("auth check accounting", func(t *testing.T) { testAuthCheckAccounting(t, k) })
 	t.Run("rbac", func(t *testing.T) { testRBAC(t, k) })

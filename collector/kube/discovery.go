@@ -33,8 +33,8 @@ type DiscoveryOptions struct {
 	MaxTargets int
 	// UsePullSecrets probes each discovered image with the credentials the
 	// kubelet would use, and checks that every referenced pull secret
-	// still logs in (--kube.use-pull-secrets). The Cluster must watch
-	// service accounts.
+	// still logs in (--kube.use-pull-secrets). The Cluster must be in
+	// pull-secret mode too (Options.UsePullSecrets).
 	UsePullSecrets bool
 	// Prober and Sender run the pull-secret auth checks: the scheduler's
 	// shared prober, and its Sender (budget and request counts).
@@ -77,8 +77,10 @@ func NewDiscovery(c *Cluster, opts DiscoveryOptions) (*Discovery, error) {
 	if opts.DiscoverTargets && !c.opts.WatchWorkloads {
 		return nil, fmt.Errorf("kube: discovery needs a Cluster that watches workloads (Options.WatchWorkloads)")
 	}
-	if opts.UsePullSecrets && c.serviceAccounts == nil {
-		return nil, fmt.Errorf("kube: pull secrets need a Cluster that watches service accounts (Options.WatchServiceAccounts)")
+	if opts.UsePullSecrets && !c.opts.UsePullSecrets {
+		// The Cluster names the targets it reads the workloads' results
+		// from the way discovery names them: both must know the mode.
+		return nil, fmt.Errorf("kube: pull secrets need a Cluster in pull-secret mode (Options.UsePullSecrets)")
 	}
 	if opts.UsePullSecrets && opts.Prober == nil {
 		return nil, fmt.Errorf("kube: pull secrets need DiscoveryOptions.Prober for the auth checks")
@@ -143,8 +145,8 @@ func (d *Discovery) uses() []imageUse {
 			if !ok {
 				continue
 			}
-			for _, h := range w.Images {
-				add(h.Value(), w.Namespace, w.ServiceAccount, w.PullSecrets, 2)
+			for _, ct := range w.Containers {
+				add(ct.Img.Value(), w.Namespace, w.ServiceAccount, w.PullSecrets, 2)
 			}
 		}
 	}

@@ -80,13 +80,13 @@ func startExporter(t *testing.T, o exporterOptions) *exporter {
 	e.sched = collector.NewScheduler(collector.SchedulerOptions{Prober: e.prober, Concurrency: 4})
 	e.sched.ApplyConfig(cfg)
 	e.cluster, err = New(client, Options{
-		Namespaces:           o.namespaces,
-		WatchWorkloads:       o.discover,
-		WatchServiceAccounts: o.pullSecret,
-		Status:               e.sched,
-		Logger:               testLogger(t),
-		MaxRegistries:        o.maxRegistries,
-		WatchEvents:          o.events,
+		Namespaces:     o.namespaces,
+		WatchWorkloads: o.discover,
+		UsePullSecrets: o.pullSecret,
+		Status:         e.sched,
+		Logger:         testLogger(t),
+		MaxRegistries:  o.maxRegistries,
+		WatchEvents:    o.events,
 	})
 	if err != nil {
 		t.Fatal(err)

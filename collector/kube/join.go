@@ -70,6 +70,12 @@ type joinResult struct {
 	nodeErrors     map[nodeRegCause]int
 	nodesSynced    bool
 	folded         int // registries folded into "other" (foldRegistries)
+
+	// The workloads' unavailable images (workloads.go), exposed once
+	// every workload watch has synced: a partial cache would drop series.
+	workloadsSynced  bool
+	workloads        []workloadSeries
+	workloadsDropped int // past Options.MaxWorkloadSeries
 }
 
 // statusCache memoises ProbeStatus answers for one evaluation: thousands of
@@ -78,6 +84,7 @@ type statusCache struct {
 	status collector.ProbeStatus
 	causes map[string]string
 	tags   map[tagKey]tagResult
+	images map[imageResultKey]imageResult
 }
 
 type tagResult struct {
@@ -190,7 +197,8 @@ func (c *Cluster) join() *joinResult {
 		c.eventIdx.mu.RLock()
 		defer c.eventIdx.mu.RUnlock()
 	}
-	sc := &statusCache{status: c.opts.Status, causes: map[string]string{}, tags: map[tagKey]tagResult{}}
+	sc := &statusCache{status: c.opts.Status, causes: map[string]string{}, tags: map[tagKey]tagResult{},
+		images: map[imageResultKey]imageResult{}}
 	// Distinct digests running per tag; a small slice, as one or two is usual.
 	running := map[tagKey][]unique.Handle[string]{}
 	var risks []risky
@@ -291,18 +299,34 @@ func (c *Cluster) join() *joinResult {
 			res.rescheduleRisk[nsRegReason{r.namespace, r.registry, r.cause}]++
 		}
 	}
+	if len(c.workloads) > 0 {
+		res.workloadsSynced = c.workloadsSynced()
+		res.workloads, res.workloadsDropped = capWorkloadSeries(c.workloadImages(sc), c.opts.MaxWorkloadSeries)
+	}
 	res.foldRegistries(c.opts.MaxRegistries)
 	return res
+}
+
+// workloadsSynced reports whether every workload watch has synced.
+func (c *Cluster) workloadsSynced() bool {
+	for _, rw := range c.workloads {
+		if !rw.synced() {
+			return false
+		}
+	}
+	return true
 }
 
 // foldRegistries keeps at most limit distinct registries in the join's
 // series: those with the most containers (ties by name), so that the
 // series stay where the containers are. The containers of the others are
 // counted under registry="other"; their per-tag series (tag digests,
-// drift), which are not counts, are left out. Image references come from
-// whoever may create pods, so without a cap anyone with that right could
-// grow the registry label without bound. "invalid" is not a registry and
-// is always kept.
+// drift), which are not counts, are left out; the workloads' unavailable
+// images keep their series under registry="other" (each weighs one
+// container). Image references come from whoever may create pods or
+// workloads, so without a cap anyone with that right could grow the
+// registry label without bound. "invalid" is not a registry and is always
+// kept.
 func (res *joinResult) foldRegistries(limit int) {
 	if limit <= 0 {
 		return
@@ -330,6 +354,9 @@ func (res *joinResult) foldRegistries(limit int) {
 	}
 	for k := range res.drift {
 		add(k.registry, 0)
+	}
+	for _, w := range res.workloads {
+		add(w.registry, 1) // a template's container weighs as a pod's
 	}
 	if len(weight) <= limit {
 		return
@@ -361,6 +388,9 @@ func (res *joinResult) foldRegistries(limit int) {
 	res.rescheduleRisk = refold(res.rescheduleRisk, func(k nsRegReason) nsRegReason { k.registry = other(k.registry); return k })
 	res.pullError = refold(res.pullError, func(k nsRegReason) nsRegReason { k.registry = other(k.registry); return k })
 	res.nodeErrors = refold(res.nodeErrors, func(k nodeRegCause) nodeRegCause { k.registry = other(k.registry); return k })
+	for i := range res.workloads {
+		res.workloads[i].registry = other(res.workloads[i].registry)
+	}
 	for k := range res.tagDigests {
 		if folded[k.registry] {
 			delete(res.tagDigests, k)
@@ -424,14 +454,16 @@ func heldElsewhere(nodes []string, own string) bool {
 func (c *Cluster) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descWatchUp, descWatchLastEvent, descWaiting, descBlocked,
 		descPullError, descNodePullErrors, descPullFailures,
-		descMutable, descTagDigests, descDrift, descRescheduleRisk, descFolded} {
+		descMutable, descTagDigests, descDrift, descRescheduleRisk, descFolded,
+		descWorkloadUnavailable, descWorkloadDropped} {
 		ch <- d
 	}
 }
 
 // Collect implements prometheus.Collector: watch health always; the join's
 // series once the pods have synced (a partial cache would under-count), the
-// reschedule risk once the nodes have too.
+// reschedule risk once the nodes have too, the workloads' unavailable
+// images once the workloads have.
 func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 	for _, rw := range c.watches() {
 		up := 0.0
@@ -451,7 +483,8 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 }
 
 // collect sends the join's series; the reschedule risk only once the nodes
-// have synced, since an image a node not yet listed holds would count.
+// have synced, since an image a node not yet listed holds would count; the
+// workloads' series only once the workloads have (and only when watched).
 func (res *joinResult) collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descFolded, prometheus.GaugeValue, float64(res.folded))
 	for k, v := range res.waiting {
@@ -478,6 +511,13 @@ func (res *joinResult) collect(ch chan<- prometheus.Metric) {
 	if res.nodesSynced {
 		for k, v := range res.rescheduleRisk {
 			ch <- prometheus.MustNewConstMetric(descRescheduleRisk, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+		}
+	}
+	if res.workloadsSynced {
+		ch <- prometheus.MustNewConstMetric(descWorkloadDropped, prometheus.GaugeValue, float64(res.workloadsDropped))
+		for _, w := range res.workloads {
+			ch <- prometheus.MustNewConstMetric(descWorkloadUnavailable, prometheus.GaugeValue, 1,
+				w.namespace, w.kind, w.workload, w.container, w.image, w.cause, w.registry)
 		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"reflect"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -77,6 +79,10 @@ func (c *Cluster) feed(t testing.TB, objs ...any) {
 			rw, tr = c.pods, transformPod
 		case *corev1.Node:
 			rw, tr = c.nodes, transformNode
+		case *corev1.ServiceAccount:
+			rw, tr = c.serviceAccounts, transformServiceAccount
+		case *appsv1.Deployment, *appsv1.StatefulSet, *appsv1.DaemonSet, *batchv1.Job, *batchv1.CronJob:
+			rw, tr = c.workloadWatch(t, o), transformWorkload
 		default:
 			t.Fatalf("feed: %T", o)
 		}

@@ -309,15 +309,29 @@ func transformNode(obj any) (any, error) {
 	return n, nil
 }
 
-// templateInfo is a workload's pod template, kept for discovery: the images
-// a controller will start even when no pod runs (scaled to zero, a CronJob
-// between runs).
+// templateInfo is a workload's pod template: the images a controller will
+// start even when no pod runs (scaled to zero, a CronJob between runs, a
+// paused rollout), which discovery probes and the workloads' unavailable
+// images report.
 type templateInfo struct {
 	metav1.ObjectMeta
 	Kind           string
 	ServiceAccount string
 	PullSecrets    []string
-	Images         []unique.Handle[imageInfo] // init containers first
+	Containers     []templateContainer // init containers first
+	// Finished is a Job that completed or failed: its controller starts
+	// no pod again, so its images are never pulled again.
+	Finished bool
+	// CronJobOwned is a Job a CronJob controls: the CronJob's template
+	// answers for the images of the Jobs it starts.
+	CronJobOwned bool
+}
+
+// templateContainer is one container of a template: 16 bytes, both
+// handles interned (templates share a few container names and images).
+type templateContainer struct {
+	Name unique.Handle[string]
+	Img  unique.Handle[imageInfo]
 }
 
 // GetObjectKind implements runtime.Object.
@@ -328,7 +342,7 @@ func (w *templateInfo) DeepCopyObject() runtime.Object {
 	c := *w
 	w.ObjectMeta.DeepCopyInto(&c.ObjectMeta)
 	c.PullSecrets = slices.Clone(w.PullSecrets)
-	c.Images = slices.Clone(w.Images)
+	c.Containers = slices.Clone(w.Containers)
 	return &c
 }
 
@@ -338,13 +352,31 @@ func templateOf(kind string, meta *metav1.ObjectMeta, spec *corev1.PodSpec) *tem
 		Kind:           kind,
 		ServiceAccount: spec.ServiceAccountName,
 		PullSecrets:    secretNames(spec.ImagePullSecrets),
+		Containers:     make([]templateContainer, 0, len(spec.InitContainers)+len(spec.Containers)),
 	}
 	for _, cs := range [][]corev1.Container{spec.InitContainers, spec.Containers} {
 		for i := range cs {
-			w.Images = append(w.Images, parseImage(cs[i].Image))
+			w.Containers = append(w.Containers, templateContainer{Name: unique.Make(cs[i].Name), Img: parseImage(cs[i].Image)})
 		}
 	}
 	return w
+}
+
+// jobFinished reports whether the Job controller will start no pod of the
+// Job again: Complete or Failed, or the conditions that precede them once
+// the outcome is decided (SuccessCriteriaMet, FailureTarget: the
+// controller only terminates the remaining pods).
+func jobFinished(j *batchv1.Job) bool {
+	for _, c := range j.Status.Conditions {
+		if c.Status != corev1.ConditionTrue {
+			continue
+		}
+		switch c.Type {
+		case batchv1.JobComplete, batchv1.JobFailed, batchv1.JobSuccessCriteriaMet, batchv1.JobFailureTarget:
+			return true
+		}
+	}
+	return false
 }
 
 func transformWorkload(obj any) (any, error) {
@@ -358,7 +390,12 @@ func transformWorkload(obj any) (any, error) {
 	case *appsv1.DaemonSet:
 		return templateOf("DaemonSet", &o.ObjectMeta, &o.Spec.Template.Spec), nil
 	case *batchv1.Job:
-		return templateOf("Job", &o.ObjectMeta, &o.Spec.Template.Spec), nil
+		w := templateOf("Job", &o.ObjectMeta, &o.Spec.Template.Spec)
+		w.Finished = jobFinished(o)
+		if ctl := metav1.GetControllerOfNoCopy(o); ctl != nil && ctl.Kind == "CronJob" {
+			w.CronJobOwned = true
+		}
+		return w, nil
 	case *batchv1.CronJob:
 		return templateOf("CronJob", &o.ObjectMeta, &o.Spec.JobTemplate.Spec.Template.Spec), nil
 	}

@@ -32,11 +32,13 @@ func shardPods(s collector.Sharding) cache.TransformFunc {
 }
 
 // shardWorkloads wraps the workloads transform with the shard filter: the
-// templates feed discovery, which must only find this shard's images.
+// templates feed discovery, which must only find this shard's images, and
+// the workloads' unavailable images, which only the shard probing an image
+// may report.
 func shardWorkloads(s collector.Sharding) cache.TransformFunc {
 	return sharded(s, transformWorkload, func(w *templateInfo) {
-		w.Images = slices.DeleteFunc(w.Images, func(h unique.Handle[imageInfo]) bool {
-			return !s.Owns(h.Value().Registry())
+		w.Containers = slices.DeleteFunc(w.Containers, func(c templateContainer) bool {
+			return !s.Owns(c.Img.Value().Registry())
 		})
 	})
 }

@@ -144,6 +144,7 @@ var perProcess = map[string]bool{
 	"imagepull_exporter_shard_ordinal":                  true,
 	"imagepull_exporter_total_shards":                   true,
 	"imagepull_kube_registries_folded":                  true, // each shard folds its own registries
+	"imagepull_kube_workload_series_dropped":            true, // each shard caps its own series
 }
 
 // seriesOf returns every series (name and labels, not values) a gatherer

@@ -21,17 +21,21 @@ import (
 
 // Flags are the command line of the Kubernetes side.
 type Flags struct {
-	Kubeconfig      string
-	Namespaces      []string
-	DiscoverTargets bool
-	MaxDiscovered   int
-	UsePullSecrets  bool
-	MaxRegistries   int
-	WatchEvents     bool
+	Kubeconfig        string
+	Namespaces        []string
+	DiscoverTargets   bool
+	MaxDiscovered     int
+	UsePullSecrets    bool
+	MaxRegistries     int
+	WatchEvents       bool
+	MaxWorkloadSeries int
 }
 
 // DefaultMaxRegistries is the default of --kube.max-registries.
 const DefaultMaxRegistries = 100
+
+// DefaultMaxWorkloadSeries is the default of --kube.max-workload-series.
+const DefaultMaxWorkloadSeries = 1000
 
 // AddFlags registers the Kubernetes flags on app (serve's flags; diagnose
 // reads --kubeconfig too):
@@ -43,6 +47,7 @@ const DefaultMaxRegistries = 100
 //	--kube.use-pull-secrets            probe with the pods' pull secrets, check them
 //	--kube.max-registries=N            cap on registries in the join's series
 //	--[no-]kube.watch-events           read pull errors from the pods' Failed events
+//	--kube.max-workload-series=N       cap on the workloads' unavailable image series
 func AddFlags(app *kingpin.Application) *Flags {
 	f := &Flags{}
 	app.Flag("kubeconfig", "Kubeconfig file of the cluster to join probe results with. Without it: the in-cluster service account, else $KUBECONFIG, else the exporter runs as a pure prober.").
@@ -59,6 +64,8 @@ func AddFlags(app *kingpin.Application) *Flags {
 		Default(fmt.Sprint(DefaultMaxRegistries)).IntVar(&f.MaxRegistries)
 	app.Flag("kube.watch-events", "Watch the pods' Failed events (list/watch on events, in the shipped role), where kubelets before 1.32 leave the pull error of a container in ImagePullBackOff; --no-kube.watch-events takes the node-reported cause from the containers' status alone.").
 		Default("true").BoolVar(&f.WatchEvents)
+	app.Flag("kube.max-workload-series", "Cap on the series of imagepull_workload_image_unavailable (one per workload container whose image cannot be pulled). Past it, the series of registries that are down are left out first (ImagePullRegistryUnreachable pages for them), and the namespaces keep series in turn, so that one namespace with many broken workloads cannot crowd out the others' alerts; imagepull_kube_workload_series_dropped counts what was left out. 0 means no cap.").
+		Default(fmt.Sprint(DefaultMaxWorkloadSeries)).IntVar(&f.MaxWorkloadSeries)
 	return f
 }
 
@@ -165,14 +172,15 @@ func StartWithConfig(ctx context.Context, cfg *rest.Config, f *Flags, d Deps) (*
 		return nil, errors.New("kube: Deps.Scheduler and Deps.Config are required")
 	}
 	c, err := New(client, Options{
-		Namespaces:           f.namespaces(),
-		WatchWorkloads:       f.DiscoverTargets,
-		WatchServiceAccounts: f.UsePullSecrets,
-		WatchEvents:          f.WatchEvents,
-		Status:               d.Scheduler,
-		Logger:               d.Logger,
-		Sharding:             d.Sharding,
-		MaxRegistries:        f.MaxRegistries,
+		Namespaces:        f.namespaces(),
+		WatchWorkloads:    f.DiscoverTargets,
+		UsePullSecrets:    f.UsePullSecrets,
+		WatchEvents:       f.WatchEvents,
+		Status:            d.Scheduler,
+		Logger:            d.Logger,
+		Sharding:          d.Sharding,
+		MaxRegistries:     f.MaxRegistries,
+		MaxWorkloadSeries: f.MaxWorkloadSeries,
 	})
 	if err != nil {
 		return nil, err

@@ -74,7 +74,7 @@ func exporterCollectors(t *testing.T) []prometheus.Collector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := kube.New(client, kube.Options{WatchWorkloads: true, WatchServiceAccounts: true, Status: sched})
+	c, err := kube.New(client, kube.Options{WatchWorkloads: true, UsePullSecrets: true, Status: sched})
 	if err != nil {
 		t.Fatal(err)
 	}
