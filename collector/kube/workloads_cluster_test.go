@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -44,25 +43,6 @@ func createWorkload[T any](t *testing.T, k *testenv.Kube, obj T) T {
 		t.Fatalf("create %T: %v", obj, err)
 	}
 	return out.(T)
-}
-
-// deleteManifest deletes a manifest by digest through the registry API, as
-// a registry's garbage collection or a retention policy does: the tags that
-// named it are gone with it.
-func deleteManifest(t *testing.T, r *testenv.Registry, repo, digest string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodDelete, r.URL+"/v2/"+repo+"/manifests/"+digest, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := r.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		t.Fatalf("DELETE %s@%s: %s, want 202 Accepted", repo, digest, resp.Status)
-	}
 }
 
 // workloadSeriesText is the exposition of imagepull_workload_image_unavailable
@@ -190,7 +170,7 @@ func testWorkloadImages(t *testing.T, k *testenv.Kube) {
 	// The tag the CronJob runs is deleted from the registry; the paused
 	// Deployment's template is rolled to a tag that does not exist (its
 	// pods, were there a controller, would still run v1).
-	deleteManifest(t, r, "cron", nightly)
+	r.DeleteManifest(t, "cron", nightly)
 	rollout.Spec.Template.Spec.Containers[0].Image = img("app:v9")
 	if _, err := k.Client.AppsV1().Deployments(ns).Update(ctx, rollout, metav1.UpdateOptions{}); err != nil {
 		t.Fatalf("roll the paused deployment: %v", err)
