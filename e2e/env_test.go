@@ -210,22 +210,28 @@ scrape_configs:
 func (s *stack) writeExporterConfig(t *testing.T, password string) {
 	t.Helper()
 	cfg := fmt.Sprintf(`modules:
-  shop:
+%s
+targets:
+  - name: %s
+    image: %s
+    module: shop
+`, shopModule(password), targetName, s.reg.Ref(repo, tag))
+	if err := os.WriteFile(filepath.Join(s.configDir, "config.yml"), []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// shopModule is the module `shop`, indented under `modules:`: the
+// puller's credentials, a 2s interval and a 4s auth check.
+func shopModule(password string) string {
+	return fmt.Sprintf(`  shop:
     timeout: 1s
     interval: 2s
     auth_check_interval: 4s
     plain_http: true
     auth:
       username: %s
-      password: %q
-targets:
-  - name: %s
-    image: %s
-    module: shop
-`, pullUser, password, targetName, s.reg.Ref(repo, tag))
-	if err := os.WriteFile(filepath.Join(s.configDir, "config.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+      password: %q`, pullUser, password)
 }
 
 // reloadExporter asks the exporter to reread its config (POST /-/reload).

@@ -61,8 +61,7 @@ func TestAlertsAreTrue(t *testing.T) {
 	tlsReg.Push(t, "team/app", "v1")
 	wrongCA := testenv.NewSelfSignedCert(t, "", time.Time{}, "127.0.0.1")
 
-	var s *stack
-	s = startStackWith(t, stackOptions{
+	s := startStackWith(t, stackOptions{
 		mixinConfig: mixinConfigTruth,
 		flags:       []string{"--kube.discover-targets"},
 		cluster: func(t *testing.T, s *stack) {
@@ -104,14 +103,7 @@ func TestAlertsAreTrue(t *testing.T) {
 		},
 		config: func(t *testing.T, s *stack) {
 			cfg := fmt.Sprintf(`modules:
-  shop:
-    timeout: 1s
-    interval: 2s
-    auth_check_interval: 4s
-    plain_http: true
-    auth:
-      username: %[1]s
-      password: %[2]q
+%[1]s
   anon:
     timeout: 1s
     interval: 2s
@@ -119,20 +111,20 @@ func TestAlertsAreTrue(t *testing.T) {
   tls-good:
     timeout: 1s
     interval: 2s
-    tls: {ca_file: %[3]q}
+    tls: {ca_file: %[2]q}
   tls-wrong-ca:
     timeout: 1s
     interval: 2s
-    tls: {ca_file: %[4]q}
+    tls: {ca_file: %[3]q}
 targets:
-  - {name: shop-api, image: %[5]q, module: shop}
-  - {name: anon-api, image: %[5]q, module: anon}
-  - {name: tls-ok, image: %[6]q, module: tls-good}
-  - {name: tls-bad-ca, image: %[6]q, module: tls-wrong-ca}
+  - {name: shop-api, image: %[4]q, module: shop}
+  - {name: anon-api, image: %[4]q, module: anon}
+  - {name: tls-ok, image: %[5]q, module: tls-good}
+  - {name: tls-bad-ca, image: %[5]q, module: tls-wrong-ca}
 discovery:
   modules:
-    - {registry: %[7]q, module: shop}
-`, pullUser, s.password, tlsReg.Cert.CertFile, wrongCA.CertFile, s.reg.Ref(repo, tag), tlsReg.Ref("team/app", "v1"), s.registry)
+    - {registry: %[6]q, module: shop}
+`, shopModule(s.password), tlsReg.Cert.CertFile, wrongCA.CertFile, s.reg.Ref(repo, tag), tlsReg.Ref("team/app", "v1"), s.registry)
 			if err := os.WriteFile(filepath.Join(s.configDir, "config.yml"), []byte(cfg), 0o600); err != nil {
 				t.Fatal(err)
 			}
