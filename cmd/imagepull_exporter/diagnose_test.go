@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/imagepull/imagepull_exporter/collector/kube"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
 
@@ -75,17 +78,35 @@ discovery:
 `, reg.Addr))
 
 	t.Run("diagnose pod", func(t *testing.T) {
-		out, errOut, code := runBinary(t, "--config.file", cfg, "--kubeconfig", kubeconfig, "diagnose", "pod", ns+"/good")
+		out, errOut, code := runBinary(t, "--config.file", cfg, "diagnose", "pod", ns+"/good", "--kubeconfig", kubeconfig)
 		if code != 0 || !strings.Contains(out, "OK: "+reg.Addr+" serves v1.2.3 as sha256:") {
 			t.Errorf("diagnose pod %s/good: exit %d, want 0\n%s%s", ns, code, out, errOut)
 		}
-		out, errOut, code = runBinary(t, "--config.file", cfg, "--kubeconfig", kubeconfig, "diagnose", "pod", ns+"/bad")
+		out, errOut, code = runBinary(t, "--config.file", cfg, "diagnose", "pod", ns+"/bad", "--kubeconfig", kubeconfig)
 		if code != exitFailure || !strings.Contains(out, "CANNOT PULL: "+reg.Addr+" rejected the credentials") ||
 			!strings.Contains(out, "kubelet: waiting, ImagePullBackOff") {
 			t.Errorf("diagnose pod %s/bad: exit %d, want %d\n%s%s", ns, code, exitFailure, out, errOut)
 		}
 		assertNoSecret(t, "diagnose output", out+errOut, secrets)
-		if _, errOut, code := runBinary(t, "--kubeconfig", kubeconfig, "diagnose", "pod", "no-slash"); code != exitUsage ||
+
+		// -o json: the same diagnosis, for scripts.
+		out, errOut, code = runBinary(t, "--config.file", cfg, "diagnose", "pod", ns+"/bad", "--kubeconfig", kubeconfig, "-o", "json")
+		assertNoSecret(t, "diagnose -o json", out+errOut, secrets)
+		var rep kube.DiagnoseReport
+		decodeStrict(t, "diagnose pod -o json", out, &rep)
+		wantSecret := []kube.SecretReport{{Name: "wrong", State: "ok", Registries: []string{reg.Addr}, Detail: ""}}
+		wantCreds := []kube.CredentialReport{{Username: "puller", Source: "secret " + ns + "/wrong entry " + strconv.Quote(reg.Addr)}}
+		if code != exitFailure || rep.Schema != 1 || rep.Pullable || rep.Pod == nil || *rep.Pod != (kube.PodReport{Namespace: ns, Name: "bad", Node: "n1", ServiceAccount: "default"}) ||
+			rep.Namespace != ns || rep.PullSecrets != "the pod's imagePullSecrets: wrong" || !reflect.DeepEqual(rep.Secrets, wantSecret) || len(rep.Images) != 1 {
+			t.Fatalf("diagnose pod -o json: exit %d\n%s%s", code, out, errOut)
+		}
+		im := rep.Images[0]
+		if im.Container != "api" || im.Image != reg.Ref("acme/api", "v1.2.3") || im.Module != "local" || im.Scheme != "http" ||
+			im.Pullable || im.Reason != "unauthorized" || !strings.HasPrefix(im.Verdict, reg.Addr+" rejected the credentials") ||
+			!reflect.DeepEqual(im.Credentials, wantCreds) || im.Kubelet == nil || im.Kubelet.State != "waiting" || im.Kubelet.Reason != "ImagePullBackOff" {
+			t.Errorf("diagnose pod -o json image: %+v (kubelet %+v)", im, im.Kubelet)
+		}
+		if _, errOut, code := runBinary(t, "diagnose", "pod", "no-slash", "--kubeconfig", kubeconfig); code != exitUsage ||
 			!strings.Contains(errOut, "diagnose pod wants NAMESPACE/NAME") {
 			t.Errorf("diagnose pod no-slash: exit %d, want %d\n%s", code, exitUsage, errOut)
 		}
@@ -97,8 +118,8 @@ discovery:
 	})
 
 	t.Run("diagnose image", func(t *testing.T) {
-		out, errOut, code := runBinary(t, "--config.file", cfg, "--kubeconfig", kubeconfig,
-			"diagnose", "image", reg.Ref("acme/api", "v1.2.4"), "--namespace", ns, "--service-account", "default")
+		out, errOut, code := runBinary(t, "--config.file", cfg, "diagnose", "image", reg.Ref("acme/api", "v1.2.4"),
+			"--kubeconfig", kubeconfig, "--namespace", ns, "--service-account", "default")
 		// The default service account lists no secrets: anonymous, refused.
 		if code != exitFailure || !strings.Contains(out, "requires credentials and none of the pull secrets has an entry for "+reg.Addr) {
 			t.Errorf("diagnose image: exit %d, want %d\n%s%s", code, exitFailure, out, errOut)

@@ -49,6 +49,12 @@ type Diagnoser struct {
 	Sender *collector.Sender
 	// Out receives the explanation.
 	Out io.Writer
+	// Module, when set, is the module to probe with instead of the one
+	// discovery.modules maps the registry to (diagnose image --module).
+	Module string
+	// Report, when set, receives the diagnosis for scripts alongside the
+	// text (diagnose -o json): NewDiagnoseReport.
+	Report *DiagnoseReport
 }
 
 // DiagnosePod explains every image of pod namespace/name. It returns true
@@ -69,6 +75,10 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 	secrets, how := d.podSecrets(ctx, pod.Namespace, pod.Spec.ServiceAccountName, secretNames(pod.Spec.ImagePullSecrets))
 	fmt.Fprintf(d.Out, "pod %s/%s on node %s, service account %s\n", pod.Namespace, pod.Name, orNone(pod.Spec.NodeName), orDefault(pod.Spec.ServiceAccountName))
 	fmt.Fprintf(d.Out, "pull secrets: %s\n", how)
+	if r := d.Report; r != nil {
+		r.Pod = &PodReport{Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, ServiceAccount: orDefault(pod.Spec.ServiceAccountName)}
+		r.Namespace, r.ServiceAccount, r.PullSecrets = pod.Namespace, orDefault(pod.Spec.ServiceAccountName), how
+	}
 	kr := d.describeSecrets(ctx, pod.Namespace, secrets)
 
 	statuses := map[string]corev1.ContainerStatus{}
@@ -81,12 +91,15 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 	type verdict struct {
 		pullable bool
 		reason   probe.Reason // the probe's, when it ran and failed
+		report   ImageReport
 	}
 	done := map[string]verdict{}
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 		fmt.Fprintf(d.Out, "\ncontainer %s: %s (pull policy %s)\n", c.Name, c.Image, orNone(string(c.ImagePullPolicy)))
 		nodeCause := ""
+		var kubelet *KubeletReport
 		if s, found := statuses[c.Name]; found {
+			kubelet = kubeletReport(s)
 			switch {
 			case s.State.Waiting != nil:
 				fmt.Fprintf(d.Out, "  kubelet: waiting, %s", s.State.Waiting.Reason)
@@ -108,19 +121,43 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 		if seen {
 			fmt.Fprintln(d.Out, "  same image as above")
 		} else {
-			v.pullable, v.reason = d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr)
+			v.report = ImageReport{Image: c.Image}
+			v.pullable, v.reason = d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr, &v.report)
 			done[c.Image] = v
 			if !v.pullable {
 				ok = false
 			}
 		}
+		ir := v.report
+		ir.Container, ir.Kubelet, ir.NodeCause, ir.Comparison = c.Name, kubelet, nodeCause, ""
 		// Compare only with a probe that ran (not a reference or secret
 		// the exporter could not use).
 		if nodeCause != "" && (v.pullable || v.reason != probe.ReasonNone) {
-			fmt.Fprintf(d.Out, "  %s\n", compareCauses(nodeCause, v.reason))
+			ir.Comparison = compareCauses(nodeCause, v.reason)
+			fmt.Fprintf(d.Out, "  %s\n", ir.Comparison)
+		}
+		if d.Report != nil {
+			d.Report.Images = append(d.Report.Images, ir)
 		}
 	}
+	if d.Report != nil {
+		d.Report.Pullable = ok
+	}
 	return ok, nil
+}
+
+// kubeletReport is a container status as the report shows it.
+func kubeletReport(s corev1.ContainerStatus) *KubeletReport {
+	k := &KubeletReport{ImageID: s.ImageID}
+	switch {
+	case s.State.Waiting != nil:
+		k.State, k.Reason, k.Message = "waiting", s.State.Waiting.Reason, oneLine(s.State.Waiting.Message)
+	case s.State.Running != nil:
+		k.State = "running"
+	case s.State.Terminated != nil:
+		k.State, k.Reason = "terminated", s.State.Terminated.Reason
+	}
+	return k
 }
 
 // failedEvents lists the pod's Failed events (list, as the exporter's role
@@ -229,11 +266,19 @@ func (d *Diagnoser) DiagnoseImage(ctx context.Context, image, namespace, service
 		secrets, how = d.podSecrets(ctx, namespace, serviceAccount, nil)
 		fmt.Fprintf(d.Out, "namespace %s, service account %s\n", namespace, orDefault(serviceAccount))
 		fmt.Fprintf(d.Out, "pull secrets: %s\n", how)
+		if r := d.Report; r != nil {
+			r.Namespace, r.ServiceAccount, r.PullSecrets = namespace, orDefault(serviceAccount), how
+		}
 		kr = d.describeSecrets(ctx, namespace, secrets)
 		fmt.Fprintln(d.Out)
 	}
 	fmt.Fprintf(d.Out, "image %s\n", image)
-	ok, _ := d.diagnose(ctx, image, namespace, secrets, kr)
+	ir := ImageReport{Image: image}
+	ok, _ := d.diagnose(ctx, image, namespace, secrets, kr, &ir)
+	if r := d.Report; r != nil {
+		r.Images = append(r.Images, ir)
+		r.Pullable = ok
+	}
 	return ok, nil
 }
 
@@ -271,12 +316,15 @@ func (d *Diagnoser) describeSecrets(ctx context.Context, namespace string, secre
 		switch {
 		case apierrors.IsNotFound(err):
 			fmt.Fprintf(d.Out, "  secret %s/%s: does not exist; the kubelet skips it\n", namespace, n)
+			d.Report.secret(n, SecretNotFound, nil, "does not exist; the kubelet skips it")
 			continue
 		case apierrors.IsForbidden(err):
 			fmt.Fprintf(d.Out, "  secret %s/%s: not readable with these credentials (the exporter needs the pull-secrets role); diagnosing without it\n", namespace, n)
+			d.Report.secret(n, SecretForbidden, nil, "not readable with these credentials (the exporter needs the pull-secrets role)")
 			continue
 		case err != nil:
 			fmt.Fprintf(d.Out, "  secret %s/%s: cannot read: %v\n", namespace, n, err)
+			d.Report.secret(n, SecretError, nil, fmt.Sprintf("cannot read: %v", err))
 			continue
 		}
 		state, cfg, why := parseSecret(s)
@@ -288,43 +336,57 @@ func (d *Diagnoser) describeSecrets(ctx context.Context, namespace string, secre
 			}
 			sort.Strings(keys)
 			fmt.Fprintf(d.Out, "  secret %s/%s: %s with entries for %s\n", namespace, n, s.Type, strings.Join(keys, ", "))
+			d.Report.secret(n, state, keys, "")
 			kr.Add("secret "+namespace+"/"+n, cfg)
 		case SecretInvalid:
 			fmt.Fprintf(d.Out, "  %s\n", why)
+			d.Report.secret(n, state, nil, why)
 			return nil
 		default:
 			fmt.Fprintf(d.Out, "  %s\n", why)
+			d.Report.secret(n, state, nil, why)
 		}
 	}
 	return kr
 }
 
 // diagnose probes one image and explains the result; true when it can be
-// pulled, else the probe's reason ("" when no probe was sent).
-func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring) (bool, probe.Reason) {
+// pulled, else the probe's reason ("" when no probe was sent). ir receives
+// the diagnosis for the report.
+func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring, ir *ImageReport) (bool, probe.Reason) {
+	ir.Credentials = []CredentialReport{}
 	ref, err := probe.ParseReference(image)
 	if err != nil {
-		fmt.Fprintf(d.Out, "  CANNOT PULL: %v (the kubelet reports InvalidImageName)\n", err)
+		ir.Verdict = fmt.Sprintf("%v (the kubelet reports InvalidImageName)", err)
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
+	ir.Reference = ref.String()
 	if len(secrets) > 0 && kr == nil {
-		fmt.Fprintln(d.Out, "  CANNOT PULL: a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed")
+		ir.Verdict = "a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed"
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
 	modName := config.DefaultModuleName
 	if d.Config != nil {
 		modName = d.Config.Discovery.ModuleFor(ref.Registry)
 	}
+	if d.Module != "" {
+		modName = d.Module
+	}
 	mod := moduleOf(d.Config, modName)
+	ir.Module, ir.Scheme = modName, schemeOf(mod)
 	var secretCreds []probe.Credential
 	if kr != nil {
 		secretCreds, _ = kr.Resolve(ref)
 	}
 	creds, err := withModuleCredentials(slices.Clip(secretCreds), mod, modName, ref)
 	if err != nil {
-		fmt.Fprintf(d.Out, "  CANNOT PULL: credentials: %v\n", err)
+		ir.Verdict = fmt.Sprintf("credentials: %v", err)
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
+	ir.Credentials = credentialReports(creds)
 	fmt.Fprintf(d.Out, "  reference: %s (module %s)\n", ref.String(), modName)
 	switch {
 	case len(creds) == 0:
@@ -349,7 +411,9 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	})
 	host := ref.Registry
 	if res.Success {
-		fmt.Fprintf(d.Out, "  OK: %s serves %s as %s (%s) in %s\n", host, ref.Identifier(), res.Digest, res.MediaType, res.Phases[probe.PhaseTotal].Round(time.Millisecond))
+		ir.Pullable, ir.Digest, ir.MediaType = true, res.Digest, res.MediaType
+		ir.Verdict = fmt.Sprintf("%s serves %s as %s (%s) in %s", host, ref.Identifier(), res.Digest, res.MediaType, res.Phases[probe.PhaseTotal].Round(time.Millisecond))
+		fmt.Fprintf(d.Out, "  OK: %s\n", ir.Verdict)
 		if rl := res.RateLimit; rl != nil {
 			fmt.Fprintf(d.Out, "  rate limit: %s\n", rateLimitText(rl))
 		}
@@ -359,9 +423,12 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	// defence for everything diagnose prints about the failure.
 	red := probe.NewRedactor()
 	red.AddCredentials(creds...)
-	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", red.Redact(d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace)))
+	ir.Reason = string(res.Reason)
+	ir.Verdict = red.Redact(d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace))
+	ir.Error = red.Redact(oneLine(res.Error))
+	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 	if res.Error != "" {
-		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, red.Redact(oneLine(res.Error)))
+		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, ir.Error)
 	}
 	return false, res.Reason
 }
