@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -504,17 +505,60 @@ func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.
 	case probe.ReasonDNS:
 		return fmt.Sprintf("the name %s does not resolve; check the registry host name and the node's DNS", ref.APIHost())
 	case probe.ReasonConnect:
-		return fmt.Sprintf("cannot connect to %s: the registry is down or unreachable (firewall, proxy, network policy)", ref.APIHost())
+		msg := fmt.Sprintf("cannot connect to %s: the registry is down or unreachable (firewall, proxy, network policy)", ref.APIHost())
+		if mod.PlainHTTP && !strings.Contains(ref.APIHost(), ":") {
+			// Plain HTTP without a port is port 80, where an HTTPS
+			// registry does not listen.
+			msg += fmt.Sprintf("; module %s speaks plain HTTP (port 80): if the registry serves HTTPS, use a module without plain_http", modName)
+		}
+		return msg
 	case probe.ReasonTLS:
-		return fmt.Sprintf("TLS with %s failed: the certificate is not trusted, expired or for another name; nodes need the CA (module %s: tls.ca_file)", ref.APIHost(), modName)
+		return tlsAdvice(ref, modName, res)
 	case probe.ReasonTimeout:
 		return fmt.Sprintf("%s did not answer within %s; the registry is overloaded or the network is slow", ref.APIHost(), mod.Timeout)
 	case probe.ReasonServerError:
 		return fmt.Sprintf("%s answered with a server error (5xx); the registry is failing, try later or check its status", host)
 	case probe.ReasonProtocol:
+		if mod.PlainHTTP && answeredStatus(res, http.StatusBadRequest) {
+			// What an HTTPS server (Go's, nginx's) answers a plain-HTTP
+			// request on its TLS port.
+			return fmt.Sprintf("%s answered 400 to plain HTTP: it most likely serves HTTPS only; module %s has plain_http: true, use a module without it (and with tls.ca_file if its CA is private)", ref.APIHost(), modName)
+		}
 		return fmt.Sprintf("%s answered in a way the registry API does not allow; is this address a registry?", host)
 	}
 	return fmt.Sprintf("%s: %s", host, res.Reason)
+}
+
+// tlsAdvice says what to do about a failed TLS handshake, by what failed:
+// the advice for a certificate from an unknown CA (give the CA) is wrong
+// for a registry that speaks plain HTTP, an expired certificate or one for
+// another name. The texts matched are crypto/x509's and net/http's, whose
+// wording has been stable for years; the probe's error carries them.
+func tlsAdvice(ref probe.Reference, modName string, res probe.Result) string {
+	host := ref.APIHost()
+	e := res.Error
+	switch {
+	case strings.Contains(e, "server gave HTTP response to HTTPS client"):
+		return fmt.Sprintf("%s speaks plain HTTP, not HTTPS (no certificate is involved): probe it with a module with plain_http: true (probe --plain-http), "+
+			"and tell the nodes' runtime the registry is plain HTTP (containerd: certs.d/%s/hosts.toml with server = \"http://%s\"); module %s speaks HTTPS", host, ref.Registry, host, modName)
+	case strings.Contains(e, "certificate has expired or is not yet valid"):
+		return fmt.Sprintf("the certificate of %s has expired or is not yet valid: renew it on the registry (or fix a clock); trusting another CA does not help", host)
+	case strings.Contains(e, "certificate is valid for") || strings.Contains(e, "certificate is not valid for any names"):
+		return fmt.Sprintf("the certificate of %s is issued for other names: reach the registry by a name in its certificate, or reissue it with %s", host, ref.Registry)
+	case strings.Contains(e, "certificate signed by unknown authority") || strings.Contains(e, "certificate is not trusted"):
+		return fmt.Sprintf("the certificate of %s is signed by a CA this machine does not trust: give module %s the CA (tls.ca_file, or probe --ca-file), and the nodes too (containerd: certs.d/%s/ca.crt)", host, modName, ref.Registry)
+	}
+	return fmt.Sprintf("TLS with %s failed: the certificate is not trusted, expired or for another name, or the server does not speak TLS as expected; see the probe's error below", host)
+}
+
+// answeredStatus reports whether a request of the probe got status code.
+func answeredStatus(res probe.Result, code int) bool {
+	for _, rq := range res.Requests {
+		if rq.Status == code {
+			return true
+		}
+	}
+	return false
 }
 
 // suggestTag names the existing tags closest to a missing one.
