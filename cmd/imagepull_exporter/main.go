@@ -238,14 +238,6 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func userAgent() string {
-	v := version.Version
-	if v == "" {
-		v = "dev" // built without the Makefile's -ldflags
-	}
-	return programName + "/" + v
-}
-
 func configName(path string) string {
 	if path == "" {
 		return config.DefaultConfigName
