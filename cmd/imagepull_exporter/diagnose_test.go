@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -141,6 +142,35 @@ discovery:
 		_, body := e.get("/metrics")
 		assertNoSecret(t, "/metrics", body, secrets)
 		assertNoSecret(t, "the log", e.log(), secrets)
+
+		// The status page's Kubernetes section: the join's counts.
+		_, statusJSON := e.get("/status.json")
+		var st struct {
+			Kubernetes *struct {
+				Synced     bool
+				Containers int
+				Blocked    []struct {
+					Registry, Cause string
+					Containers      int
+				}
+				Namespaces []struct {
+					Namespace  string
+					Containers int
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(statusJSON), &st); err != nil {
+			t.Fatal(err)
+		}
+		blocked, _ := lookup(e.scrape(), "imagepull_registry_blocked_containers", `registry="`+reg.Addr+`"`)
+		if k := st.Kubernetes; k == nil || !k.Synced || k.Containers != 1 || len(k.Blocked) != 1 || k.Blocked[0].Registry != reg.Addr ||
+			float64(k.Blocked[0].Containers) != blocked || len(k.Namespaces) != 1 || k.Namespaces[0].Namespace != ns || k.Namespaces[0].Containers != 1 {
+			t.Errorf("/status.json's Kubernetes section does not show the blocked container (metric: %v):\n%s", blocked, statusJSON)
+		}
+		if _, page := e.get("/"); !strings.Contains(page, `<section id="kubernetes">`) || !strings.Contains(page, "<td>"+ns+"</td>") {
+			t.Errorf("the status page has no Kubernetes section with namespace %s", ns)
+		}
+		assertNoSecret(t, "/status.json", statusJSON, secrets)
 		// promtool's lint of a real scrape with every Kubernetes family.
 		for _, family := range []string{"imagepull_kube_watch_up", "imagepull_kube_watch_last_event_timestamp_seconds",
 			"imagepull_pod_containers_waiting", "imagepull_registry_blocked_containers",

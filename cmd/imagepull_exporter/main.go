@@ -333,7 +333,12 @@ func serve(f *flags, stderr io.Writer) int {
 	// series would say "no pod waits" for want of knowing.
 	var stopping atomic.Bool
 	ready := func() bool { return !stopping.Load() && kubeRT.Ready() }
-	mux := newMux(muxDeps{flags: f, reg: reg, sc: sc, sched: sched, reload: rl.reload, ready: ready, logger: logger})
+	var join *kube.Cluster
+	if kubeRT != nil {
+		join = kubeRT.Cluster
+	}
+	mux := newMux(muxDeps{flags: f, reg: reg, sc: sc, sched: sched, reload: rl.reload, ready: ready, logger: logger,
+		redactor: redacting.Redactor, join: join})
 
 	// IdleTimeout closes kept-alive connections nobody uses: longer than
 	// any usual scrape interval, so Prometheus keeps reusing its one. No
@@ -407,6 +412,10 @@ type muxDeps struct {
 	reload func(trigger string) error
 	ready  func() bool
 	logger *slog.Logger
+	// redactor knows the running configuration's secrets (the log's).
+	redactor func() *probe.Redactor
+	// join is the Kubernetes join; nil without a cluster.
+	join *kube.Cluster
 }
 
 // newMux builds the exporter's HTTP endpoints.
@@ -452,7 +461,13 @@ func newMux(d muxDeps) *http.ServeMux {
 		}
 		fmt.Fprintln(w, "configuration reloaded")
 	})
-	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info()}))
+	mux.Handle("/config", web.NewConfigPage(d.sc.Get))
+	status := web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info(), Config: d.sc.Get,
+		Redactor: d.redactor, ProbeEndpoint: d.flags.probeEndpoint}
+	if d.join != nil {
+		status.Join = d.join
+	}
+	mux.Handle("/", web.NewStatusPage(status)) // and /status.json, /status.js
 	return mux
 }
 
