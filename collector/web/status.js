@@ -129,6 +129,8 @@
     document.getElementById(id).textContent = text;
   }
 
+  var renders = 0;
+
   function render(s) {
     var n = s.summary;
     setText("summary-targets", n.targets + " targets (" + n.configured + " configured, " + n.discovered + " discovered)");
@@ -142,6 +144,8 @@
     updated.textContent = "As of ";
     updated.appendChild(el("time", { id: "generated" }, [s.generated]));
     updated.appendChild(document.createTextNode("; refreshes every " + every + "s."));
+    renders++;
+    document.body.setAttribute("data-renders", String(renders)); // for tests, and a look in devtools
   }
 
   function tick() {
