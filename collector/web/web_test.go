@@ -626,3 +626,46 @@ func TestLogs(t *testing.T) {
 		t.Errorf("the status page does not link the row to /logs:\n%s", body)
 	}
 }
+
+// /status.json's shape is documented in README.md's "Status page" section:
+// every field of it, nested ones included.
+func TestReadmeDocumentsStatusJSON(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n### Status page\n")
+	if i < 0 {
+		t.Fatal(`README.md has no "### Status page" section`)
+	}
+	sec := s[i:]
+	if j := strings.Index(sec[1:], "\n## "); j > 0 {
+		sec = sec[:j]
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] {
+			return
+		}
+		seen[typ] = true
+		for i := range typ.NumField() {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !strings.Contains(sec, "`"+name+"`") {
+				t.Errorf("/status.json field %q is not in README.md's Status page section", name)
+			}
+			walk(typ.Field(i).Type)
+		}
+	}
+	walk(reflect.TypeFor[statusPage]())
+	if len(seen) < 5 {
+		t.Fatalf("walked %d types", len(seen))
+	}
+}
