@@ -2,13 +2,15 @@
 // pulls images and exposes the results as Prometheus metrics.
 //
 //	imagepull_exporter [serve] [flags]               run the exporter (the default command)
-//	imagepull_exporter probe IMAGE [--module]        probe one image once, for humans
+//	imagepull_exporter probe IMAGE [flags]           probe one image once (-o json for scripts)
 //	imagepull_exporter diagnose pod NAMESPACE/NAME   explain why a pod's images cannot be pulled
 //	imagepull_exporter diagnose image IMAGE          the same for one image, with --namespace
 //	                                                 and --service-account's pull secrets
 //
-// Every command exits 0 on success, 1 on a failed probe, an unpullable
-// image, an invalid configuration or a server error, and 2 on bad usage.
+// Each command takes its own flags, after its name; --config.file is
+// global. Every command exits 0 on success, 1 on a failed probe, an
+// unpullable image, an invalid configuration or a server error, and 2 on
+// bad usage.
 package main
 
 import (

@@ -62,7 +62,8 @@ type CredentialReport struct {
 
 // KubeletReport is what the kubelet reports of a container (diagnose pod).
 type KubeletReport struct {
-	// State is waiting, running, terminated or "" (no status yet).
+	// State is waiting, running, terminated, or "" when the status holds
+	// no state.
 	State   string `json:"state"`
 	Reason  string `json:"reason"`
 	Message string `json:"message"`
@@ -93,7 +94,8 @@ type ImageReport struct {
 	Error     string `json:"error"`
 	Digest    string `json:"digest"`
 	MediaType string `json:"media_type"`
-	// Kubelet is the container's state (diagnose pod), else null.
+	// Kubelet is the container's status (diagnose pod); null for diagnose
+	// image and for a container the pod has no status of yet.
 	Kubelet *KubeletReport `json:"kubelet"`
 	// NodeCause is the pull error the node reported, classified into the
 	// probe's reasons ("" when none); Comparison says whether it agrees
@@ -102,13 +104,11 @@ type ImageReport struct {
 	Comparison string `json:"comparison"`
 }
 
-// newDiagnoseReport returns an empty report whose lists encode as [].
-func newDiagnoseReport() *DiagnoseReport {
+// NewDiagnoseReport returns the empty report a Diagnoser fills
+// (Diagnoser.Report), its lists [] rather than null in JSON.
+func NewDiagnoseReport() *DiagnoseReport {
 	return &DiagnoseReport{Schema: DiagnoseReportSchema, Secrets: []SecretReport{}, Images: []ImageReport{}}
 }
-
-// NewDiagnoseReport returns the report a Diagnoser fills (Diagnoser.Report).
-func NewDiagnoseReport() *DiagnoseReport { return newDiagnoseReport() }
 
 func credentialReports(cs []probe.Credential) []CredentialReport {
 	out := make([]CredentialReport, 0, len(cs))
@@ -125,7 +125,7 @@ func schemeOf(m probe.Module) string {
 	return "https"
 }
 
-// secretReport records one secret's state in the report (nil: no report).
+// secret records one pull secret's state; a nil report records nothing.
 func (r *DiagnoseReport) secret(name, state string, registries []string, detail string) {
 	if r == nil {
 		return

@@ -185,10 +185,11 @@ type statusRow struct {
 	LogsURL   string `json:"logs_url"`
 	LogsLabel string `json:"logs_label"`
 	// DebugURL is an on-demand probe (/probe?debug=true) with the
-	// target's module; "" when it cannot run, DebugNote then says why
-	// ("" too when /probe is off).
-	DebugURL  string `json:"debug_url"`
-	DebugNote string `json:"debug_note"`
+	// target's module, DebugLabel its link text; "" when it cannot run,
+	// DebugNote then says why ("" too when /probe is off).
+	DebugURL   string `json:"debug_url"`
+	DebugLabel string `json:"debug_label"`
+	DebugNote  string `json:"debug_note"`
 }
 
 // registryRow is one registry's health (imagepull_registry_up).
@@ -323,6 +324,14 @@ func statusData(opts StatusPageOptions, now time.Time) statusPage {
 		}
 		if opts.ProbeEndpoint {
 			row.DebugURL, row.DebugNote = debugLink(cfg, t)
+			if row.DebugURL != "" {
+				row.DebugLabel = "debug probe"
+				if t.PullSecrets {
+					// /probe knows modules, not pods: it probes with
+					// the module's credentials.
+					row.DebugLabel = "debug probe (the module's credentials, not the pods' pull secrets)"
+				}
+			}
 		}
 		page.Targets = append(page.Targets, row)
 	}

@@ -46,7 +46,7 @@
     }
     var links = el("td", { "class": "links" }, [el("a", { "class": "logs", href: t.logs_url }, [t.logs_label])]);
     if (t.debug_url) {
-      links.appendChild(el("a", { "class": "debug", href: t.debug_url }, ["debug probe"]));
+      links.appendChild(el("a", { "class": "debug", href: t.debug_url }, [t.debug_label]));
     } else if (t.debug_note) {
       links.appendChild(el("span", { "class": "small" }, [t.debug_note]));
     }

@@ -420,6 +420,12 @@ func TestStatusPage(t *testing.T) {
 			collector.StatusOf("d-private", collector.SourceDiscovered, "default", time.Minute, probe.Result{Ref: private, Start: t0,
 				Reason: probe.ReasonNoCredentials, Error: "manifest HEAD: 401 (" + probe.NoCredentialsHint + ")",
 				Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 9 * time.Millisecond}}),
+			func() collector.TargetStatus {
+				st := collector.StatusOf("f-secrets", collector.SourceDiscovered, "local", time.Minute, probe.Result{Ref: quay, Start: t0, Success: true,
+					Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: time.Millisecond}})
+				st.PullSecrets = true
+				return st
+			}(),
 			collector.StatusOf("e-elsewhere", collector.SourceConfig, "creds", time.Minute, probe.Result{Ref: elsewhere, Start: t0,
 				Reason: probe.ReasonConnect, Error: "ping: connection refused",
 				Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 2 * time.Millisecond}}),
@@ -447,7 +453,7 @@ func TestStatusPage(t *testing.T) {
 	for _, m := range regexp.MustCompile(`<tr data-target="([^"]*)" data-result="([^"]*)">`).FindAllStringSubmatch(body, -1) {
 		order = append(order, m[1]+"="+m[2])
 	}
-	if want := []string{"c-hub&lt;script&gt;=failed", "e-elsewhere=failed", "d-private=no_credentials", "a-pending=pending", "b-quay=ok"}; !reflect.DeepEqual(order, want) {
+	if want := []string{"c-hub&lt;script&gt;=failed", "e-elsewhere=failed", "d-private=no_credentials", "a-pending=pending", "b-quay=ok", "f-secrets=ok"}; !reflect.DeepEqual(order, want) {
 		t.Errorf("row order %q, want %q", order, want)
 	}
 	for _, want := range []string{
@@ -458,7 +464,7 @@ func TestStatusPage(t *testing.T) {
 		`<a href="logs?target=c-hub%3Cscript%3E">c-hub&lt;script&gt;</a>`, `<td class="failed">failed</td>`,
 		`<td>0/100 (203.0.113.7)</td>`,
 		`<td class="pending">pending</td>`, `<td>never</td>`,
-		`<span id="summary-targets">5 targets (4 configured, 1 discovered)</span>`, `<a href="metrics">Metrics</a><a href="config">Configuration</a>`, `version 1.2.3`,
+		`<span id="summary-targets">6 targets (4 configured, 1 discovered)</span>`, `<a href="metrics">Metrics</a><a href="config">Configuration</a>`, `version 1.2.3`,
 		// No credentials is not a failure: its own class; the hint is in
 		// the error already, so not repeated.
 		`<td class="no_credentials">no credentials</td>`,
@@ -470,6 +476,7 @@ func TestStatusPage(t *testing.T) {
 		`<a class="logs" href="logs?target=b-quay">last failure&#39;s requests</a><a class="debug" href="probe?target=quay.io%2Fprometheus%2Fbusybox%3Alatest&amp;module=local&amp;debug=true">debug probe</a>`,
 		`<a class="logs" href="logs?target=a-pending">requests</a><a class="debug" href="probe?target=ghcr.io%2Fcontainerd%2Fbusybox%3A1.36&amp;module=local&amp;debug=true">debug probe</a>`,
 		`<a class="debug" href="probe?target=registry.example.com%2Fteam%2Fapp%3Av1&amp;module=default&amp;debug=true">debug probe</a>`,
+		`<a class="debug" href="probe?target=quay.io%2Fprometheus%2Fbusybox%3Alatest&amp;module=local&amp;debug=true">debug probe (the module&#39;s credentials, not the pods&#39; pull secrets)</a>`,
 		`<span class="small">no debug probe: module &#34;creds&#34;&#39;s credentials are not bound to ghcr.io, so /probe refuses it (the scheduled probe runs anonymously)</span>`,
 		// The Kubernetes section.
 		`<p>4 containers wait on an image pull.</p>`,
@@ -519,7 +526,7 @@ func TestStatusPage(t *testing.T) {
 	if err := json.Unmarshal([]byte(body), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if doc.Schema != 1 || doc.Summary["failed"] != 2 || doc.Summary["ok"] != 1 || len(doc.Targets) != 5 || !doc.ProbeEndpoint ||
+	if doc.Schema != 1 || doc.Summary["failed"] != 2 || doc.Summary["ok"] != 2 || len(doc.Targets) != 6 || !doc.ProbeEndpoint ||
 		doc.Targets[0]["name"] != "c-hub<script>" || doc.Targets[0]["error"] != "429 TOOMANYREQUESTS <b>you</b> sent <redacted>" ||
 		doc.Targets[4]["debug_url"] != "probe?target=quay.io%2Fprometheus%2Fbusybox%3Alatest&module=local&debug=true" ||
 		!doc.Kubernetes.Synced || doc.Kubernetes.Containers != 4 || len(doc.Kubernetes.Blocked) != 2 {
