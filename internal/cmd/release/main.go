@@ -195,6 +195,9 @@ func helmPackage(ctx context.Context, o options, tmp string) error {
 	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(tmp, "helm", "cache"),
 		"HELM_CONFIG_HOME="+filepath.Join(tmp, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(tmp, "helm", "data"))
 	if out, err := cmd.CombinedOutput(); err != nil {
+		if errors.Is(err, exec.ErrNotFound) || errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("helm package: %w (make deps builds bin/helm)", err)
+		}
 		return fmt.Errorf("helm package: %w\n%s", err, out)
 	}
 	return nil
