@@ -117,6 +117,21 @@ image: ## Build the OCI image without Docker (IMAGE=host/repo:tag pushes, else w
 		--version '$(VERSION)' --revision '$(REVISION)' \
 		$(if $(IMAGE),--push '$(IMAGE)',--tarball '$(IMAGE_TAR)' --tag '$(BINARY):$(VERSION)')
 
+# `make release` writes what a release ships into $(DIST): per-platform
+# tarballs of the binary, the multi-platform image as an OCI archive (pushed
+# too with IMAGE=host/repo:tag), the packaged Helm chart, an SPDX SBOM and
+# SHA256SUMS (internal/cmd/release says which file is which).
+DIST              ?= dist
+RELEASE_PLATFORMS ?= linux/amd64,linux/arm64
+
+.PHONY: release
+release: ## Build $(DIST)/: binaries, multi-arch image (IMAGE=host/repo:tag pushes it), Helm chart, SBOM, SHA256SUMS
+	rm -rf '$(DIST)'
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(GO) run ./internal/cmd/release \
+		--dist '$(DIST)' --platform '$(RELEASE_PLATFORMS)' --ldflags '$(LDFLAGS)' \
+		--version '$(VERSION)' --revision '$(REVISION)' --helm '$(BIN)/helm' \
+		$(if $(IMAGE),--push '$(IMAGE)')
+
 .PHONY: deploy-check
 deploy-check: deps ## deploy/: generated files current, helm lint, and the deploy and image tests
 	scripts/deploy.sh check-generated
@@ -126,6 +141,7 @@ deploy-check: deps ## deploy/: generated files current, helm lint, and the deplo
 .PHONY: clean
 clean: ## Remove build outputs (bin/ keeps the tools: use clean-tools for that)
 	rm -f $(BINARY) $(IMAGE_TAR)
+	rm -rf $(DIST)
 
 .PHONY: clean-tools
 clean-tools: ## Remove bin/ (the next make deps rebuilds it, from Go's cache when warm)

@@ -44,6 +44,10 @@ func (h *RedactingHandler) SetSecrets(cfg *config.Config) {
 	h.red.Store(r)
 }
 
+// Redactor returns the redactor of the running configuration's secrets,
+// for other sinks that show texts from every module (the status page).
+func (h *RedactingHandler) Redactor() *probe.Redactor { return h.red.Load() }
+
 // Enabled implements slog.Handler.
 func (h *RedactingHandler) Enabled(ctx context.Context, level slog.Level) bool {
 	return h.next.Enabled(ctx, level)

@@ -4,7 +4,7 @@
 # engine and no GitHub downloads:
 #
 #   apt:  docker-registry, htpasswd, etcd, prometheus + promtool,
-#         alertmanager + amtool, openssl, make, git, gcc
+#         alertmanager + amtool, chromium, openssl, make, git, gcc
 #   bin/: crane, jsonnet, jsonnetfmt, jsonnet-lint, staticcheck  (tools/go.mod)
 #         helm                                                  (tools/helm/go.mod)
 #         kube-apiserver, kubectl                               (tools/kube/go.mod)
@@ -51,6 +51,7 @@ apt_packages=(
 	etcd-server            # /usr/bin/etcd, storage for kube-apiserver
 	prometheus             # prometheus + promtool (rule tests, check metrics)
 	prometheus-alertmanager # /usr/bin/prometheus-alertmanager + amtool
+	chromium               # headless, driven over the DevTools protocol: the status page's test (testenv.StartBrowser)
 	openssl                # keys and certificates in shell recipes
 	make                   # .ci/run runs `make test`
 	git                    # go build stamps a checkout's VCS state into the exporter the tests build, and fails without git; the Makefile's version

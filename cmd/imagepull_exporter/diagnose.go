@@ -13,7 +13,9 @@ import (
 	"github.com/alecthomas/kingpin/v2"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/collector/kube"
+	"github.com/imagepull/imagepull_exporter/collector/web"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -24,7 +26,8 @@ const diagnoseTimeout = 2 * time.Minute
 // explains in plain words why a pull fails, with the pod's own credentials.
 type diagnoseCmd struct {
 	configFile *string
-	kube       *kube.Flags
+	kubeconfig string
+	output     string
 
 	pod, image *kingpin.CmdClause
 
@@ -32,15 +35,19 @@ type diagnoseCmd struct {
 	imageRef       string
 	namespace      string
 	serviceAccount string
+	module         string
 }
 
 // registerDiagnose adds the diagnose commands to app and returns the
 // function that runs them: handled is false when the parsed command is not
-// one of them. configFile and kf are the global --config.file and
-// Kubernetes flags.
-func registerDiagnose(app *kingpin.Application, configFile *string, kf *kube.Flags) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
-	d := &diagnoseCmd{configFile: configFile, kube: kf}
+// one of them. configFile is the global --config.file.
+func registerDiagnose(app *kingpin.Application, configFile *string) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
+	d := &diagnoseCmd{configFile: configFile}
 	c := app.Command("diagnose", "Explain in plain words whether and why an image cannot be pulled, with the credentials the kubelet would use; exit 1 when it cannot.")
+	// On diagnose itself, so that both subcommands take them.
+	c.Flag("kubeconfig", "Kubeconfig file of the cluster whose pods, service accounts and pull secrets to read. Without it: the in-cluster service account, else $KUBECONFIG, else no cluster (diagnose image only).").
+		PlaceHolder("PATH").StringVar(&d.kubeconfig)
+	addOutputFlag(c, &d.output)
 	d.pod = c.Command("pod", "Diagnose every image of a pod, with its pull secrets (or its service account's).")
 	d.pod.Arg("pod", "NAMESPACE/NAME of the pod.").Required().StringVar(&d.podName)
 	d.image = c.Command("image", "Diagnose one image, with the pull secrets a pod of --namespace and --service-account would have.")
@@ -49,6 +56,8 @@ func registerDiagnose(app *kingpin.Application, configFile *string, kf *kube.Fla
 		Short('n').StringVar(&d.namespace)
 	d.image.Flag("service-account", "Service account whose imagePullSecrets a pod would get.").
 		Default("default").StringVar(&d.serviceAccount)
+	d.image.Flag("module", "Module to probe with; default: the one discovery: modules maps the image's registry to (else \"default\").").
+		StringVar(&d.module)
 	return d.run
 }
 
@@ -67,8 +76,12 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 		fmt.Fprintln(stderr, err)
 		return exitFailure, true
 	}
+	if _, defined := cfg.Modules[d.module]; d.module != "" && d.module != config.DefaultModuleName && !defined {
+		fmt.Fprintf(stderr, "%s: module %q is not defined in %s\n", programName, d.module, configName(*d.configFile))
+		return exitFailure, true
+	}
 	var client kubernetes.Interface
-	restCfg, ok, err := kube.RESTConfig(d.kube.Kubeconfig)
+	restCfg, ok, err := kube.RESTConfig(d.kubeconfig)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitFailure, true
@@ -86,7 +99,12 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	defer cancel()
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
 	defer prober.Close()
-	dg := &kube.Diagnoser{Client: client, Config: cfg, Prober: prober, Out: stdout}
+	dg := &kube.Diagnoser{Client: client, Config: cfg, Prober: prober, Out: stdout, Module: d.module}
+	if d.output == outputJSON {
+		// The same diagnosis, its text discarded: the report is what
+		// scripts read.
+		dg.Out, dg.Report = io.Discard, kube.NewDiagnoseReport()
+	}
 
 	var pullable bool
 	switch cmd {
@@ -102,6 +120,12 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
 		return exitFailure, true
+	}
+	if dg.Report != nil {
+		if err := web.WriteJSON(stdout, dg.Report); err != nil {
+			fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+			return exitFailure, true
+		}
 	}
 	if !pullable {
 		return exitFailure, true

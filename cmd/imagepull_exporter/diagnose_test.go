@@ -3,9 +3,12 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/imagepull/imagepull_exporter/collector/kube"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
 
@@ -75,17 +79,35 @@ discovery:
 `, reg.Addr))
 
 	t.Run("diagnose pod", func(t *testing.T) {
-		out, errOut, code := runBinary(t, "--config.file", cfg, "--kubeconfig", kubeconfig, "diagnose", "pod", ns+"/good")
+		out, errOut, code := runBinary(t, "--config.file", cfg, "diagnose", "pod", ns+"/good", "--kubeconfig", kubeconfig)
 		if code != 0 || !strings.Contains(out, "OK: "+reg.Addr+" serves v1.2.3 as sha256:") {
 			t.Errorf("diagnose pod %s/good: exit %d, want 0\n%s%s", ns, code, out, errOut)
 		}
-		out, errOut, code = runBinary(t, "--config.file", cfg, "--kubeconfig", kubeconfig, "diagnose", "pod", ns+"/bad")
+		out, errOut, code = runBinary(t, "--config.file", cfg, "diagnose", "pod", ns+"/bad", "--kubeconfig", kubeconfig)
 		if code != exitFailure || !strings.Contains(out, "CANNOT PULL: "+reg.Addr+" rejected the credentials") ||
 			!strings.Contains(out, "kubelet: waiting, ImagePullBackOff") {
 			t.Errorf("diagnose pod %s/bad: exit %d, want %d\n%s%s", ns, code, exitFailure, out, errOut)
 		}
 		assertNoSecret(t, "diagnose output", out+errOut, secrets)
-		if _, errOut, code := runBinary(t, "--kubeconfig", kubeconfig, "diagnose", "pod", "no-slash"); code != exitUsage ||
+
+		// -o json: the same diagnosis, for scripts.
+		out, errOut, code = runBinary(t, "--config.file", cfg, "diagnose", "pod", ns+"/bad", "--kubeconfig", kubeconfig, "-o", "json")
+		assertNoSecret(t, "diagnose -o json", out+errOut, secrets)
+		var rep kube.DiagnoseReport
+		decodeStrict(t, "diagnose pod -o json", out, &rep)
+		wantSecret := []kube.SecretReport{{Name: "wrong", State: "ok", Registries: []string{reg.Addr}, Detail: ""}}
+		wantCreds := []kube.CredentialReport{{Username: "puller", Source: "secret " + ns + "/wrong entry " + strconv.Quote(reg.Addr)}}
+		if code != exitFailure || rep.Schema != 1 || rep.Pullable || rep.Pod == nil || *rep.Pod != (kube.PodReport{Namespace: ns, Name: "bad", Node: "n1", ServiceAccount: "default"}) ||
+			rep.Namespace != ns || rep.PullSecrets != "the pod's imagePullSecrets: wrong" || !reflect.DeepEqual(rep.Secrets, wantSecret) || len(rep.Images) != 1 {
+			t.Fatalf("diagnose pod -o json: exit %d\n%s%s", code, out, errOut)
+		}
+		im := rep.Images[0]
+		if im.Container != "api" || im.Image != reg.Ref("acme/api", "v1.2.3") || im.Module != "local" || im.Scheme != "http" ||
+			im.Pullable || im.Reason != "unauthorized" || !strings.HasPrefix(im.Verdict, reg.Addr+" rejected the credentials") ||
+			!reflect.DeepEqual(im.Credentials, wantCreds) || im.Kubelet == nil || im.Kubelet.State != "waiting" || im.Kubelet.Reason != "ImagePullBackOff" {
+			t.Errorf("diagnose pod -o json image: %+v (kubelet %+v)", im, im.Kubelet)
+		}
+		if _, errOut, code := runBinary(t, "diagnose", "pod", "no-slash", "--kubeconfig", kubeconfig); code != exitUsage ||
 			!strings.Contains(errOut, "diagnose pod wants NAMESPACE/NAME") {
 			t.Errorf("diagnose pod no-slash: exit %d, want %d\n%s", code, exitUsage, errOut)
 		}
@@ -97,8 +119,8 @@ discovery:
 	})
 
 	t.Run("diagnose image", func(t *testing.T) {
-		out, errOut, code := runBinary(t, "--config.file", cfg, "--kubeconfig", kubeconfig,
-			"diagnose", "image", reg.Ref("acme/api", "v1.2.4"), "--namespace", ns, "--service-account", "default")
+		out, errOut, code := runBinary(t, "--config.file", cfg, "diagnose", "image", reg.Ref("acme/api", "v1.2.4"),
+			"--kubeconfig", kubeconfig, "--namespace", ns, "--service-account", "default")
 		// The default service account lists no secrets: anonymous, refused.
 		if code != exitFailure || !strings.Contains(out, "requires credentials and none of the pull secrets has an entry for "+reg.Addr) {
 			t.Errorf("diagnose image: exit %d, want %d\n%s%s", code, exitFailure, out, errOut)
@@ -120,6 +142,35 @@ discovery:
 		_, body := e.get("/metrics")
 		assertNoSecret(t, "/metrics", body, secrets)
 		assertNoSecret(t, "the log", e.log(), secrets)
+
+		// The status page's Kubernetes section: the join's counts.
+		_, statusJSON := e.get("/status.json")
+		var st struct {
+			Kubernetes *struct {
+				Synced     bool
+				Containers int
+				Blocked    []struct {
+					Registry, Cause string
+					Containers      int
+				}
+				Namespaces []struct {
+					Namespace  string
+					Containers int
+				}
+			}
+		}
+		if err := json.Unmarshal([]byte(statusJSON), &st); err != nil {
+			t.Fatal(err)
+		}
+		blocked, _ := lookup(e.scrape(), "imagepull_registry_blocked_containers", `registry="`+reg.Addr+`"`)
+		if k := st.Kubernetes; k == nil || !k.Synced || k.Containers != 1 || len(k.Blocked) != 1 || k.Blocked[0].Registry != reg.Addr ||
+			float64(k.Blocked[0].Containers) != blocked || len(k.Namespaces) != 1 || k.Namespaces[0].Namespace != ns || k.Namespaces[0].Containers != 1 {
+			t.Errorf("/status.json's Kubernetes section does not show the blocked container (metric: %v):\n%s", blocked, statusJSON)
+		}
+		if _, page := e.get("/"); !strings.Contains(page, `<section id="kubernetes">`) || !strings.Contains(page, "<td>"+ns+"</td>") {
+			t.Errorf("the status page has no Kubernetes section with namespace %s", ns)
+		}
+		assertNoSecret(t, "/status.json", statusJSON, secrets)
 		// promtool's lint of a real scrape with every Kubernetes family.
 		for _, family := range []string{"imagepull_kube_watch_up", "imagepull_kube_watch_last_event_timestamp_seconds",
 			"imagepull_pod_containers_waiting", "imagepull_registry_blocked_containers",

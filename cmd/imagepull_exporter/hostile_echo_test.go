@@ -63,6 +63,11 @@ targets:
 	_, debug := e.get("/probe?debug=true&module=hostile&target=" + url.QueryEscape(host+"/team/app:v1"))
 	_, logs := e.get("/logs?target=echo")
 	_, landing := e.get("/")
+	_, statusJSON := e.get("/status.json")
+	_, cfgPage := e.get("/config")
+	if !strings.Contains(cfgPage, "password: <secret>") {
+		t.Errorf("/config does not show the module's password as <secret>:\n%s", cfgPage)
+	}
 	// The pages must show the failure they are about, or they prove nothing.
 	for where, text := range map[string]string{"/probe?debug=true": debug, "/logs": logs} {
 		if !strings.Contains(text, "401") || !strings.Contains(text, "rejected") {
@@ -76,5 +81,7 @@ targets:
 	assertNoSecret(t, "/probe?debug=true", debug, secrets)
 	assertNoSecret(t, "/logs", logs, secrets)
 	assertNoSecret(t, "the status page", landing, secrets)
+	assertNoSecret(t, "/status.json", statusJSON, secrets)
+	assertNoSecret(t, "/config", cfgPage, secrets)
 	assertNoSecret(t, "the debug log", e.log(), secrets)
 }

@@ -2,13 +2,15 @@
 // pulls images and exposes the results as Prometheus metrics.
 //
 //	imagepull_exporter [serve] [flags]               run the exporter (the default command)
-//	imagepull_exporter probe IMAGE [--module]        probe one image once, for humans
+//	imagepull_exporter probe IMAGE [flags]           probe one image once (-o json for scripts)
 //	imagepull_exporter diagnose pod NAMESPACE/NAME   explain why a pod's images cannot be pulled
 //	imagepull_exporter diagnose image IMAGE          the same for one image, with --namespace
 //	                                                 and --service-account's pull secrets
 //
-// Every command exits 0 on success, 1 on a failed probe, an unpullable
-// image, an invalid configuration or a server error, and 2 on bad usage.
+// Each command takes its own flags, after its name; --config.file is
+// global. Every command exits 0 on success, 1 on a failed probe, an
+// unpullable image, an invalid configuration or a server error, and 2 on
+// bad usage.
 package main
 
 import (
@@ -57,11 +59,15 @@ const (
 	exitUsage   = 2 // bad flags or arguments
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) }
 
 // flags holds the parsed command line.
 type flags struct {
-	configFile     string
+	// configFile is the one global flag: every command reads the
+	// configuration.
+	configFile string
+
+	// serve's flags (the default command).
 	configCheck    bool
 	concurrency    int
 	registryBudget float64
@@ -77,16 +83,14 @@ type flags struct {
 	probeEndpoint    bool
 	probeEndpointSet bool
 
-	probeImage   string
-	probeModule  string
-	probeVerbose bool
-
 	kube *kube.Flags // the Kubernetes join (collector/kube)
 
 	scale *scaleOutFlags // --shard*, --total-shards, --node.* (scaleout.go)
+
+	probe probeFlags // the probe command (probecmd.go)
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var f flags
 	app := kingpin.New(programName, "Probes container registries the way the kubelet pulls (ping, token, manifest HEAD; never a manifest GET) and exposes the results to Prometheus.")
 	app.Writer(stdout).ErrorWriter(stderr).UsageWriter(stdout)
@@ -94,75 +98,124 @@ func run(args []string, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Flag("config.file", "Configuration file; empty means the embedded default, which probes one public image on each big registry.").
 		PlaceHolder("PATH").StringVar(&f.configFile)
-	app.Flag("config.check", "Validate the configuration file and exit: 0 when valid, 1 with file:line and the fix when not.").
-		BoolVar(&f.configCheck)
-	app.Flag("probe.concurrency", "How many probes may run at once.").
-		Default(fmt.Sprint(collector.DefaultConcurrency)).IntVar(&f.concurrency)
-	app.Flag("probe.registry-budget", "Requests per minute the exporter may send to one registry (scheduled and /probe probes together); a probe that would exceed it is skipped and counted. 0 means unlimited.").
-		Default(fmt.Sprint(collector.DefaultRegistryBudget)).Float64Var(&f.registryBudget)
-	app.Flag("web.probe-concurrency", "How many /probe probes may run at once; a request waits at most half its timeout for a slot, then gets 503. Kept below --probe.concurrency: /probe runs beside the scheduled probes.").
-		Default(fmt.Sprint(web.DefaultProbeConcurrency)).IntVar(&f.probeConc)
-	app.Flag("web.probe-client-rate", "/probe requests per minute one client address may make (IPv6: per /64; X-Forwarded-For is not honoured), in bursts of ten seconds' worth; more get 429. 0 means unlimited.").
-		Default(fmt.Sprint(web.DefaultProbeClientRate)).Float64Var(&f.probeRate)
-	app.Flag("demo", "Also start an in-process registry on loopback holding demo/hello:v1 and probe it, to see a healthy target without internet access.").
-		BoolVar(&f.demo)
-	f.web = kingpinflag.AddFlags(app, defaultListenAddress)
-	app.Flag("web.enable-probe-endpoint", "Serve /probe (probe any image on request, blackbox_exporter style). Default: on, except in node-local mode (--node.name), whose pods on hostNetwork would otherwise probe on anyone's request from the node's address.").
-		IsSetByUser(&f.probeEndpointSet).BoolVar(&f.probeEndpoint)
-	f.log = &promslog.Config{Writer: stderr}
-	promslogflag.AddFlags(app, f.log)
-	f.kube = kube.AddFlags(app)
-	f.scale = addScaleOutFlags(app)
 
+	// Each command declares only its own flags, so that `probe --help`
+	// shows what a probe takes and not the server's. serve is the
+	// default command: `imagepull_exporter --web.listen-address=:9739`
+	// (what deploy/ passes) still runs the server, as kingpin picks the
+	// default command when a flag is not a global one.
 	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
-	probeCmd := app.Command("probe", "Probe one image once, print phases, reason, digest and rate limit; exit 1 when the probe fails.")
-	probeCmd.Arg("image", "Image reference, e.g. nginx, quay.io/prometheus/busybox:latest, host:5000/app@sha256:...").
-		Required().StringVar(&f.probeImage)
-	probeCmd.Flag("module", "Module of the configuration file (or of the embedded default) to probe with.").
-		Default(config.DefaultModuleName).StringVar(&f.probeModule)
-	probeCmd.Flag("verbose", "Also print every request with its headers (credentials redacted).").
-		Short('v').BoolVar(&f.probeVerbose)
-	runDiagnose := registerDiagnose(app, &f.configFile, f.kube) // diagnose.go
+	addServeFlags(serveCmd, &f)
+	probeCmd := addProbeCommand(app, &f.probe)          // probecmd.go
+	runDiagnose := registerDiagnose(app, &f.configFile) // diagnose.go
 
 	cmd, err := app.Parse(args)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v; see --help\n", programName, err)
 		return exitUsage
 	}
-	if f.registryBudget != 0 && f.registryBudget < 1 {
-		fmt.Fprintf(stderr, "%s: --probe.registry-budget must be 0 (unlimited) or at least 1, got %g\n", programName, f.registryBudget)
-		return exitUsage
-	}
-	if f.probeConc < 1 || f.probeRate < 0 {
-		fmt.Fprintf(stderr, "%s: --web.probe-concurrency must be at least 1 and --web.probe-client-rate at least 0, got %d and %g\n", programName, f.probeConc, f.probeRate)
-		return exitUsage
-	}
-	if f.concurrency < 1 {
-		fmt.Fprintf(stderr, "%s: --probe.concurrency must be at least 1, got %d\n", programName, f.concurrency)
-		return exitUsage
-	}
-	if err := f.scale.resolve(f.kube, os.Hostname); err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
-		return exitUsage
-	}
-
-	if !f.probeEndpointSet {
-		f.probeEndpoint = f.scale.node.Name == ""
-	}
-
-	if f.configCheck {
-		return checkConfig(f.configFile, stdout, stderr)
-	}
 	if code, ok := runDiagnose(cmd, stdout, stderr); ok {
 		return code
 	}
 	switch cmd {
 	case probeCmd.FullCommand():
-		return probeOnce(&f, stdout, stderr)
+		return probeOnce(&f, stdin, stdout, stderr)
 	case serveCmd.FullCommand():
+		f.log.Writer = stderr
+		if code, ok := resolveServeFlags(&f, stderr); !ok {
+			return code
+		}
+		if f.configCheck {
+			return checkConfig(f.configFile, stdout, stderr)
+		}
 		return serve(&f, stderr)
 	}
 	return exitUsage
+}
+
+// addServeFlags declares the server's flags on the serve command.
+func addServeFlags(c *kingpin.CmdClause, f *flags) {
+	c.Flag("config.check", "Validate the configuration file and exit: 0 when valid, 1 with file:line and the fix when not.").
+		BoolVar(&f.configCheck)
+	c.Flag("probe.concurrency", "How many probes may run at once.").
+		Default(fmt.Sprint(collector.DefaultConcurrency)).IntVar(&f.concurrency)
+	c.Flag("probe.registry-budget", "Requests per minute the exporter may send to one registry (scheduled and /probe probes together); a probe that would exceed it is skipped and counted. 0 means unlimited.").
+		Default(fmt.Sprint(collector.DefaultRegistryBudget)).Float64Var(&f.registryBudget)
+	c.Flag("web.probe-concurrency", "How many /probe probes may run at once; a request waits at most half its timeout for a slot, then gets 503. Kept below --probe.concurrency: /probe runs beside the scheduled probes.").
+		Default(fmt.Sprint(web.DefaultProbeConcurrency)).IntVar(&f.probeConc)
+	c.Flag("web.probe-client-rate", "/probe requests per minute one client address may make (IPv6: per /64; X-Forwarded-For is not honoured), in bursts of ten seconds' worth; more get 429. 0 means unlimited.").
+		Default(fmt.Sprint(web.DefaultProbeClientRate)).Float64Var(&f.probeRate)
+	c.Flag("demo", "Also start an in-process registry on loopback holding demo/hello:v1 and probe it, to see a healthy target without internet access.").
+		BoolVar(&f.demo)
+	f.web = kingpinflag.AddFlags(c, defaultListenAddress)
+	c.Flag("web.enable-probe-endpoint", "Serve /probe (probe any image on request, blackbox_exporter style). Default: on, except in node-local mode (--node.name), whose pods on hostNetwork would otherwise probe on anyone's request from the node's address.").
+		IsSetByUser(&f.probeEndpointSet).BoolVar(&f.probeEndpoint)
+	// promslog's flag package registers on an Application only; these
+	// are its two flags, with its names, help and values.
+	f.log = &promslog.Config{Level: promslog.NewLevel(), Format: promslog.NewFormat()}
+	c.Flag(promslogflag.LevelFlagName, promslogflag.LevelFlagHelp).
+		Default("info").HintOptions(promslog.LevelFlagOptions...).SetValue(f.log.Level)
+	c.Flag(promslogflag.FormatFlagName, promslogflag.FormatFlagHelp).
+		Default("logfmt").HintOptions(promslog.FormatFlagOptions...).SetValue(f.log.Format)
+	onCommand(c, func(app *kingpin.Application) { f.kube = kube.AddFlags(app) })
+	f.scale = addScaleOutFlags(c)
+}
+
+// resolveServeFlags checks serve's flags against each other; ok is false
+// with the exit code when they do not hold.
+func resolveServeFlags(f *flags, stderr io.Writer) (code int, ok bool) {
+	if f.registryBudget != 0 && f.registryBudget < 1 {
+		fmt.Fprintf(stderr, "%s: --probe.registry-budget must be 0 (unlimited) or at least 1, got %g\n", programName, f.registryBudget)
+		return exitUsage, false
+	}
+	if f.probeConc < 1 || f.probeRate < 0 {
+		fmt.Fprintf(stderr, "%s: --web.probe-concurrency must be at least 1 and --web.probe-client-rate at least 0, got %d and %g\n", programName, f.probeConc, f.probeRate)
+		return exitUsage, false
+	}
+	if f.concurrency < 1 {
+		fmt.Fprintf(stderr, "%s: --probe.concurrency must be at least 1, got %d\n", programName, f.concurrency)
+		return exitUsage, false
+	}
+	if err := f.scale.resolve(f.kube, os.Hostname); err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
+		return exitUsage, false
+	}
+	if !f.probeEndpointSet {
+		f.probeEndpoint = f.scale.node.Name == ""
+	}
+	return exitOK, true
+}
+
+// onCommand declares on c the flags that add declares on an application,
+// with their help, defaults and values: collector/kube's AddFlags takes a
+// *kingpin.Application, and its flags belong to serve alone. (Actions and
+// IsSetByUser do not carry over; those flags use neither.)
+func onCommand(c *kingpin.CmdClause, add func(*kingpin.Application)) {
+	builtin := map[string]bool{}
+	for _, m := range kingpin.New("", "").Model().Flags {
+		builtin[m.Name] = true // --help and kingpin's hidden flags
+	}
+	scratch := kingpin.New("", "")
+	add(scratch)
+	for _, m := range scratch.Model().Flags {
+		if builtin[m.Name] {
+			continue
+		}
+		fc := c.Flag(m.Name, m.Help).PlaceHolder(m.PlaceHolder).Default(m.Default...)
+		if m.Envar != "" {
+			fc.Envar(m.Envar)
+		}
+		if m.Short != 0 {
+			fc.Short(m.Short)
+		}
+		if m.Hidden {
+			fc.Hidden()
+		}
+		if m.Required {
+			fc.Required()
+		}
+		fc.SetValue(m.Value)
+	}
 }
 
 func loadConfig(path string) (*config.Config, error) {
@@ -184,60 +237,6 @@ func checkConfig(path string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "%s: warning: %s\n", configName(path), w)
 	}
 	fmt.Fprintf(stdout, "%s: OK: %d modules, %d targets\n", configName(path), len(cfg.Modules), len(cfg.Targets))
-	return exitOK
-}
-
-func userAgent() string {
-	v := version.Version
-	if v == "" {
-		v = "dev" // built without the Makefile's -ldflags
-	}
-	return programName + "/" + v
-}
-
-// probeOnce is the `probe` command.
-func probeOnce(f *flags, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(f.configFile)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return exitFailure
-	}
-	m, ok := cfg.Modules[f.probeModule]
-	if !ok {
-		fmt.Fprintf(stderr, "%s: module %q is not defined in %s\n", programName, f.probeModule, configName(f.configFile))
-		return exitFailure
-	}
-	ref, err := probe.ParseReference(f.probeImage)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: %v\n", programName, err)
-		return exitFailure
-	}
-	if err := m.CheckBinding(ref.Registry); err != nil {
-		// As /probe: a probe with a module's credentials on a registry
-		// they are not bound to is refused, not silently anonymous.
-		var ue *probe.UnboundError
-		if errors.As(err, &ue) {
-			ue.Module = f.probeModule
-		}
-		fmt.Fprintf(stderr, "%s: refused: %v\n", programName, err)
-		return exitFailure
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
-	defer prober.Close()
-	// The one door every request goes through, as in the server; without
-	// a budget it never refuses.
-	res, _ := collector.NewSender(nil).Do(ctx, collector.Send{Purpose: collector.PurposeOnDemand, Registry: ref.Registry},
-		func(ctx context.Context) probe.Result {
-			return prober.Probe(ctx, probe.Target{Ref: ref, ModuleName: f.probeModule, Module: m})
-		})
-
-	fmt.Fprintf(stdout, "%-12s %s\n", "module:", f.probeModule)
-	web.WriteRedacted(stdout, res, m, f.probeVerbose)
-	if !res.Success {
-		return exitFailure
-	}
 	return exitOK
 }
 
@@ -336,7 +335,12 @@ func serve(f *flags, stderr io.Writer) int {
 	// series would say "no pod waits" for want of knowing.
 	var stopping atomic.Bool
 	ready := func() bool { return !stopping.Load() && kubeRT.Ready() }
-	mux := newMux(muxDeps{flags: f, reg: reg, sc: sc, sched: sched, reload: rl.reload, ready: ready, logger: logger})
+	var join *kube.Cluster
+	if kubeRT != nil {
+		join = kubeRT.Cluster
+	}
+	mux := newMux(muxDeps{flags: f, reg: reg, sc: sc, sched: sched, reload: rl.reload, ready: ready, logger: logger,
+		redactor: redacting.Redactor, join: join})
 
 	// IdleTimeout closes kept-alive connections nobody uses: longer than
 	// any usual scrape interval, so Prometheus keeps reusing its one. No
@@ -410,6 +414,10 @@ type muxDeps struct {
 	reload func(trigger string) error
 	ready  func() bool
 	logger *slog.Logger
+	// redactor knows the running configuration's secrets (the log's).
+	redactor func() *probe.Redactor
+	// join is the Kubernetes join; nil without a cluster.
+	join *kube.Cluster
 }
 
 // newMux builds the exporter's HTTP endpoints.
@@ -455,7 +463,13 @@ func newMux(d muxDeps) *http.ServeMux {
 		}
 		fmt.Fprintln(w, "configuration reloaded")
 	})
-	mux.Handle("/", web.NewStatusPage(web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info()}))
+	mux.Handle("/config", web.NewConfigPage(d.sc.Get))
+	status := web.StatusPageOptions{Snapshot: d.sched.Snapshot, Version: version.Info(), Config: d.sc.Get,
+		Redactor: d.redactor, ProbeEndpoint: d.flags.probeEndpoint}
+	if d.join != nil {
+		status.Join = d.join
+	}
+	mux.Handle("/", web.NewStatusPage(status)) // and /status.json, /status.js
 	return mux
 }
 

@@ -425,6 +425,8 @@ func TestServeAgainstRealRegistry(t *testing.T) {
 	}
 
 	_, landing := e.get("/")
+	_, statusJSON := e.get("/status.json")
+	_, cfgPage := e.get("/config")
 	for _, want := range []string{`>ok-inline</a></td>`, `<td class="ok">ok</td>`, `<td class="failed">failed</td>`, "unauthorized", r.digest[7:19]} {
 		if !strings.Contains(landing, want) {
 			t.Errorf("landing page lacks %s", want)
@@ -440,6 +442,11 @@ func TestServeAgainstRealRegistry(t *testing.T) {
 	assertNoSecret(t, "/probe?debug=true (wrong password)", debugWrong, secrets)
 	assertNoSecret(t, "/probe?debug=true (password_file)", debugFile, secrets)
 	assertNoSecret(t, "the landing page", landing, secrets)
+	assertNoSecret(t, "/status.json", statusJSON, secrets)
+	assertNoSecret(t, "/config", cfgPage, secrets)
+	if !strings.Contains(cfgPage, "password_file: "+r.pwFile) || strings.Count(cfgPage, "password: <secret>") != 2 {
+		t.Errorf("/config does not show the modules as they run:\n%s", cfgPage)
+	}
 	assertNoSecret(t, "the log", e.log(), secrets)
 }
 

@@ -35,7 +35,12 @@ type scaleOutFlags struct {
 	sharding collector.Sharding
 }
 
-func addScaleOutFlags(app *kingpin.Application) *scaleOutFlags {
+// flagAdder declares flags: a kingpin Application or a command.
+type flagAdder interface {
+	Flag(name, help string) *kingpin.FlagClause
+}
+
+func addScaleOutFlags(app flagAdder) *scaleOutFlags {
 	s := &scaleOutFlags{}
 	app.Flag("shard", "This process' shard, 0 to --total-shards-1: it probes the targets (configured and discovered) and joins the pods of the registries that hash to it. See the README's Sharding section.").
 		Default("0").IsSetByUser(&s.shardGiven).IntVar(&s.shard)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sort"
 	"strings"
@@ -49,6 +50,12 @@ type Diagnoser struct {
 	Sender *collector.Sender
 	// Out receives the explanation.
 	Out io.Writer
+	// Module, when set, is the module to probe with instead of the one
+	// discovery.modules maps the registry to (diagnose image --module).
+	Module string
+	// Report, when set, receives the diagnosis for scripts alongside the
+	// text (diagnose -o json): NewDiagnoseReport.
+	Report *DiagnoseReport
 }
 
 // DiagnosePod explains every image of pod namespace/name. It returns true
@@ -69,6 +76,10 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 	secrets, how := d.podSecrets(ctx, pod.Namespace, pod.Spec.ServiceAccountName, secretNames(pod.Spec.ImagePullSecrets))
 	fmt.Fprintf(d.Out, "pod %s/%s on node %s, service account %s\n", pod.Namespace, pod.Name, orNone(pod.Spec.NodeName), orDefault(pod.Spec.ServiceAccountName))
 	fmt.Fprintf(d.Out, "pull secrets: %s\n", how)
+	if r := d.Report; r != nil {
+		r.Pod = &PodReport{Namespace: pod.Namespace, Name: pod.Name, Node: pod.Spec.NodeName, ServiceAccount: orDefault(pod.Spec.ServiceAccountName)}
+		r.Namespace, r.ServiceAccount, r.PullSecrets = pod.Namespace, orDefault(pod.Spec.ServiceAccountName), how
+	}
 	kr := d.describeSecrets(ctx, pod.Namespace, secrets)
 
 	statuses := map[string]corev1.ContainerStatus{}
@@ -81,12 +92,15 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 	type verdict struct {
 		pullable bool
 		reason   probe.Reason // the probe's, when it ran and failed
+		report   ImageReport
 	}
 	done := map[string]verdict{}
 	for _, c := range slices.Concat(pod.Spec.InitContainers, pod.Spec.Containers) {
 		fmt.Fprintf(d.Out, "\ncontainer %s: %s (pull policy %s)\n", c.Name, c.Image, orNone(string(c.ImagePullPolicy)))
 		nodeCause := ""
+		var kubelet *KubeletReport
 		if s, found := statuses[c.Name]; found {
+			kubelet = kubeletReport(s)
 			switch {
 			case s.State.Waiting != nil:
 				fmt.Fprintf(d.Out, "  kubelet: waiting, %s", s.State.Waiting.Reason)
@@ -108,19 +122,43 @@ func (d *Diagnoser) DiagnosePod(ctx context.Context, namespace, name string) (bo
 		if seen {
 			fmt.Fprintln(d.Out, "  same image as above")
 		} else {
-			v.pullable, v.reason = d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr)
+			v.report = ImageReport{Image: c.Image}
+			v.pullable, v.reason = d.diagnose(ctx, c.Image, pod.Namespace, secrets, kr, &v.report)
 			done[c.Image] = v
 			if !v.pullable {
 				ok = false
 			}
 		}
+		ir := v.report
+		ir.Container, ir.Kubelet, ir.NodeCause, ir.Comparison = c.Name, kubelet, nodeCause, ""
 		// Compare only with a probe that ran (not a reference or secret
 		// the exporter could not use).
 		if nodeCause != "" && (v.pullable || v.reason != probe.ReasonNone) {
-			fmt.Fprintf(d.Out, "  %s\n", compareCauses(nodeCause, v.reason))
+			ir.Comparison = compareCauses(nodeCause, v.reason)
+			fmt.Fprintf(d.Out, "  %s\n", ir.Comparison)
+		}
+		if d.Report != nil {
+			d.Report.Images = append(d.Report.Images, ir)
 		}
 	}
+	if d.Report != nil {
+		d.Report.Pullable = ok
+	}
 	return ok, nil
+}
+
+// kubeletReport is a container status as the report shows it.
+func kubeletReport(s corev1.ContainerStatus) *KubeletReport {
+	k := &KubeletReport{ImageID: s.ImageID}
+	switch {
+	case s.State.Waiting != nil:
+		k.State, k.Reason, k.Message = "waiting", s.State.Waiting.Reason, oneLine(s.State.Waiting.Message)
+	case s.State.Running != nil:
+		k.State = "running"
+	case s.State.Terminated != nil:
+		k.State, k.Reason = "terminated", s.State.Terminated.Reason
+	}
+	return k
 }
 
 // failedEvents lists the pod's Failed events (list, as the exporter's role
@@ -229,11 +267,19 @@ func (d *Diagnoser) DiagnoseImage(ctx context.Context, image, namespace, service
 		secrets, how = d.podSecrets(ctx, namespace, serviceAccount, nil)
 		fmt.Fprintf(d.Out, "namespace %s, service account %s\n", namespace, orDefault(serviceAccount))
 		fmt.Fprintf(d.Out, "pull secrets: %s\n", how)
+		if r := d.Report; r != nil {
+			r.Namespace, r.ServiceAccount, r.PullSecrets = namespace, orDefault(serviceAccount), how
+		}
 		kr = d.describeSecrets(ctx, namespace, secrets)
 		fmt.Fprintln(d.Out)
 	}
 	fmt.Fprintf(d.Out, "image %s\n", image)
-	ok, _ := d.diagnose(ctx, image, namespace, secrets, kr)
+	ir := ImageReport{Image: image}
+	ok, _ := d.diagnose(ctx, image, namespace, secrets, kr, &ir)
+	if r := d.Report; r != nil {
+		r.Images = append(r.Images, ir)
+		r.Pullable = ok
+	}
 	return ok, nil
 }
 
@@ -271,12 +317,15 @@ func (d *Diagnoser) describeSecrets(ctx context.Context, namespace string, secre
 		switch {
 		case apierrors.IsNotFound(err):
 			fmt.Fprintf(d.Out, "  secret %s/%s: does not exist; the kubelet skips it\n", namespace, n)
+			d.Report.secret(n, SecretNotFound, nil, "does not exist; the kubelet skips it")
 			continue
 		case apierrors.IsForbidden(err):
 			fmt.Fprintf(d.Out, "  secret %s/%s: not readable with these credentials (the exporter needs the pull-secrets role); diagnosing without it\n", namespace, n)
+			d.Report.secret(n, SecretForbidden, nil, "not readable with these credentials (the exporter needs the pull-secrets role)")
 			continue
 		case err != nil:
 			fmt.Fprintf(d.Out, "  secret %s/%s: cannot read: %v\n", namespace, n, err)
+			d.Report.secret(n, SecretError, nil, fmt.Sprintf("cannot read: %v", err))
 			continue
 		}
 		state, cfg, why := parseSecret(s)
@@ -288,43 +337,57 @@ func (d *Diagnoser) describeSecrets(ctx context.Context, namespace string, secre
 			}
 			sort.Strings(keys)
 			fmt.Fprintf(d.Out, "  secret %s/%s: %s with entries for %s\n", namespace, n, s.Type, strings.Join(keys, ", "))
+			d.Report.secret(n, state, keys, "")
 			kr.Add("secret "+namespace+"/"+n, cfg)
 		case SecretInvalid:
 			fmt.Fprintf(d.Out, "  %s\n", why)
+			d.Report.secret(n, state, nil, why)
 			return nil
 		default:
 			fmt.Fprintf(d.Out, "  %s\n", why)
+			d.Report.secret(n, state, nil, why)
 		}
 	}
 	return kr
 }
 
 // diagnose probes one image and explains the result; true when it can be
-// pulled, else the probe's reason ("" when no probe was sent).
-func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring) (bool, probe.Reason) {
+// pulled, else the probe's reason ("" when no probe was sent). ir receives
+// the diagnosis for the report.
+func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secrets []string, kr *probe.DockerKeyring, ir *ImageReport) (bool, probe.Reason) {
+	ir.Credentials = []CredentialReport{}
 	ref, err := probe.ParseReference(image)
 	if err != nil {
-		fmt.Fprintf(d.Out, "  CANNOT PULL: %v (the kubelet reports InvalidImageName)\n", err)
+		ir.Verdict = fmt.Sprintf("%v (the kubelet reports InvalidImageName)", err)
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
+	ir.Reference = ref.String()
 	if len(secrets) > 0 && kr == nil {
-		fmt.Fprintln(d.Out, "  CANNOT PULL: a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed")
+		ir.Verdict = "a pull secret of the pod does not parse, and the kubelet fails every pull of the pod until it is fixed"
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
 	modName := config.DefaultModuleName
 	if d.Config != nil {
 		modName = d.Config.Discovery.ModuleFor(ref.Registry)
 	}
+	if d.Module != "" {
+		modName = d.Module
+	}
 	mod := moduleOf(d.Config, modName)
+	ir.Module, ir.Scheme = modName, schemeOf(mod)
 	var secretCreds []probe.Credential
 	if kr != nil {
 		secretCreds, _ = kr.Resolve(ref)
 	}
 	creds, err := withModuleCredentials(slices.Clip(secretCreds), mod, modName, ref)
 	if err != nil {
-		fmt.Fprintf(d.Out, "  CANNOT PULL: credentials: %v\n", err)
+		ir.Verdict = fmt.Sprintf("credentials: %v", err)
+		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
+	ir.Credentials = credentialReports(creds)
 	fmt.Fprintf(d.Out, "  reference: %s (module %s)\n", ref.String(), modName)
 	switch {
 	case len(creds) == 0:
@@ -349,7 +412,9 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	})
 	host := ref.Registry
 	if res.Success {
-		fmt.Fprintf(d.Out, "  OK: %s serves %s as %s (%s) in %s\n", host, ref.Identifier(), res.Digest, res.MediaType, res.Phases[probe.PhaseTotal].Round(time.Millisecond))
+		ir.Pullable, ir.Digest, ir.MediaType = true, res.Digest, res.MediaType
+		ir.Verdict = fmt.Sprintf("%s serves %s as %s (%s) in %s", host, ref.Identifier(), res.Digest, res.MediaType, res.Phases[probe.PhaseTotal].Round(time.Millisecond))
+		fmt.Fprintf(d.Out, "  OK: %s\n", ir.Verdict)
 		if rl := res.RateLimit; rl != nil {
 			fmt.Fprintf(d.Out, "  rate limit: %s\n", rateLimitText(rl))
 		}
@@ -359,9 +424,12 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	// defence for everything diagnose prints about the failure.
 	red := probe.NewRedactor()
 	red.AddCredentials(creds...)
-	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", red.Redact(d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace)))
+	ir.Reason = string(res.Reason)
+	ir.Verdict = red.Redact(d.explain(ctx, ref, mod, modName, res, creds, secretCreds, namespace))
+	ir.Error = red.Redact(oneLine(res.Error))
+	fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 	if res.Error != "" {
-		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, red.Redact(oneLine(res.Error)))
+		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, ir.Error)
 	}
 	return false, res.Reason
 }
@@ -437,17 +505,60 @@ func (d *Diagnoser) explain(ctx context.Context, ref probe.Reference, mod probe.
 	case probe.ReasonDNS:
 		return fmt.Sprintf("the name %s does not resolve; check the registry host name and the node's DNS", ref.APIHost())
 	case probe.ReasonConnect:
-		return fmt.Sprintf("cannot connect to %s: the registry is down or unreachable (firewall, proxy, network policy)", ref.APIHost())
+		msg := fmt.Sprintf("cannot connect to %s: the registry is down or unreachable (firewall, proxy, network policy)", ref.APIHost())
+		if mod.PlainHTTP && !strings.Contains(ref.APIHost(), ":") {
+			// Plain HTTP without a port is port 80, where an HTTPS
+			// registry does not listen.
+			msg += fmt.Sprintf("; module %s speaks plain HTTP (port 80): if the registry serves HTTPS, use a module without plain_http", modName)
+		}
+		return msg
 	case probe.ReasonTLS:
-		return fmt.Sprintf("TLS with %s failed: the certificate is not trusted, expired or for another name; nodes need the CA (module %s: tls.ca_file)", ref.APIHost(), modName)
+		return tlsAdvice(ref, modName, res)
 	case probe.ReasonTimeout:
 		return fmt.Sprintf("%s did not answer within %s; the registry is overloaded or the network is slow", ref.APIHost(), mod.Timeout)
 	case probe.ReasonServerError:
 		return fmt.Sprintf("%s answered with a server error (5xx); the registry is failing, try later or check its status", host)
 	case probe.ReasonProtocol:
+		if mod.PlainHTTP && answeredStatus(res, http.StatusBadRequest) {
+			// What an HTTPS server (Go's, nginx's) answers a plain-HTTP
+			// request on its TLS port.
+			return fmt.Sprintf("%s answered 400 to plain HTTP: it most likely serves HTTPS only; module %s has plain_http: true, use a module without it (and with tls.ca_file if its CA is private)", ref.APIHost(), modName)
+		}
 		return fmt.Sprintf("%s answered in a way the registry API does not allow; is this address a registry?", host)
 	}
 	return fmt.Sprintf("%s: %s", host, res.Reason)
+}
+
+// tlsAdvice says what to do about a failed TLS handshake, by what failed:
+// the advice for a certificate from an unknown CA (give the CA) is wrong
+// for a registry that speaks plain HTTP, an expired certificate or one for
+// another name. The texts matched are crypto/x509's and net/http's, whose
+// wording has been stable for years; the probe's error carries them.
+func tlsAdvice(ref probe.Reference, modName string, res probe.Result) string {
+	host := ref.APIHost()
+	e := res.Error
+	switch {
+	case strings.Contains(e, "server gave HTTP response to HTTPS client"):
+		return fmt.Sprintf("%s speaks plain HTTP, not HTTPS (no certificate is involved): probe it with a module with plain_http: true (probe --plain-http), "+
+			"and tell the nodes' runtime the registry is plain HTTP (containerd: certs.d/%s/hosts.toml with server = \"http://%s\"); module %s speaks HTTPS", host, ref.Registry, host, modName)
+	case strings.Contains(e, "certificate has expired or is not yet valid"):
+		return fmt.Sprintf("the certificate of %s has expired or is not yet valid: renew it on the registry (or fix a clock); trusting another CA does not help", host)
+	case strings.Contains(e, "certificate is valid for") || strings.Contains(e, "certificate is not valid for any names"):
+		return fmt.Sprintf("the certificate of %s is issued for other names: reach the registry by a name in its certificate, or reissue it with %s", host, ref.Registry)
+	case strings.Contains(e, "certificate signed by unknown authority") || strings.Contains(e, "certificate is not trusted"):
+		return fmt.Sprintf("the certificate of %s is signed by a CA this machine does not trust: give module %s the CA (tls.ca_file, or probe --ca-file), and the nodes too (containerd: certs.d/%s/ca.crt)", host, modName, ref.Registry)
+	}
+	return fmt.Sprintf("TLS with %s failed: the certificate is not trusted, expired or for another name, or the server does not speak TLS as expected; see the probe's error below", host)
+}
+
+// answeredStatus reports whether a request of the probe got status code.
+func answeredStatus(res probe.Result, code int) bool {
+	for _, rq := range res.Requests {
+		if rq.Status == code {
+			return true
+		}
+	}
+	return false
 }
 
 // suggestTag names the existing tags closest to a missing one.

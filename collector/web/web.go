@@ -3,10 +3,8 @@ package web
 import (
 	"bytes"
 	"context"
-	_ "embed"
 	"errors"
 	"fmt"
-	"html/template"
 	"io"
 	"log/slog"
 	"net/http"
@@ -110,6 +108,11 @@ func (h *probeHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		modName = config.DefaultModuleName
 	}
 	m, ok := cfg.Modules[modName]
+	if !ok && modName == config.DefaultModuleName {
+		// As for a target naming no module: the status page links
+		// every row to a debug probe of its module.
+		m, ok = probe.DefaultModule, true
+	}
 	if !ok {
 		names := make([]string, 0, len(cfg.Modules))
 		for n := range cfg.Modules {
@@ -218,142 +221,6 @@ func probeTimeout(module time.Duration, header string) (time.Duration, error) {
 		d /= 2
 	}
 	return min(module, d), nil
-}
-
-//go:embed status.html
-var statusHTML string
-
-var statusTemplate = template.Must(template.New("status").Parse(statusHTML))
-
-// StatusPageOptions configures NewStatusPage.
-type StatusPageOptions struct {
-	// Snapshot returns the scheduler's state (Scheduler.Snapshot).
-	Snapshot func() collector.Snapshot
-	// Version is printed in the page footer (version.Info()).
-	Version string
-	// Now is the clock for ages; nil means time.Now.
-	Now func() time.Time
-}
-
-// NewStatusPage serves the landing page: a table of every target with its
-// latest result, rendered on the server so it reads without JavaScript (and
-// with curl). It shows nothing of module credentials.
-func NewStatusPage(opts StatusPageOptions) http.Handler {
-	if opts.Now == nil {
-		opts.Now = time.Now
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			http.NotFound(w, r)
-			return
-		}
-		data := statusData(opts.Snapshot(), opts.Now(), opts.Version)
-		var b bytes.Buffer
-		if err := statusTemplate.Execute(&b, data); err != nil {
-			http.Error(w, "rendering the status page: "+err.Error(), http.StatusInternalServerError)
-			return
-		}
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		_, _ = w.Write(b.Bytes())
-	})
-}
-
-type statusRow struct {
-	Name, Image, Source, Module string
-	Result                      string // ok, failed, pending, nocreds
-	// Note is shown in full under the reason: for no_credentials, what
-	// to do about it.
-	Note               string
-	Reason, Error      string
-	Latency            string
-	Headroom           string
-	LastSuccess        string
-	Digest, DigestFull string
-	Interval           string
-}
-
-// registryRow is one registry's health (imagepull_registry_up).
-type registryRow struct {
-	Registry, State, Reason string
-}
-
-type statusPage struct {
-	Rows                    []statusRow
-	Registries              []registryRow
-	OK, Failed, Pending     int
-	NoCredentials           int
-	Version                 string
-	Generated               string
-	ConfigCount, Discovered int
-}
-
-func statusData(snap collector.Snapshot, now time.Time, version string) statusPage {
-	page := statusPage{Version: version, Generated: now.UTC().Format(time.RFC3339),
-		ConfigCount: snap.Sources[collector.SourceConfig], Discovered: snap.Sources[collector.SourceDiscovered]}
-	headroom := map[string][]string{}
-	for _, rl := range snap.RateLimits {
-		s := fmt.Sprintf("%g/%g", rl.Remaining, rl.Limit)
-		if rl.Source != "" {
-			s += " (" + rl.Source + ")"
-		}
-		headroom[rl.Registry] = append(headroom[rl.Registry], s)
-	}
-	for _, t := range snap.Targets {
-		row := statusRow{Name: t.Name, Image: t.Ref.String(), Source: t.Source, Module: t.Module,
-			Interval: t.Interval.String(), Result: "pending", LastSuccess: "never", Headroom: "—"}
-		if h := headroom[t.Ref.Registry]; len(h) > 0 {
-			row.Headroom = strings.Join(h, ", ")
-		}
-		if res := t.Last; res != nil {
-			row.Latency = res.Phases[probe.PhaseTotal].Round(time.Millisecond).String()
-			switch {
-			case res.Success:
-				row.Result = "ok"
-				page.OK++
-			case res.Reason.Inconclusive():
-				// Not a failure of the registry or the image: the
-				// registry asked for credentials the exporter does not
-				// have for it (issue 11).
-				row.Result, row.Reason, row.Error = "nocreds", string(res.Reason), probe.NewRedactor().Redact(res.Error)
-				row.Note = probe.NoCredentialsHint
-				page.NoCredentials++
-			default:
-				row.Result, row.Reason, row.Error = "failed", string(res.Reason), probe.NewRedactor().Redact(res.Error)
-				page.Failed++
-			}
-		} else {
-			page.Pending++
-		}
-		if !t.LastSuccess.IsZero() {
-			row.LastSuccess = humanAge(now.Sub(t.LastSuccess)) + " ago"
-		}
-		if t.Digest != "" {
-			row.DigestFull = t.Digest
-			_, hex, _ := strings.Cut(t.Digest, ":")
-			row.Digest = hex[:min(12, len(hex))]
-		}
-		page.Rows = append(page.Rows, row)
-	}
-	for _, r := range snap.Registries {
-		row := registryRow{Registry: r.Registry, State: "up"}
-		if !r.Up {
-			row.State, row.Reason = "down", string(r.Reason)
-		}
-		page.Registries = append(page.Registries, row)
-	}
-	return page
-}
-
-func humanAge(d time.Duration) string {
-	switch {
-	case d < time.Hour:
-		return d.Round(time.Second).String()
-	case d < 48*time.Hour:
-		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
-	default:
-		d = d.Round(time.Hour)
-		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), (d%(24*time.Hour))/time.Hour)
-	}
 }
 
 // LogsOptions configures NewLogs.

@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -376,6 +379,12 @@ func TestWriteRedacted(t *testing.T) {
 	}
 }
 
+// fixedJoin is a JoinView with a fixed answer (collector/kube's own tests
+// check the summary against the join).
+type fixedJoin collector.JoinSummary
+
+func (j fixedJoin) JoinSummary(int) collector.JoinSummary { return collector.JoinSummary(j) }
+
 func TestStatusPage(t *testing.T) {
 	t0 := time.Unix(1_750_000_000, 0)
 	ref := func(image string) probe.Reference {
@@ -387,19 +396,39 @@ func TestStatusPage(t *testing.T) {
 	}
 	quay, hub := ref("quay.io/prometheus/busybox:latest"), ref("docker.io/ratelimitpreview/test:latest")
 	private := ref("registry.example.com/team/app:v1")
+	elsewhere := ref("ghcr.io/acme/tool:v2")
+	const pw = "status-page-secret-pw"
+	cfg := &config.Config{Modules: map[string]probe.Module{
+		"local": localModule,
+		// Credentials bound to registry.example.com: /probe refuses them
+		// for ghcr.io, so that row gets no debug link.
+		"creds": {Timeout: time.Second, Interval: time.Minute, Auth: probe.AuthConfig{Username: "alice", Password: pw,
+			Registries: []string{"registry.example.com"}}},
+	}}
 	snap := collector.Snapshot{
-		Sources: map[string]int{collector.SourceConfig: 3},
+		Sources: map[string]int{collector.SourceConfig: 4, collector.SourceDiscovered: 1},
 		Targets: []collector.TargetStatus{
-			collector.StatusOf("hub<script>", collector.SourceConfig, "local", time.Minute, probe.Result{Ref: hub, Start: t0,
-				Reason: probe.ReasonRateLimited, Error: "429 TOOMANYREQUESTS",
+			{Name: "a-pending", Source: collector.SourceConfig, Ref: ref("ghcr.io/containerd/busybox:1.36"), Module: "local", Interval: time.Minute},
+			collector.StatusOf("b-quay", collector.SourceConfig, "local", time.Minute,
+				probe.Result{Ref: quay, Start: t0.Add(-time.Hour), Reason: probe.ReasonTimeout, Error: "earlier failure"},
+				probe.Result{Ref: quay, Start: t0, Success: true,
+					Digest: "sha256:0123456789abcdef0123", Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 123 * time.Millisecond}}),
+			collector.StatusOf("c-hub<script>", collector.SourceConfig, "local", time.Minute, probe.Result{Ref: hub, Start: t0,
+				Reason: probe.ReasonRateLimited, Error: "429 TOOMANYREQUESTS <b>you</b> sent " + pw,
 				Phases:    map[probe.Phase]time.Duration{probe.PhaseTotal: 45 * time.Millisecond},
 				RateLimit: &probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}}),
-			{Name: "pending", Source: collector.SourceConfig, Ref: ref("ghcr.io/containerd/busybox:1.36"), Module: "local", Interval: time.Minute},
-			collector.StatusOf("quay", collector.SourceConfig, "local", time.Minute, probe.Result{Ref: quay, Start: t0, Success: true,
-				Digest: "sha256:0123456789abcdef0123", Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 123 * time.Millisecond}}),
-			collector.StatusOf("private", collector.SourceDiscovered, "default", time.Minute, probe.Result{Ref: private, Start: t0,
+			collector.StatusOf("d-private", collector.SourceDiscovered, "default", time.Minute, probe.Result{Ref: private, Start: t0,
 				Reason: probe.ReasonNoCredentials, Error: "manifest HEAD: 401 (" + probe.NoCredentialsHint + ")",
 				Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 9 * time.Millisecond}}),
+			func() collector.TargetStatus {
+				st := collector.StatusOf("f-secrets", collector.SourceDiscovered, "local", time.Minute, probe.Result{Ref: quay, Start: t0, Success: true,
+					Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: time.Millisecond}})
+				st.PullSecrets = true
+				return st
+			}(),
+			collector.StatusOf("e-elsewhere", collector.SourceConfig, "creds", time.Minute, probe.Result{Ref: elsewhere, Start: t0,
+				Reason: probe.ReasonConnect, Error: "ping: connection refused",
+				Phases: map[probe.Phase]time.Duration{probe.PhaseTotal: 2 * time.Millisecond}}),
 		},
 		Registries: []collector.RegistryStatus{
 			{Registry: "docker.io", RegistryHealth: probe.RegistryHealth{Probed: true, Reason: probe.ReasonRateLimited}},
@@ -407,34 +436,117 @@ func TestStatusPage(t *testing.T) {
 		},
 		RateLimits: []collector.RateLimitStatus{{Registry: "docker.io", RateLimit: probe.RateLimit{Limit: 100, Remaining: 0, Source: "203.0.113.7"}, Updated: t0}},
 	}
-	h := NewStatusPage(StatusPageOptions{Snapshot: func() collector.Snapshot { return snap }, Version: "imagepull_exporter, version 1.2.3",
-		Now: func() time.Time { return t0.Add(90 * time.Second) }})
+	join := fixedJoin{Synced: true, Containers: 4, Blocked: []collector.BlockedCount{
+		{Registry: "docker.io", Cause: "rate_limited", Containers: 3}, {Registry: "ghcr.io", Cause: "registry_ok", Containers: 1}},
+		Namespaces: []collector.NamespaceCount{{Namespace: "shop<i>", Containers: 3}}, MoreNamespaces: 1}
+	opts := StatusPageOptions{Snapshot: func() collector.Snapshot { return snap }, Version: "imagepull_exporter, version 1.2.3",
+		Now: func() time.Time { return t0.Add(90 * time.Second) }, Config: func() *config.Config { return cfg },
+		ProbeEndpoint: true, Join: join}
+	h := NewStatusPage(opts)
 
 	code, ctype, body := get(t, h, "/")
 	if code != 200 || !strings.HasPrefix(ctype, "text/html") {
 		t.Fatalf("status %d %s", code, ctype)
 	}
+	// Failures first, then no credentials, pending, ok; by name within.
+	var order []string
+	for _, m := range regexp.MustCompile(`<tr data-target="([^"]*)" data-result="([^"]*)">`).FindAllStringSubmatch(body, -1) {
+		order = append(order, m[1]+"="+m[2])
+	}
+	if want := []string{"c-hub&lt;script&gt;=failed", "e-elsewhere=failed", "d-private=no_credentials", "a-pending=pending", "b-quay=ok", "f-secrets=ok"}; !reflect.DeepEqual(order, want) {
+		t.Errorf("row order %q, want %q", order, want)
+	}
 	for _, want := range []string{
-		`<td><a href="logs?target=quay" title="the latest probe and the latest failure, with their requests">quay</a></td>`, `<code>quay.io/prometheus/busybox:latest</code>`, `<td class="ok">ok</td>`,
+		`<td><a href="logs?target=b-quay">b-quay</a></td>`, `<code>quay.io/prometheus/busybox:latest</code>`, `<td class="ok">ok</td>`,
 		`<td class="num">123ms</td>`, `<td>1m30s ago</td>`, `<code title="sha256:0123456789abcdef0123">0123456789ab</code>`,
-		`<a href="logs?target=hub%3cscript%3e" title="the latest probe and the latest failure, with their requests">hub&lt;script&gt;</a>`, `<td class="failed">failed</td>`, `title="429 TOOMANYREQUESTS">rate_limited</td>`,
+		// The error is on the page, escaped and redacted, not in a tooltip.
+		`<td class="reason">rate_limited<div class="error">429 TOOMANYREQUESTS &lt;b&gt;you&lt;/b&gt; sent &lt;redacted&gt;</div></td>`,
+		`<a href="logs?target=c-hub%3Cscript%3E">c-hub&lt;script&gt;</a>`, `<td class="failed">failed</td>`,
 		`<td>0/100 (203.0.113.7)</td>`,
 		`<td class="pending">pending</td>`, `<td>never</td>`,
-		`4 targets (3 configured, 0 discovered)`, `<a href="metrics">Metrics</a>`, `version 1.2.3`,
-		// No credentials is not a failure: its own class, and what to do,
-		// in full (issue 11).
-		`<td class="nocreds">no credentials</td>`,
-		`no_credentials<br><span class="small">no credentials for this registry: add a module, or enable pull secrets</span>`,
-		`<span class="failed">1 failed</span>`, `<span class="nocreds">1 without credentials</span>`,
-		`<tr><td><code>docker.io</code></td><td class="down">down</td><td>rate_limited</td></tr>`,
-		`<tr><td><code>registry.example.com</code></td><td class="up">up</td><td></td></tr>`,
+		`<span id="summary-targets">6 targets (4 configured, 1 discovered)</span>`, `<a href="metrics">Metrics</a><a href="config">Configuration</a>`, `version 1.2.3`,
+		// No credentials is not a failure: its own class; the hint is in
+		// the error already, so not repeated.
+		`<td class="no_credentials">no credentials</td>`,
+		`<td class="reason">no_credentials<div class="error">manifest HEAD: 401 (` + probe.NoCredentialsHint + `)</div></td>`,
+		`<span class="failed" id="summary-failed">2 failed</span>`, `<span class="no_credentials" id="summary-no_credentials">1 without credentials</span>`,
+		`<tr data-registry="docker.io"><td><code>docker.io</code></td><td class="down">down</td><td>rate_limited</td></tr>`,
+		`<tr data-registry="registry.example.com"><td><code>registry.example.com</code></td><td class="up">up</td><td></td></tr>`,
+		// Links: the last failure's requests, and a debug probe.
+		`<a class="logs" href="logs?target=b-quay">last failure&#39;s requests</a><a class="debug" href="probe?target=quay.io%2Fprometheus%2Fbusybox%3Alatest&amp;module=local&amp;debug=true">debug probe</a>`,
+		`<a class="logs" href="logs?target=a-pending">requests</a><a class="debug" href="probe?target=ghcr.io%2Fcontainerd%2Fbusybox%3A1.36&amp;module=local&amp;debug=true">debug probe</a>`,
+		`<a class="debug" href="probe?target=registry.example.com%2Fteam%2Fapp%3Av1&amp;module=default&amp;debug=true">debug probe</a>`,
+		`<a class="debug" href="probe?target=quay.io%2Fprometheus%2Fbusybox%3Alatest&amp;module=local&amp;debug=true">debug probe (the module&#39;s credentials, not the pods&#39; pull secrets)</a>`,
+		`<span class="small">no debug probe: module &#34;creds&#34;&#39;s credentials are not bound to ghcr.io, so /probe refuses it (the scheduled probe runs anonymously)</span>`,
+		// The Kubernetes section.
+		`<p>4 containers wait on an image pull.</p>`,
+		`<tr><td><code>docker.io</code></td><td>rate_limited</td><td class="num">3</td></tr>`,
+		`<tr><td>shop&lt;i&gt;</td><td class="num">3</td></tr>`, `and 1 more namespaces.`,
+		// Refresh: the script, and a meta refresh without it.
+		`<body data-refresh-seconds="10">`, `<noscript><meta http-equiv="refresh" content="10"></noscript>`, `<script src="status.js"></script>`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("status page lacks %s", want)
 		}
 	}
-	if strings.Contains(body, "<script>") {
-		t.Error("status page does not escape target names")
+	if strings.Contains(body, "<script>") || strings.Contains(body, "<b>") || strings.Contains(body, "<i>") {
+		t.Error("status page does not escape")
+	}
+	if strings.Contains(body, pw) {
+		t.Error("status page shows a module's password")
+	}
+	csp := httptest.NewRecorder()
+	h.ServeHTTP(csp, httptest.NewRequest(http.MethodGet, "/", nil))
+	if p := csp.Header().Get("Content-Security-Policy"); !strings.Contains(p, "default-src 'none'; script-src 'self'") || !strings.Contains(p, "style-src 'sha256-") {
+		t.Errorf("Content-Security-Policy %q", p)
+	}
+	if _, _, body := get(t, h, "/?refresh=2"); !strings.Contains(body, `<body data-refresh-seconds="2">`) {
+		t.Error("?refresh=2 does not set the refresh")
+	}
+	if _, _, body := get(t, h, "/?refresh=0"); !strings.Contains(body, `<body data-refresh-seconds="10">`) {
+		t.Error("?refresh=0 is not refused")
+	}
+
+	// status.json carries the same, for the script and for scripts.
+	code, ctype, body = get(t, h, "/status.json")
+	if code != 200 || ctype != "application/json" {
+		t.Fatalf("/status.json: %d %s", code, ctype)
+	}
+	var doc struct {
+		Schema     int
+		Summary    map[string]int
+		Targets    []map[string]any
+		Kubernetes struct {
+			Synced     bool
+			Containers int
+			Blocked    []map[string]any
+		}
+		ProbeEndpoint bool `json:"probe_endpoint"`
+	}
+	if err := json.Unmarshal([]byte(body), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Schema != 1 || doc.Summary["failed"] != 2 || doc.Summary["ok"] != 2 || len(doc.Targets) != 6 || !doc.ProbeEndpoint ||
+		doc.Targets[0]["name"] != "c-hub<script>" || doc.Targets[0]["error"] != "429 TOOMANYREQUESTS <b>you</b> sent <redacted>" ||
+		doc.Targets[4]["debug_url"] != "probe?target=quay.io%2Fprometheus%2Fbusybox%3Alatest&module=local&debug=true" ||
+		!doc.Kubernetes.Synced || doc.Kubernetes.Containers != 4 || len(doc.Kubernetes.Blocked) != 2 {
+		t.Errorf("/status.json:\n%s", body)
+	}
+	if strings.Contains(body, "<script>") || strings.Contains(body, pw) {
+		t.Errorf("/status.json is not escaped for HTML, or shows a password:\n%s", body)
+	}
+	if code, ctype, body := get(t, h, "/status.js"); code != 200 || !strings.HasPrefix(ctype, "text/javascript") || !strings.Contains(body, `fetch("status.json"`) {
+		t.Errorf("/status.js: %d %s", code, ctype)
+	}
+
+	// Without /probe, no debug links and no probe link; without the join,
+	// no Kubernetes section.
+	opts.ProbeEndpoint, opts.Join = false, nil
+	_, _, body = get(t, NewStatusPage(opts), "/")
+	for _, unwanted := range []string{`class="debug"`, `no debug probe`, `href="probe?`, `id="kubernetes"`} {
+		if strings.Contains(body, unwanted) {
+			t.Errorf("without /probe and the join, the page has %s", unwanted)
+		}
 	}
 	if code, _, _ := get(t, h, "/nope"); code != 404 {
 		t.Errorf("/nope: %d", code)
@@ -519,5 +631,48 @@ func TestLogs(t *testing.T) {
 	page := NewStatusPage(StatusPageOptions{Snapshot: s.Snapshot})
 	if _, _, body := get(t, page, "/"); !strings.Contains(body, `<a href="logs?target=app"`) {
 		t.Errorf("the status page does not link the row to /logs:\n%s", body)
+	}
+}
+
+// /status.json's shape is documented in README.md's "Status page" section:
+// every field of it, nested ones included.
+func TestReadmeDocumentsStatusJSON(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	i := strings.Index(s, "\n### Status page\n")
+	if i < 0 {
+		t.Fatal(`README.md has no "### Status page" section`)
+	}
+	sec := s[i:]
+	if j := strings.Index(sec[1:], "\n## "); j > 0 {
+		sec = sec[:j]
+	}
+	seen := map[reflect.Type]bool{}
+	var walk func(reflect.Type)
+	walk = func(typ reflect.Type) {
+		for typ.Kind() == reflect.Pointer || typ.Kind() == reflect.Slice {
+			typ = typ.Elem()
+		}
+		if typ.Kind() != reflect.Struct || seen[typ] {
+			return
+		}
+		seen[typ] = true
+		for i := range typ.NumField() {
+			name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			if !strings.Contains(sec, "`"+name+"`") {
+				t.Errorf("/status.json field %q is not in README.md's Status page section", name)
+			}
+			walk(typ.Field(i).Type)
+		}
+	}
+	walk(reflect.TypeFor[statusPage]())
+	if len(seen) < 5 {
+		t.Fatalf("walked %d types", len(seen))
 	}
 }

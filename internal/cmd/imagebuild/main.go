@@ -18,7 +18,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -28,15 +27,11 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
-	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-	"github.com/google/go-containerregistry/pkg/v1/types"
 
 	"github.com/imagepull/imagepull_exporter/internal/imagebuild"
 )
@@ -131,49 +126,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 func write(ctx context.Context, images []v1.Image, plats []v1.Platform, push string, insecure bool, tarPath, tarTag, ociLayout string, stdout io.Writer) error {
 	var index v1.ImageIndex
 	if len(images) > 1 {
-		idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
-		for i, img := range images {
-			idx = mutate.AppendManifests(idx, mutate.IndexAddendum{
-				Add: img, Descriptor: v1.Descriptor{Platform: &plats[i]},
-			})
-		}
-		index = idx
+		index = imagebuild.Index(images, plats)
 	}
 	if push != "" {
-		var opts []name.Option
-		if insecure {
-			opts = append(opts, name.Insecure)
+		var img v1.Image
+		if index == nil {
+			img = images[0]
 		}
-		// Loopback registries get plain HTTP from name's own rules.
-		ref, err := name.ParseReference(push, opts...)
+		pushed, err := imagebuild.Push(ctx, push, insecure, img, index)
 		if err != nil {
-			return fmt.Errorf("--push %q: %w", push, err)
+			return err
 		}
-		// Its own transport, closed when done: nothing of the push lingers
-		// (a test calling run checks for leaked goroutines).
-		tr := remote.DefaultTransport.(*http.Transport).Clone()
-		defer tr.CloseIdleConnections()
-		ropts := []remote.Option{remote.WithContext(ctx), remote.WithTransport(tr),
-			remote.WithAuthFromKeychain(authn.DefaultKeychain)}
-		var d v1.Hash
-		if index != nil {
-			if err := remote.WriteIndex(ref, index, ropts...); err != nil {
-				return fmt.Errorf("push %s: %w", ref, err)
-			}
-			d, err = index.Digest()
-			if err != nil {
-				return fmt.Errorf("index digest: %w", err)
-			}
-		} else {
-			if err := remote.Write(ref, images[0], ropts...); err != nil {
-				return fmt.Errorf("push %s: %w", ref, err)
-			}
-			d, err = images[0].Digest()
-			if err != nil {
-				return fmt.Errorf("image digest: %w", err)
-			}
-		}
-		fmt.Fprintf(stdout, "%s@%s\n", ref.Context(), d)
+		fmt.Fprintln(stdout, pushed)
 	}
 	if tarPath != "" {
 		tag, err := name.NewTag(tarTag)

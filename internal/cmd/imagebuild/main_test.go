@@ -145,13 +145,13 @@ func TestMakeImage(t *testing.T) {
 	if !strings.Contains(string(out), "version "+version) || !strings.Contains(string(out), "revision: "+revision) {
 		t.Errorf("--version printed %q, want version %s and revision %s", out, version, revision)
 	}
-	out, err = exec.Command(bin, "--help").CombinedOutput()
+	out, err = exec.Command(bin, "serve", "--help").CombinedOutput()
 	if err != nil {
-		t.Fatalf("%s --help: %v\n%s", bin, err, out)
+		t.Fatalf("%s serve --help: %v\n%s", bin, err, out)
 	}
 	for _, want := range []string{"--web.listen-address", "--config.file", "serve"} {
 		if !strings.Contains(string(out), want) {
-			t.Errorf("--help does not mention %s:\n%s", want, out)
+			t.Errorf("serve --help does not mention %s:\n%s", want, out)
 		}
 	}
 	// Static: no dynamic loader needed in a distroless/scratch image.
