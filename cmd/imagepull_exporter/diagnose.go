@@ -23,8 +23,9 @@ const diagnoseTimeout = 2 * time.Minute
 // diagnoseCmd is `imagepull_exporter diagnose pod|image`: for humans, it
 // explains in plain words why a pull fails, with the pod's own credentials.
 type diagnoseCmd struct {
-	configFile *string
-	kube       *kube.Flags
+	configFile    *string
+	kube          *kube.Flags
+	credProviders *credProviderFlags
 
 	pod, image *kingpin.CmdClause
 
@@ -38,8 +39,8 @@ type diagnoseCmd struct {
 // function that runs them: handled is false when the parsed command is not
 // one of them. configFile and kf are the global --config.file and
 // Kubernetes flags.
-func registerDiagnose(app *kingpin.Application, configFile *string, kf *kube.Flags) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
-	d := &diagnoseCmd{configFile: configFile, kube: kf}
+func registerDiagnose(app *kingpin.Application, configFile *string, kf *kube.Flags, cp *credProviderFlags) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
+	d := &diagnoseCmd{configFile: configFile, kube: kf, credProviders: cp}
 	c := app.Command("diagnose", "Explain in plain words whether and why an image cannot be pulled, with the credentials the kubelet would use; exit 1 when it cannot.")
 	d.pod = c.Command("pod", "Diagnose every image of a pod, with its pull secrets (or its service account's).")
 	d.pod.Arg("pod", "NAMESPACE/NAME of the pod.").Required().StringVar(&d.podName)
@@ -62,7 +63,7 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 		fmt.Fprintf(stderr, "%s: diagnose pod wants NAMESPACE/NAME, got %q\n", programName, d.podName)
 		return exitUsage, true
 	}
-	cfg, err := loadConfig(*d.configFile)
+	cfg, err := loadConfig(*d.configFile, d.credProviders)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure, true
@@ -87,6 +88,9 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
 	defer prober.Close()
 	dg := &kube.Diagnoser{Client: client, Config: cfg, Prober: prober, Out: stdout}
+	if p, _ := d.credProviders.providers(nil); p != nil {
+		dg.CredentialProviders = p
+	}
 
 	var pullable bool
 	switch cmd {

@@ -82,6 +82,9 @@ type flags struct {
 	probeVerbose bool
 
 	kube *kube.Flags // the Kubernetes join (collector/kube)
+	// credProviders are the kubelet credential provider plugins
+	// (credproviders.go).
+	credProviders *credProviderFlags
 
 	scale *scaleOutFlags // --shard*, --total-shards, --node.* (scaleout.go)
 }
@@ -112,6 +115,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	f.log = &promslog.Config{Writer: stderr}
 	promslogflag.AddFlags(app, f.log)
 	f.kube = kube.AddFlags(app)
+	f.credProviders = addCredentialProviderFlags(app)
 	f.scale = addScaleOutFlags(app)
 
 	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
@@ -122,7 +126,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		Default(config.DefaultModuleName).StringVar(&f.probeModule)
 	probeCmd.Flag("verbose", "Also print every request with its headers (credentials redacted).").
 		Short('v').BoolVar(&f.probeVerbose)
-	runDiagnose := registerDiagnose(app, &f.configFile, f.kube) // diagnose.go
+	runDiagnose := registerDiagnose(app, &f.configFile, f.kube, f.credProviders) // diagnose.go
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -151,7 +155,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 
 	if f.configCheck {
-		return checkConfig(f.configFile, stdout, stderr)
+		return checkConfig(f.configFile, f.credProviders, stdout, stderr)
 	}
 	if code, ok := runDiagnose(cmd, stdout, stderr); ok {
 		return code
@@ -165,15 +169,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-func loadConfig(path string) (*config.Config, error) {
-	if path == "" {
-		return config.LoadDefault()
+// loadConfig loads the configuration file (the embedded default when
+// path is empty) with the credential providers of the command line.
+func loadConfig(path string, cp *credProviderFlags) (*config.Config, error) {
+	opts, err := cp.configOptions(nil)
+	if err != nil {
+		return nil, err
 	}
-	return config.Load(path)
+	if path == "" {
+		return config.LoadDefaultWith(opts)
+	}
+	return config.LoadWith(path, opts)
 }
 
-func checkConfig(path string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(path)
+func checkConfig(path string, cp *credProviderFlags, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(path, cp)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
@@ -197,7 +207,7 @@ func userAgent() string {
 
 // probeOnce is the `probe` command.
 func probeOnce(f *flags, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(f.configFile)
+	cfg, err := loadConfig(f.configFile, f.credProviders)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
@@ -267,6 +277,19 @@ func serve(f *flags, stderr io.Writer) int {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	sc := config.NewSafeConfig(reg)
+	// The kubelet's credential provider plugins, read once as the kubelet
+	// reads them; the credentials they hand out are redacted from every
+	// log line too.
+	cpOpts, err := f.credProviders.configOptions(logger)
+	if err != nil {
+		logger.Error("loading the credential provider configuration", "err", err)
+		return exitFailure
+	}
+	sc.SetOptions(cpOpts)
+	if p, _ := f.credProviders.providers(logger); p != nil {
+		redacting.SetDynamicSecrets(p.Redactor)
+		logger.Info("credential providers loaded", "config", p.Source(), "providers", fmt.Sprint(p.Names()))
+	}
 
 	if f.demo {
 		demo, err := startDemo(logger)
