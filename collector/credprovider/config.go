@@ -246,6 +246,7 @@ func readConfigFile(file string) ([]providerConfig, error) {
 		}
 	}
 	if errs := validate(file, root, out); len(errs) > 0 {
+		sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })
 		return nil, errs
 	}
 	return out, nil
