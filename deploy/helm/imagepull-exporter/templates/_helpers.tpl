@@ -142,6 +142,37 @@ basicAuth:
     key: password
 {{- end -}}
 
+{{/* credentials: the mount and the projected volume of module credentials
+(components/credentials). */}}
+{{- define "imagepull-exporter.credentialsMount" -}}
+- name: credentials
+  mountPath: /etc/imagepull_exporter/credentials
+  readOnly: true
+{{- end -}}
+{{- define "imagepull-exporter.credentialsVolume" -}}
+{{- $full := include "imagepull-exporter.fullname" . -}}
+- name: credentials
+  projected:
+    sources:
+      {{- if or .Values.credentials.secrets .Values.credentials.configMaps }}
+      {{- range .Values.credentials.secrets }}
+      - secret:
+          {{- toYaml . | nindent 10 }}
+      {{- end }}
+      {{- range .Values.credentials.configMaps }}
+      - configMap:
+          {{- toYaml . | nindent 10 }}
+      {{- end }}
+      {{- else }}
+      - secret:
+          name: {{ $full }}-credentials
+          optional: true
+      - configMap:
+          name: {{ $full }}-credentials
+          optional: true
+      {{- end }}
+{{- end -}}
+
 {{/* Pod template of the exporter that runs the Kubernetes join: the
 Deployment, or each StatefulSet shard. */}}
 {{- define "imagepull-exporter.podTemplate" -}}
@@ -149,6 +180,9 @@ metadata:
   labels:
     {{- include "imagepull-exporter.selectorLabels" . | nindent 4 }}
     app.kubernetes.io/component: exporter
+    {{- range $k, $v := .Values.podLabels }}
+    {{ $k }}: {{ $v | toString | quote }}
+    {{- end }}
   annotations:
     checksum/config: {{ include "imagepull-exporter.config" . | sha256sum }}
     {{- with .Values.podAnnotations }}
@@ -188,6 +222,10 @@ spec:
         {{- if .Values.webConfig.enabled }}
         {{- include "imagepull-exporter.webConfigArg" . | nindent 8 }}
         {{- end }}
+        {{- if .Values.credentialProviders.enabled }}
+        - --kube.credential-provider-config=/etc/imagepull_exporter/credential-providers/credential-providers.yaml
+        - --kube.credential-provider-bin-dir={{ .Values.credentialProviders.binDir }}
+        {{- end }}
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -197,6 +235,9 @@ spec:
           valueFrom:
             resourceFieldRef:
               resource: limits.memory
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       ports:
         - name: http
           containerPort: {{ .Values.port }}
@@ -213,12 +254,34 @@ spec:
         {{- if .Values.webConfig.enabled }}
         {{- include "imagepull-exporter.webConfigMount" . | nindent 8 }}
         {{- end }}
+        {{- if .Values.credentials.enabled }}
+        {{- include "imagepull-exporter.credentialsMount" . | nindent 8 }}
+        {{- end }}
+        {{- if .Values.credentialProviders.enabled }}
+        - name: credential-providers
+          mountPath: /etc/imagepull_exporter/credential-providers
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
         name: {{ include "imagepull-exporter.fullname" . }}
     {{- if .Values.webConfig.enabled }}
     {{- include "imagepull-exporter.webConfigVolume" . | nindent 4 }}
+    {{- end }}
+    {{- if .Values.credentials.enabled }}
+    {{- include "imagepull-exporter.credentialsVolume" . | nindent 4 }}
+    {{- end }}
+    {{- if .Values.credentialProviders.enabled }}
+    - name: credential-providers
+      configMap:
+        name: {{ default (printf "%s-credential-providers" (include "imagepull-exporter.fullname" .)) .Values.credentialProviders.configMap }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
