@@ -1,0 +1,350 @@
+package deploytest_test
+
+import (
+	"reflect"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
+)
+
+// monitoringKinds are the prometheus-operator's kinds the chart renders.
+var monitoringKinds = []string{"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+
+// helmFails renders the chart with sets and returns helm's error text,
+// failing the test when helm renders instead.
+func helmFails(t *testing.T, sets ...string) string {
+	t.Helper()
+	out, err := dt.Helm(t, dt.HelmTemplateArgs(t, dt.MonitoringAPI, sets...)...)
+	if err == nil {
+		t.Fatalf("helm template %q rendered, want an error:\n%s", sets, out)
+	}
+	return err.Error()
+}
+
+// Without monitoring.coreos.com/v1 (no prometheus-operator CRDs) the chart
+// leaves out exactly the prometheus-operator objects, whatever asked for
+// them, and renders everything else as with them: the apiserver would
+// refuse the whole install over one object of an unknown kind.
+func TestCRDGuards(t *testing.T) {
+	for _, sets := range [][]string{
+		nil,
+		{"nodeProbe.enabled=true"},
+		{"serviceMonitor.enabled=false", "podMonitor.enabled=true", "nodeProbe.enabled=true"},
+	} {
+		with := dt.HelmTemplate(t, sets...)
+		out, err := dt.Helm(t, dt.HelmTemplateArgs(t, nil, sets...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		without, err := dt.Parse(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kept, monitoring []string
+		for _, o := range with {
+			if slices.Contains(monitoringKinds, o.Kind()) {
+				monitoring = append(monitoring, o.Key())
+			} else {
+				kept = append(kept, o.Key())
+			}
+		}
+		var got []string
+		for _, o := range without {
+			got = append(got, o.Key())
+		}
+		sort.Strings(kept)
+		sort.Strings(got)
+		if !reflect.DeepEqual(got, kept) {
+			t.Errorf("%q without the CRDs renders %q, want %q (all but %q)", sets, got, kept, monitoring)
+		}
+		// Each kind asked for is there with the CRDs.
+		want := 2 // the exporter's and the rule
+		if slices.Contains(sets, "nodeProbe.enabled=true") {
+			want = 3
+		}
+		if len(monitoring) != want {
+			t.Errorf("%q with the CRDs renders %q, want %d prometheus-operator objects", sets, monitoring, want)
+		}
+	}
+}
+
+// podMonitor scrapes the same pods, with the same job labels, interval,
+// relabelings and TLS as the ServiceMonitors it replaces, and cannot be
+// turned on next to them.
+func TestPodMonitor(t *testing.T) {
+	common := []string{"nodeProbe.enabled=true", "webConfig.enabled=true"}
+	sms := dt.HelmTemplate(t, common...)
+	pms := dt.HelmTemplate(t, append(slices.Clone(common), "serviceMonitor.enabled=false", "podMonitor.enabled=true")...)
+	if n := len(dt.OfKind(pms, "ServiceMonitor")); n != 0 {
+		t.Errorf("podMonitor: %d ServiceMonitors left", n)
+	}
+	for _, name := range []string{"imagepull-exporter", "imagepull-exporter-node"} {
+		sm := dt.Find(t, sms, "ServiceMonitor", name)
+		pm := dt.Find(t, pms, "PodMonitor", name)
+		if d := cmp.Diff(dt.Get(sm, "spec", "selector"), dt.Get(pm, "spec", "selector")); d != "" {
+			t.Errorf("%s: PodMonitor selects other pods than the ServiceMonitor (-sm +pm):\n%s", name, d)
+		}
+		if d := cmp.Diff(dt.Get(sm, "spec", "endpoints"), dt.Get(pm, "spec", "podMetricsEndpoints")); d != "" {
+			t.Errorf("%s: PodMonitor endpoints differ from the ServiceMonitor's (-sm +pm):\n%s", name, d)
+		}
+		if d := cmp.Diff(dt.Get(sm, "metadata", "labels"), dt.Get(pm, "metadata", "labels")); d != "" {
+			t.Errorf("%s: labels (-sm +pm):\n%s", name, d)
+		}
+	}
+	// The PodMonitor's selector is the pods' own labels (not the Service's).
+	dep := dt.Find(t, pms, "Deployment", "imagepull-exporter")
+	for k, v := range dt.Get(dt.Find(t, pms, "PodMonitor", "imagepull-exporter"), "spec", "selector", "matchLabels").(map[string]any) {
+		if dt.Get(dep, "spec", "template", "metadata", "labels", k) != v {
+			t.Errorf("PodMonitor selects %s=%v, the exporter's pods have %v", k, v, dt.Get(dep, "spec", "template", "metadata", "labels", k))
+		}
+	}
+	other := dt.HelmTemplate(t, "serviceMonitor.enabled=false", "podMonitor.enabled=true", "podMonitor.jobName=ipe",
+		"podMonitor.interval=1m", "podMonitor.additionalLabels.release=kps")
+	pm := dt.Find(t, other, "PodMonitor", "imagepull-exporter")
+	if dt.Get(pm, "spec", "podMetricsEndpoints", "0", "relabelings", "0", "replacement") != "ipe" ||
+		dt.Get(pm, "spec", "podMetricsEndpoints", "0", "interval") != "1m" || dt.Get(pm, "metadata", "labels", "release") != "kps" {
+		t.Errorf("podMonitor values not rendered: %v", pm)
+	}
+
+	const want = "serviceMonitor.enabled and podMonitor.enabled are exclusive (both would scrape every pod, and every series would be counted twice): set serviceMonitor.enabled=false to use the PodMonitors"
+	if got := helmFails(t, "podMonitor.enabled=true"); !strings.Contains(got, want) {
+		t.Errorf("both monitors: %s\nwant %q", got, want)
+	}
+}
+
+// The user's relabelings come after the one that sets the job label (so
+// the job the mixin selects is set first and can only be changed on
+// purpose), on every ServiceMonitor and PodMonitor; metricRelabelings are
+// there only when given.
+func TestScrapeRelabelings(t *testing.T) {
+	job := map[string]any{"action": "replace", "targetLabel": "job", "replacement": "imagepull-exporter"}
+	nodeJob := map[string]any{"action": "replace", "targetLabel": "job", "replacement": "imagepull-exporter-node"}
+	user := map[string]any{"action": "replace", "sourceLabels": []any{"__meta_kubernetes_pod_node_name"}, "targetLabel": "node_name"}
+	drop := map[string]any{"action": "drop", "sourceLabels": []any{"__name__"}, "regex": "go_.*"}
+	for _, m := range []struct{ kind, key, endpoints string }{
+		{"ServiceMonitor", "serviceMonitor", "endpoints"},
+		{"PodMonitor", "podMonitor", "podMetricsEndpoints"},
+	} {
+		sets := []string{"nodeProbe.enabled=true",
+			m.key + ".relabelings[0].action=replace", m.key + ".relabelings[0].sourceLabels[0]=__meta_kubernetes_pod_node_name", m.key + ".relabelings[0].targetLabel=node_name",
+			m.key + ".metricRelabelings[0].action=drop", m.key + ".metricRelabelings[0].sourceLabels[0]=__name__", m.key + ".metricRelabelings[0].regex=go_.*"}
+		plain := []string{"nodeProbe.enabled=true"}
+		if m.kind == "PodMonitor" {
+			sets = append(sets, "serviceMonitor.enabled=false", "podMonitor.enabled=true")
+			plain = append(plain, "serviceMonitor.enabled=false", "podMonitor.enabled=true")
+		}
+		objs := dt.HelmTemplate(t, sets...)
+		defaults := dt.HelmTemplate(t, plain...)
+		for name, j := range map[string]any{"imagepull-exporter": job, "imagepull-exporter-node": nodeJob} {
+			ep := dt.Get(dt.Find(t, objs, m.kind, name), "spec", m.endpoints, "0")
+			if d := cmp.Diff([]any{j, user}, dt.Get(ep, "relabelings")); d != "" {
+				t.Errorf("%s %s relabelings (-want +got):\n%s", m.kind, name, d)
+			}
+			if d := cmp.Diff([]any{drop}, dt.Get(ep, "metricRelabelings")); d != "" {
+				t.Errorf("%s %s metricRelabelings (-want +got):\n%s", m.kind, name, d)
+			}
+			def := dt.Get(dt.Find(t, defaults, m.kind, name), "spec", m.endpoints, "0").(map[string]any)
+			if _, ok := def["metricRelabelings"]; ok || !reflect.DeepEqual(def["relabelings"], []any{j}) {
+				t.Errorf("%s %s by default: relabelings %v, metricRelabelings %v; want only the job's", m.kind, name, def["relabelings"], def["metricRelabelings"])
+			}
+		}
+	}
+}
+
+// The PodDisruptionBudget covers the pods that run the join (the
+// Deployment, or the shards), never the node probes, and takes one of
+// minAvailable or maxUnavailable.
+func TestPodDisruptionBudget(t *testing.T) {
+	if pdbs := dt.OfKind(dt.HelmTemplate(t), "PodDisruptionBudget"); len(pdbs) != 0 {
+		t.Errorf("a PodDisruptionBudget by default: %v", pdbs)
+	}
+	for _, c := range []struct {
+		sets     []string
+		workload string
+		spec     map[string]any // without the selector
+	}{
+		{[]string{"podDisruptionBudget.enabled=true", "nodeProbe.enabled=true"}, "Deployment", map[string]any{"maxUnavailable": float64(1)}},
+		{[]string{"podDisruptionBudget.enabled=true", "sharding.enabled=true", "podDisruptionBudget.maxUnavailable=34%"}, "StatefulSet", map[string]any{"maxUnavailable": "34%"}},
+		{[]string{"podDisruptionBudget.enabled=true", "sharding.enabled=true", "podDisruptionBudget.minAvailable=2"}, "StatefulSet", map[string]any{"minAvailable": float64(2)}},
+		{[]string{"podDisruptionBudget.enabled=true", "podDisruptionBudget.minAvailable=50%"}, "Deployment", map[string]any{"minAvailable": "50%"}},
+	} {
+		objs := dt.HelmTemplate(t, c.sets...)
+		pdb := dt.Find(t, objs, "PodDisruptionBudget", "imagepull-exporter")
+		spec := dt.Get(pdb, "spec").(map[string]any)
+		sel := spec["selector"]
+		got := map[string]any{}
+		for k, v := range spec {
+			if k != "selector" {
+				got[k] = v
+			}
+		}
+		if d := cmp.Diff(c.spec, got); d != "" {
+			t.Errorf("%q: spec (-want +got):\n%s", c.sets, d)
+		}
+		w := dt.Find(t, objs, c.workload, "imagepull-exporter")
+		if d := cmp.Diff(dt.Get(w, "spec", "selector"), sel); d != "" {
+			t.Errorf("%q: the PDB selects other pods than the %s (-workload +pdb):\n%s", c.sets, c.workload, d)
+		}
+		for _, ds := range dt.OfKind(objs, "DaemonSet") {
+			if reflect.DeepEqual(dt.Get(ds, "spec", "selector"), sel) {
+				t.Errorf("%q: the PDB selects the node probes", c.sets)
+			}
+		}
+	}
+}
+
+// topologySpreadConstraints go to the exporter's pods (not the DaemonSet's,
+// one per node anyway); one without labelSelector spreads the exporter's
+// own pods.
+func TestTopologySpreadAndPodValues(t *testing.T) {
+	objs := dt.HelmTemplate(t, "sharding.enabled=true", "nodeProbe.enabled=true",
+		"topologySpreadConstraints[0].maxSkew=1", "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone", "topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+		"topologySpreadConstraints[1].maxSkew=2", "topologySpreadConstraints[1].topologyKey=kubernetes.io/hostname", "topologySpreadConstraints[1].whenUnsatisfiable=DoNotSchedule",
+		"topologySpreadConstraints[1].labelSelector.matchLabels.team=a",
+		"priorityClassName=system-cluster-critical", "podAnnotations.example\\.com/scrape=true", "podLabels.tier=1")
+	sts := dt.Find(t, objs, "StatefulSet", "imagepull-exporter")
+	want := []any{
+		map[string]any{"maxSkew": float64(1), "topologyKey": "topology.kubernetes.io/zone", "whenUnsatisfiable": "ScheduleAnyway",
+			"labelSelector": dt.Get(sts, "spec", "selector")},
+		map[string]any{"maxSkew": float64(2), "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "DoNotSchedule",
+			"labelSelector": map[string]any{"matchLabels": map[string]any{"team": "a"}}},
+	}
+	if d := cmp.Diff(want, dt.Get(sts, "spec", "template", "spec", "topologySpreadConstraints")); d != "" {
+		t.Errorf("topologySpreadConstraints (-want +got):\n%s", d)
+	}
+	ds := dt.Find(t, objs, "DaemonSet", "imagepull-exporter-node")
+	if c := dt.Get(ds, "spec", "template", "spec", "topologySpreadConstraints"); c != nil {
+		t.Errorf("the node probes got topologySpreadConstraints %v", c)
+	}
+	// Every pod of the chart: the priority class, and the annotations and
+	// labels as strings, whatever --set made of them.
+	for _, w := range []dt.Object{sts, ds} {
+		pod := dt.Get(w, "spec", "template").(map[string]any)
+		if dt.Get(pod, "spec", "priorityClassName") != "system-cluster-critical" ||
+			dt.Get(pod, "metadata", "annotations", "example.com/scrape") != "true" ||
+			dt.Get(pod, "metadata", "labels", "tier") != "1" {
+			t.Errorf("%s: priorityClassName %v, annotations %v, labels %v", w.Key(), dt.Get(pod, "spec", "priorityClassName"),
+				dt.Get(pod, "metadata", "annotations"), dt.Get(pod, "metadata", "labels"))
+		}
+	}
+}
+
+// ruleSummary lists a PrometheusRule's rules as "group/alert-or-record" in
+// order, with the rules themselves by the same key (an alert with two
+// severities appears twice).
+func ruleSummary(t *testing.T, objs []dt.Object) ([]string, []map[string]any) {
+	t.Helper()
+	pr := dt.Find(t, objs, "PrometheusRule", "imagepull-exporter")
+	var keys []string
+	var rules []map[string]any
+	for _, g := range dt.Get(pr, "spec", "groups").([]any) {
+		g := g.(map[string]any)
+		for _, r := range g["rules"].([]any) {
+			r := r.(map[string]any)
+			name, _ := r["alert"].(string)
+			if name == "" {
+				name = "record:" + r["record"].(string)
+			}
+			keys = append(keys, g["name"].(string)+"/"+name)
+			rules = append(rules, r)
+		}
+	}
+	return keys, rules
+}
+
+// disabledAlerts removes exactly the named alerts (both severities of one
+// that has two), and a group left empty; the rest is the mixin's, rule for
+// rule. A name that is no alert is an error naming it.
+func TestDisabledAlerts(t *testing.T) {
+	allKeys, allRules := ruleSummary(t, dt.HelmTemplate(t))
+	disabled := []string{"ImagePullRegistryUnreachable", "ImagePullTagDrift", "ImagePullExporterShardMissing", "ImagePullExporterShardsMisconfigured"}
+	sets := []string{"prometheusRule.disabledAlerts={" + strings.Join(disabled, ",") + "}"}
+	keys, rules := ruleSummary(t, dt.HelmTemplate(t, sets...))
+	var wantKeys []string
+	var wantRules []map[string]any
+	removed := 0
+	for i, k := range allKeys {
+		if slices.Contains(disabled, k[strings.Index(k, "/")+1:]) {
+			removed++
+			continue
+		}
+		wantKeys = append(wantKeys, k)
+		wantRules = append(wantRules, allRules[i])
+	}
+	// Two severities of ImagePullRegistryUnreachable, one each of the others.
+	if removed != 5 {
+		t.Fatalf("the mixin has %d rules named %q, the test expects 5: update the test", removed, disabled)
+	}
+	if d := cmp.Diff(wantKeys, keys); d != "" {
+		t.Errorf("rules with %q (-want +got):\n%s", disabled, d)
+	}
+	if d := cmp.Diff(wantRules, rules); d != "" {
+		t.Errorf("the rules kept differ from the mixin's (-want +got):\n%s", d)
+	}
+	pr := dt.Find(t, dt.HelmTemplate(t, sets...), "PrometheusRule", "imagepull-exporter")
+	for _, g := range dt.Get(pr, "spec", "groups").([]any) {
+		if name := dt.Get(g, "name"); name == "imagepull-scaleout" {
+			t.Errorf("group %v is left with no rules but still rendered: %v", name, g)
+		}
+	}
+
+	const want = `prometheusRule.disabledAlerts: "ImagePullTagdrift" is not an alert of the mixin; its alerts are ImagePullExporterConfigBroken, `
+	if got := helmFails(t, "prometheusRule.disabledAlerts={ImagePullTagdrift}"); !strings.Contains(got, want) || !strings.Contains(got, " ImagePullTagDrift,") {
+		t.Errorf("a misspelt alert: %s\nwant %q and the alerts' names", got, want)
+	}
+	// Also when the PrometheusRule is left out for want of the CRDs: the
+	// same values must not fail only on the next cluster.
+	if _, err := dt.Helm(t, dt.HelmTemplateArgs(t, nil, "prometheusRule.disabledAlerts={ImagePullTagdrift}")...); err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("a misspelt alert without the CRDs: %v", err)
+	}
+}
+
+// additionalRuleLabels go on every alert and on no recording rule (a label
+// there would change the series every dashboard queries); an alert's own
+// label of the same name wins.
+func TestAdditionalRuleLabels(t *testing.T) {
+	_, plain := ruleSummary(t, dt.HelmTemplate(t))
+	keys, rules := ruleSummary(t, dt.HelmTemplate(t, "prometheusRule.additionalRuleLabels.team=platform",
+		"prometheusRule.additionalRuleLabels.severity=page", "prometheusRule.additionalRuleLabels.paged=true"))
+	alerts := 0
+	for i, r := range rules {
+		if r["alert"] == nil {
+			if d := cmp.Diff(plain[i], r); d != "" {
+				t.Errorf("%s: a recording rule changed (-want +got):\n%s", keys[i], d)
+			}
+			continue
+		}
+		alerts++
+		want := map[string]any{}
+		for k, v := range plain[i]["labels"].(map[string]any) {
+			want[k] = v
+		}
+		want["team"], want["paged"] = "platform", "true"
+		if d := cmp.Diff(want, r["labels"]); d != "" {
+			t.Errorf("%s: labels (-want +got):\n%s", keys[i], d)
+		}
+		if r["labels"].(map[string]any)["severity"] == "page" {
+			t.Errorf("%s: additionalRuleLabels overrode the alert's severity", keys[i])
+		}
+		rest := func(m map[string]any) map[string]any {
+			c := map[string]any{}
+			for k, v := range m {
+				if k != "labels" {
+					c[k] = v
+				}
+			}
+			return c
+		}
+		if d := cmp.Diff(rest(plain[i]), rest(r)); d != "" {
+			t.Errorf("%s: more than the labels changed (-want +got):\n%s", keys[i], d)
+		}
+	}
+	if alerts == 0 {
+		t.Fatal("no alerts rendered")
+	}
+}
