@@ -1,6 +1,10 @@
 package deploytest_test
 
 import (
+	"encoding/json"
+	"maps"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"sort"
@@ -10,6 +14,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
 
 // monitoringKinds are the prometheus-operator's kinds the chart renders.
@@ -346,5 +351,110 @@ func TestAdditionalRuleLabels(t *testing.T) {
 	}
 	if alerts == 0 {
 		t.Fatal("no alerts rendered")
+	}
+}
+
+// Limits a dashboard ConfigMap must stay under. A ConfigMap's data cannot
+// exceed 1 MiB (the apiserver refuses it). The tighter one is the
+// annotations' 256 KiB: client-side `kubectl apply` (-k too) copies the
+// whole object into kubectl.kubernetes.io/last-applied-configuration, the
+// classic failure of big dashboards.
+const (
+	configMapDataLimit  = 1 << 20
+	annotationSizeLimit = 256 << 10
+)
+
+// The dashboards ConfigMaps, from the chart and from the kustomize
+// component: one per dashboards/*.json, the file's exact bytes under its
+// own name, the Grafana sidecar's label, and small enough to apply.
+func TestDashboards(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	files, err := filepath.Glob(filepath.Join(root, "dashboards", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no dashboards/*.json: %v", err)
+	}
+	want := map[string]string{} // ConfigMap name -> file name
+	contents := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(f)
+		contents[name] = string(b)
+		want["imagepull-exporter-dashboard-"+strings.TrimPrefix(strings.TrimSuffix(name, ".json"), "imagepull-")] = name
+	}
+	dashboardMaps := func(objs []dt.Object) map[string]dt.Object {
+		out := map[string]dt.Object{}
+		for _, o := range dt.OfKind(objs, "ConfigMap") {
+			if strings.Contains(o.Name(), "-dashboard-") {
+				out[o.Name()] = o
+			}
+		}
+		return out
+	}
+	if got := dashboardMaps(dt.HelmTemplate(t)); len(got) != 0 {
+		t.Errorf("dashboards by default: %v", got)
+	}
+	for name, objs := range map[string][]dt.Object{
+		"helm":      dt.HelmTemplate(t, "dashboards.enabled=true"),
+		"kustomize": dt.Kustomize(t, "deploy/overlays/dashboards"),
+	} {
+		got := dashboardMaps(objs)
+		var gotNames, wantNames []string
+		for n := range got {
+			gotNames = append(gotNames, n)
+		}
+		for n := range want {
+			wantNames = append(wantNames, n)
+		}
+		sort.Strings(gotNames)
+		sort.Strings(wantNames)
+		if !reflect.DeepEqual(gotNames, wantNames) {
+			t.Errorf("%s: dashboard ConfigMaps %q, want %q", name, gotNames, wantNames)
+			continue
+		}
+		for cm, file := range want {
+			o := got[cm]
+			data := o["data"].(map[string]any)
+			if len(data) != 1 || data[file] != contents[file] {
+				t.Errorf("%s %s: data keys %v: want exactly %s with dashboards/%s's bytes", name, cm, slices.Sorted(maps.Keys(data)), file, file)
+			}
+			var dash map[string]any
+			if err := json.Unmarshal([]byte(data[file].(string)), &dash); err != nil || dash["uid"] != strings.TrimSuffix(file, ".json") {
+				t.Errorf("%s %s: not the dashboard (uid %v): %v", name, cm, dash["uid"], err)
+			}
+			if o.Namespace() != dt.Namespace || dt.Get(o, "metadata", "labels", "grafana_dashboard") != "1" {
+				t.Errorf("%s %s: namespace %q, labels %v: want %s and grafana_dashboard: \"1\"", name, cm, o.Namespace(), dt.Get(o, "metadata", "labels"), dt.Namespace)
+			}
+			size := 0
+			for _, v := range data {
+				size += len(v.(string))
+			}
+			whole, err := json.Marshal(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if size >= configMapDataLimit || len(whole) >= annotationSizeLimit {
+				t.Errorf("%s %s: %d bytes of data, %d as a whole: over the ConfigMap limit (%d) or too big for kubectl apply's last-applied annotation (%d)",
+					name, cm, size, len(whole), configMapDataLimit, annotationSizeLimit)
+			}
+			t.Logf("%s %s: %d bytes (limits: %d data, %d for client-side apply)", name, cm, len(whole), configMapDataLimit, annotationSizeLimit)
+		}
+	}
+
+	// The chart's label, namespace, labels and annotations are the user's.
+	objs := dt.HelmTemplate(t, "dashboards.enabled=true", "dashboards.label=grafana_dashboards", "dashboards.labelValue=true",
+		"dashboards.namespace=monitoring", "dashboards.additionalLabels.team=platform", "dashboards.annotations.grafana_folder=Image pulls")
+	got := dashboardMaps(objs)
+	if len(got) != len(want) {
+		t.Fatalf("%d dashboard ConfigMaps, want %d", len(got), len(want))
+	}
+	for cm, o := range got {
+		labels := dt.Get(o, "metadata", "labels").(map[string]any)
+		if o.Namespace() != "monitoring" || labels["grafana_dashboards"] != "true" || labels["team"] != "platform" || labels["grafana_dashboard"] != nil ||
+			!reflect.DeepEqual(dt.Get(o, "metadata", "annotations"), map[string]any{"grafana_folder": "Image pulls"}) {
+			t.Errorf("%s: namespace %q, labels %v, annotations %v", cm, o.Namespace(), labels, dt.Get(o, "metadata", "annotations"))
+		}
 	}
 }

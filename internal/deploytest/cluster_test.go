@@ -106,6 +106,7 @@ func renderings(t *testing.T) []rendering {
 		{"credentials.enabled=true"},
 		{"credentialProviders.enabled=true"},
 		{"nodeProbe.enabled=true", "nodeProbe.credentialProviders.enabled=true"},
+		{"dashboards.enabled=true"},
 		allSets,
 	} {
 		out = append(out, rendering{fmt.Sprintf("helm %v", sets), dt.HelmTemplateYAML(t, sets...), !slices.Contains(sets, "nodeProbe.enabled=true")})
