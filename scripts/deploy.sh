@@ -9,6 +9,8 @@
 #                      deploy/helm/imagepull-exporter/files/dashboards/*.json    mixin -> dashboards
 #                      deploy/components/dashboards/{kustomization.yaml,*.json}  the same, for kustomize
 #                      deploy/helm/imagepull-exporter/files/config.yml  copy of deploy/base/config.yml
+#                      deploy/helm/imagepull-exporter/README.md   from values.yaml's comments and
+#                                                                 values.schema.json (internal/cmd/chartdoc)
 #                    and remove files from the dashboards directories that
 #                    the mixin no longer renders
 #   check-generated  fail when any of them differs from a fresh render, or
@@ -19,7 +21,7 @@
 # alerts/*.yaml, the same dashboards as dashboards/*.json.
 # go test ./internal/deploytest/ checks the same with go-jsonnet.
 #
-# Tools: jsonnet in bin/ (scripts/install-deps.sh).
+# Tools: jsonnet in bin/ (scripts/install-deps.sh), go.
 #
 # Usage: scripts/deploy.sh generate|check-generated
 set -euo pipefail
@@ -60,6 +62,9 @@ render() {
 	# carries a copy.
 	mkdir -p "$1/$chart/files"
 	cp deploy/base/config.yml "$1/$chart/files/config.yml"
+	# The chart's README documents every value from values.yaml's comments
+	# and the schema's types; it fails when the two disagree.
+	go run ./internal/cmd/chartdoc -chart "$chart" -o "$1/$chart/README.md"
 }
 
 render "$tmp"

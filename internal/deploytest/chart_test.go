@@ -2,6 +2,7 @@ package deploytest_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/imagepull/imagepull_exporter/internal/chartdoc"
 	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
@@ -457,4 +459,134 @@ func TestDashboards(t *testing.T) {
 			t.Errorf("%s: namespace %q, labels %v, annotations %v", cm, o.Namespace(), labels, dt.Get(o, "metadata", "annotations"))
 		}
 	}
+}
+
+// schemaRejects are values the schema must refuse, with the exact part of
+// helm's message that names the value and what is wrong with it.
+var schemaRejects = []struct {
+	set  string
+	want string
+}{
+	// The issue's three.
+	{"resources=foo", "- at '/resources': got string, want object"},
+	{"serviceMonitor.enabeld=true", "- at '/serviceMonitor': additional properties 'enabeld' not allowed"},
+	{"port=abc", "- at '/port': got string, want integer"},
+	// Unknown keys anywhere, types, ranges, enums, patterns.
+	{"enabeld=true", "- at '': additional properties 'enabeld' not allowed"},
+	{"nodeProbe.credentialProviders.enable=true", "- at '/nodeProbe/credentialProviders': additional properties 'enable' not allowed"},
+	{"port=70000", "- at '/port': maximum: got 70,000, want 65,535"},
+	{"networkPolicy.registries.extraPorts={http}", "- at '/networkPolicy/registries/extraPorts/0': got string, want integer"},
+	{"sharding.replicas=0", "- at '/sharding/replicas': minimum: got 0, want 1"},
+	{"image.pullPolicy=always", "- at '/image/pullPolicy': value must be one of 'Always', 'IfNotPresent', 'Never'"},
+	{"serviceMonitor.interval=30sec", "- at '/serviceMonitor/interval': '30sec' does not match pattern"},
+	{"podMonitor.scrapeTimeout=10", "- at '/podMonitor/scrapeTimeout': got number, want string"},
+	{"resources.limits.memory=512MB", "- at '/resources/limits/memory': '512MB' does not match pattern"},
+	{"resources.limit.memory=512Mi", "- at '/resources': additional properties 'limit' not allowed"},
+	{"podDisruptionBudget.maxUnavailable=half", "- at '/podDisruptionBudget/maxUnavailable': 'half' does not match pattern '^[0-9]+%$'"},
+	{"podLabels.tier=front end", "- at '/podLabels/tier': 'front end' does not match pattern"},
+	{"prometheusRule.additionalRuleLabels.team-name=x", "'team-name' does not match pattern '^[a-zA-Z_][a-zA-Z0-9_]*$'"},
+	{"prometheusRule.disabledAlerts=ImagePullTagDrift", "- at '/prometheusRule/disabledAlerts': got string, want array"},
+	{"nodeProbe.credentialProviders.binDir=usr/libexec", "- at '/nodeProbe/credentialProviders/binDir': 'usr/libexec' does not match pattern '^/'"},
+	{"credentials.secrets[0].nam=harbor", "- at '/credentials/secrets/0': missing property 'name'"},
+	{"dashboards.namespace=Monitoring", "- at '/dashboards/namespace': 'Monitoring' does not match pattern"},
+	{"topologySpreadConstraints[0].maxSkew=1", "- at '/topologySpreadConstraints/0': missing properties 'topologyKey', 'whenUnsatisfiable'"},
+	{"extraArgs=--kube.namespaces=a", "- at '/extraArgs': got string, want array"},
+	{"config=foo", "- at '/config': got string, want object"},
+}
+
+// values.schema.json covers every value of values.yaml and nothing else
+// (internal/chartdoc walks both; the chart's README is generated from the
+// same walk), is strict wherever the shape is the chart's own, accepts the
+// defaults and every option the tests use, and refuses each bad value with
+// a message that names it, in `helm template` and `helm lint` alike (the
+// cluster test adds `helm install`).
+func TestValuesSchema(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	values, err := os.ReadFile(filepath.Join(root, dt.Chart, "values.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemaJSON, err := os.ReadFile(filepath.Join(root, dt.Chart, "values.schema.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := chartdoc.Values(values, schemaJSON)
+	if err != nil {
+		t.Fatalf("values.yaml and values.schema.json disagree:\n%v", err)
+	}
+	if len(rows) < 100 {
+		t.Errorf("only %d documented values: did the walk stop early?", len(rows))
+	}
+	// Every object schema with properties — the chart's own shapes, inline
+	// or in definitions — refuses unknown keys.
+	var schema map[string]any
+	if err := json.Unmarshal(schemaJSON, &schema); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, s any)
+	walk = func(path string, s any) {
+		switch x := s.(type) {
+		case map[string]any:
+			if _, ok := x["properties"]; ok && x["additionalProperties"] != false && !strings.Contains(path, "topologySpreadConstraints") &&
+				!strings.HasPrefix(path, "/definitions/envVars") && !strings.HasPrefix(path, "/definitions/volume") {
+				t.Errorf("schema %s has properties but allows others (additionalProperties: false)", path)
+			}
+			for k, v := range x {
+				walk(path+"/"+k, v)
+			}
+		case []any:
+			for i, v := range x {
+				walk(fmt.Sprintf("%s/%d", path, i), v)
+			}
+		}
+	}
+	walk("", schema)
+
+	for _, args := range [][]string{
+		{"lint", "--strict", filepath.Join(root, dt.Chart)},
+		append([]string{"lint", "--strict", filepath.Join(root, dt.Chart)}, setArgs(chartOptions)...),
+	} {
+		if out, err := dt.Helm(t, args...); err != nil {
+			t.Errorf("%v\n%s", err, out)
+		}
+	}
+	for _, r := range schemaRejects {
+		t.Run(r.set, func(t *testing.T) {
+			if got := helmFails(t, r.set); !strings.Contains(got, "values don't meet the specifications of the schema") || !strings.Contains(got, r.want) {
+				t.Errorf("helm template --set %s:\n%s\nwant %q", r.set, got, r.want)
+			}
+			out, err := dt.Helm(t, "lint", "--strict", filepath.Join(root, dt.Chart), "--set", r.set)
+			if err == nil || !strings.Contains(string(out), r.want) {
+				t.Errorf("helm lint --set %s: %v\n%s\nwant %q", r.set, err, out, r.want)
+			}
+		})
+	}
+}
+
+// chartOptions turns on every option the chart has that the overlays do
+// not cover, each in a way the schema must accept and the apiserver too
+// (cluster_test.go applies it).
+var chartOptions = []string{
+	"nodeProbe.enabled=true", "sharding.enabled=true", "serviceMonitor.enabled=false", "podMonitor.enabled=true",
+	"podMonitor.relabelings[0].action=replace", "podMonitor.relabelings[0].sourceLabels[0]=__meta_kubernetes_pod_node_name",
+	"podMonitor.relabelings[0].targetLabel=node_name",
+	"podMonitor.metricRelabelings[0].action=drop", "podMonitor.metricRelabelings[0].sourceLabels[0]=__name__", "podMonitor.metricRelabelings[0].regex=go_.*",
+	"podMonitor.additionalLabels.release=kube-prometheus-stack", "podMonitor.interval=1m", "podMonitor.scrapeTimeout=20s",
+	"podDisruptionBudget.enabled=true", "podDisruptionBudget.maxUnavailable=34%",
+	"topologySpreadConstraints[0].maxSkew=1", "topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+	"topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+	"priorityClassName=system-cluster-critical", "podAnnotations.example\\.com/owner=platform", "podLabels.tier=1",
+	"nodeSelector.kubernetes\\.io/os=linux",
+	"prometheusRule.disabledAlerts={ImagePullTagDrift,ImagePullRegistryUnreachable}",
+	"prometheusRule.additionalRuleLabels.team=platform", "prometheusRule.additionalLabels.release=kube-prometheus-stack",
+	"dashboards.enabled=true", "dashboards.annotations.grafana_folder=Image pulls", "dashboards.additionalLabels.team=platform",
+	"resources.limits.memory=1Gi",
+}
+
+func setArgs(sets []string) []string {
+	var out []string
+	for _, s := range sets {
+		out = append(out, "--set", s)
+	}
+	return out
 }

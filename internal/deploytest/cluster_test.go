@@ -108,6 +108,7 @@ func renderings(t *testing.T) []rendering {
 		{"nodeProbe.enabled=true", "nodeProbe.credentialProviders.enabled=true"},
 		{"dashboards.enabled=true"},
 		allSets,
+		chartOptions,
 	} {
 		out = append(out, rendering{fmt.Sprintf("helm %v", sets), dt.HelmTemplateYAML(t, sets...), !slices.Contains(sets, "nodeProbe.enabled=true")})
 	}

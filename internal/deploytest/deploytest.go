@@ -216,28 +216,37 @@ func HelmTemplate(t testing.TB, sets ...string) []Object {
 
 // Helm runs bin/helm with args and returns its standard output, or an
 // error that holds its standard error: for the tests of what helm refuses.
-// It fails the test only when helm cannot run or does not finish.
+// It fails the test only when helm cannot run or does not finish. Helm's
+// homes and kube's discovery cache are a fresh directory (HOME): nothing of
+// the user's is read, and a cluster's APIs are never remembered from an
+// earlier run.
 func Helm(t testing.TB, args ...string) ([]byte, error) {
 	t.Helper()
-	return runE(t, testenv.Bin(t, "helm"), args...)
+	home := t.TempDir()
+	return runE(t, []string{"HOME=" + home, "HELM_CACHE_HOME=" + home + "/cache", "HELM_CONFIG_HOME=" + home + "/config",
+		"HELM_DATA_HOME=" + home + "/data"}, testenv.Bin(t, "helm"), args...)
 }
 
 func run(t testing.TB, bin string, args ...string) []byte {
 	t.Helper()
-	out, err := runE(t, bin, args...)
+	out, err := runE(t, nil, bin, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
 }
 
-// runE runs bin with args and returns its standard output; a non-zero exit
-// is an error with the standard error in its text.
-func runE(t testing.TB, bin string, args ...string) ([]byte, error) {
+// runE runs bin with args, and env added to the environment, and returns
+// its standard output; a non-zero exit is an error with the standard error
+// in its text.
+func runE(t testing.TB, env []string, bin string, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/imagepull/imagepull_exporter/collector/config"
+	"github.com/imagepull/imagepull_exporter/internal/chartdoc"
 	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
@@ -555,6 +556,11 @@ func TestGeneratedFilesCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	files[dt.Chart+"/files/config.yml"] = string(config)
+	readme, err := chartdoc.Render(filepath.Join(root, dt.Chart))
+	if err != nil {
+		t.Fatalf("the chart's README cannot be generated: %v", err)
+	}
+	files[dt.Chart+"/README.md"] = string(readme)
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join(root, name))
 		if err != nil {

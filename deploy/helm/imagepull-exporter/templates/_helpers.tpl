@@ -312,7 +312,7 @@ spec:
     {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
-    {{- toYaml . | nindent 4 }}
+    {{- include "imagepull-exporter.stringMapAt" (list 4 .) }}
   {{- end }}
   {{- with .Values.tolerations }}
   tolerations:
