@@ -84,7 +84,6 @@ func TestHelmInstall(t *testing.T) {
 		} {
 			t.Run(c.release, func(t *testing.T) {
 				out := mustHelm(t, append([]string{"install", c.release, chart, "--namespace", "ns-" + c.release, "--create-namespace"}, setArgs(c.sets)...)...)
-				t.Logf("helm install %s:\n%s", c.release, out)
 				for _, l := range c.notes {
 					if !slices.Contains(strings.Split(out, "\n"), l) {
 						t.Errorf("notes lack the line %q:\n%s", l, out)
@@ -105,6 +104,16 @@ func TestHelmInstall(t *testing.T) {
 					t.Error(err)
 				}
 			})
+		}
+	})
+
+	// What the guard prevents: the same chart rendered as if the CRDs were
+	// there is refused by this apiserver.
+	t.Run("unguarded", func(t *testing.T) {
+		k.EnsureNamespace(t, dt.Namespace)
+		out, err := k.Kubectl(t, "", strings.NewReader(string(dt.HelmTemplateYAML(t))), "--cache-dir", t.TempDir(), "apply", "--dry-run=server", "-f", "-")
+		if err == nil || !strings.Contains(out, `no matches for kind "ServiceMonitor" in version "monitoring.coreos.com/v1"`) {
+			t.Errorf("a ServiceMonitor applied to a cluster without its CRD: %v\n%s", err, out)
 		}
 	})
 
