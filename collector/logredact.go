@@ -19,14 +19,40 @@ import (
 // texts the prober already redacts; this is the last line of defence for
 // the one sink every part of the exporter writes to.
 type RedactingHandler struct {
-	next slog.Handler
-	red  *atomic.Pointer[probe.Redactor]
+	next  slog.Handler
+	red   *atomic.Pointer[probe.Redactor]
+	extra *atomic.Pointer[func() *probe.Redactor]
+}
+
+// SetDynamicSecrets makes the handler also redact with the redactor f
+// returns at each record: the credentials credential provider plugins hand
+// out while the exporter runs (credprovider.Providers.Redactor), which no
+// configuration holds.
+func (h *RedactingHandler) SetDynamicSecrets(f func() *probe.Redactor) {
+	h.extra.Store(&f)
+}
+
+// redactor is what redactAttr applies.
+type redactor interface{ Redact(string) string }
+
+// both applies the configuration's redactor, then the dynamic one.
+type both struct{ a, b *probe.Redactor }
+
+func (r both) Redact(s string) string { return r.b.Redact(r.a.Redact(s)) }
+
+// current is the redactor to apply now.
+func (h *RedactingHandler) current() redactor {
+	red := h.red.Load()
+	if f := h.extra.Load(); f != nil {
+		return both{red, (*f)()}
+	}
+	return red
 }
 
 // NewRedactingHandler wraps next. Until SetSecrets is called only the
 // shape rules apply.
 func NewRedactingHandler(next slog.Handler) *RedactingHandler {
-	h := &RedactingHandler{next: next, red: &atomic.Pointer[probe.Redactor]{}}
+	h := &RedactingHandler{next: next, red: &atomic.Pointer[probe.Redactor]{}, extra: &atomic.Pointer[func() *probe.Redactor]{}}
 	h.red.Store(probe.NewRedactor())
 	return h
 }
@@ -55,7 +81,7 @@ func (h *RedactingHandler) Enabled(ctx context.Context, level slog.Level) bool {
 
 // Handle implements slog.Handler.
 func (h *RedactingHandler) Handle(ctx context.Context, rec slog.Record) error {
-	red := h.red.Load()
+	red := h.current()
 	out := slog.NewRecord(rec.Time, rec.Level, red.Redact(rec.Message), rec.PC)
 	rec.Attrs(func(a slog.Attr) bool {
 		out.AddAttrs(redactAttr(red, a))
@@ -67,20 +93,20 @@ func (h *RedactingHandler) Handle(ctx context.Context, rec slog.Record) error {
 // WithAttrs implements slog.Handler. The attributes are redacted with the
 // secrets known now.
 func (h *RedactingHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	red := h.red.Load()
+	red := h.current()
 	clean := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
 		clean[i] = redactAttr(red, a)
 	}
-	return &RedactingHandler{next: h.next.WithAttrs(clean), red: h.red}
+	return &RedactingHandler{next: h.next.WithAttrs(clean), red: h.red, extra: h.extra}
 }
 
 // WithGroup implements slog.Handler.
 func (h *RedactingHandler) WithGroup(name string) slog.Handler {
-	return &RedactingHandler{next: h.next.WithGroup(name), red: h.red}
+	return &RedactingHandler{next: h.next.WithGroup(name), red: h.red, extra: h.extra}
 }
 
-func redactAttr(red *probe.Redactor, a slog.Attr) slog.Attr {
+func redactAttr(red redactor, a slog.Attr) slog.Attr {
 	v := a.Value.Resolve()
 	switch v.Kind() {
 	case slog.KindString:

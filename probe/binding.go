@@ -55,12 +55,24 @@ type UnboundError struct {
 	Module   string   // the module's name; may be empty
 	Registry string   // the registry that was asked for
 	Bound    []string // the registries the credentials are bound to
+	// Provider names the module's credential provider when the
+	// credentials come from one (auth.credential_provider).
+	Provider string
 }
 
 func (e *UnboundError) Error() string {
 	mod := "the module"
 	if e.Module != "" {
 		mod = fmt.Sprintf("module %q", e.Module)
+	}
+	if e.Provider != "" {
+		narrowed := ""
+		if len(e.Bound) > 0 {
+			narrowed = " and to its auth.registries " + strings.Join(e.Bound, ", ")
+		}
+		return fmt.Sprintf("the credentials of %s come from %s and are bound to the images its matchImages cover%s; "+
+			"registry %s is not among them: add it to the provider's matchImages (in the credential provider configuration) or to auth.registries",
+			mod, e.Provider, narrowed, e.Registry)
 	}
 	bound := "no registry (no auth.registries, and no configured target uses the module)"
 	if len(e.Bound) > 0 {
@@ -75,6 +87,12 @@ func (e *UnboundError) Error() string {
 // credentials, or registry is one it is bound to. Otherwise it returns an
 // *UnboundError; its Module is left empty for the caller to fill.
 func (m Module) CheckBinding(registry string) error {
+	if a := m.Auth; a.CredentialProvider != "" && a.Provider != nil && a.Username == "" && a.DockerConfig == "" {
+		if a.Provider.CoversRegistry(registry) && (len(a.Registries) == 0 || RegistryBound(a.Registries, registry)) {
+			return nil
+		}
+		return &UnboundError{Registry: registry, Bound: a.Registries, Provider: a.Provider.Name()}
+	}
 	if !m.Auth.HasStaticCredentials() {
 		return nil
 	}
@@ -177,10 +195,38 @@ func ValidateRegistryGlob(g string) error {
 // for the redactor: it must know a module's secrets whatever registry a
 // text came from.
 func resolveUnbound(kc Keychain, ref Reference) ([]Credential, error) {
-	if s, ok := kc.(staticModuleKeychain); ok {
-		return s.credentials()
+	switch k := kc.(type) {
+	case staticModuleKeychain:
+		return k.credentials()
+	case providerKeychain, unionKeychain:
+		// A redactor must never run a plugin: it knows what the
+		// provider holds now.
+		return knownSecrets(k), nil
 	}
 	return kc.Resolve(ref)
+}
+
+// knownSecrets returns every credential kc holds without resolving
+// anything that could run a plugin: a provider's cache, a docker config's
+// entries, a static credential.
+func knownSecrets(kc Keychain) []Credential {
+	switch k := kc.(type) {
+	case staticModuleKeychain:
+		cs, _ := k.credentials()
+		return cs
+	case dockerConfigKeychain:
+		cs, _ := k.all()
+		return cs
+	case providerKeychain:
+		return k.p.Known()
+	case unionKeychain:
+		var out []Credential
+		for _, c := range k {
+			out = append(out, knownSecrets(c)...)
+		}
+		return out
+	}
+	return nil
 }
 
 // unboundIn is m's binding error for registry with the module's name

@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,10 +23,17 @@ import (
 //     (LF or CRLF) is trimmed, as editors and `echo` add one.
 //   - auth.docker_config: a docker config.json (or a directory holding one),
 //     read on every Resolve.
+//   - auth.credential_provider: the kubelet credential provider plugin of
+//     that name (AuthConfig.Provider, collector/credprovider), run for the
+//     images its matchImages cover.
 //   - the DOCKER_CONFIG environment variable, a directory holding a
 //     config.json; a missing file there means anonymous, as for the docker
 //     CLI. ~/.docker is deliberately not consulted: an exporter should not
 //     pick up whatever credentials the account it runs as happens to have.
+//     With --kube.credential-provider-config, the node's plugins follow,
+//     as the kubelet tries its config.json and then its plugins.
+//   - with --kube.credential-provider-config, the node's plugins: what the
+//     kubelet presents for an image no pull secret covers.
 //   - anonymous (an empty credential list).
 //
 // Static credentials are bound to registries (binding.go): for a registry
@@ -48,15 +56,74 @@ func ModuleKeychain(m Module) (Keychain, error) {
 	if a.Username == "" && (a.Password != "" || a.PasswordFile != "") {
 		return nil, errors.New("auth: a password or password_file needs a username")
 	}
+	if a.CredentialProvider != "" && (a.Username != "" || a.DockerConfig != "") {
+		return nil, errors.New("auth: credential_provider and username or docker_config are exclusive; set one source of credentials")
+	}
 	switch {
 	case a.Username != "":
 		return staticModuleKeychain{user: a.Username, password: a.Password, passwordFile: a.PasswordFile, m: m}, nil
 	case a.DockerConfig != "":
 		return dockerConfigKeychain{path: a.DockerConfig, mustExist: true}, nil
+	case a.CredentialProvider != "":
+		if a.Provider == nil {
+			return nil, fmt.Errorf("auth: credential_provider %q is set but no credential provider configuration is loaded; give --kube.credential-provider-config and --kube.credential-provider-bin-dir", a.CredentialProvider)
+		}
+		return providerKeychain{p: a.Provider, registries: a.Registries}, nil
 	case os.Getenv("DOCKER_CONFIG") != "":
-		return dockerConfigKeychain{path: os.Getenv("DOCKER_CONFIG")}, nil
+		dc := dockerConfigKeychain{path: os.Getenv("DOCKER_CONFIG")}
+		if a.Provider != nil {
+			// The node's own credentials are its config.json and its
+			// credential providers, in that order (the kubelet's
+			// UnionDockerKeyring{nodeKeyring, plugins}).
+			return unionKeychain{dc, providerKeychain{p: a.Provider}}, nil
+		}
+		return dc, nil
+	case a.Provider != nil:
+		return providerKeychain{p: a.Provider}, nil
 	}
 	return anonymousKeychain{}, nil
+}
+
+// providerKeychain is a module's credential provider (one plugin, or the
+// node's plugins), narrowed to auth.registries when the module sets it. The
+// provider binds its credentials itself (its matchImages and response
+// keys); registries can only narrow that.
+type providerKeychain struct {
+	p          CredentialProvider
+	registries []string
+}
+
+func (k providerKeychain) Resolve(ref Reference) ([]Credential, error) {
+	return k.ResolveContext(context.Background(), ref)
+}
+
+// ResolveContext implements ContextKeychain.
+func (k providerKeychain) ResolveContext(ctx context.Context, ref Reference) ([]Credential, error) {
+	if len(k.registries) > 0 && !RegistryBound(k.registries, ref.Registry) {
+		return nil, nil
+	}
+	return k.p.ResolveContext(ctx, ref)
+}
+
+// unionKeychain tries each keychain in order and concatenates what they
+// resolve, as the kubelet's UnionDockerKeyring does.
+type unionKeychain []Keychain
+
+func (u unionKeychain) Resolve(ref Reference) ([]Credential, error) {
+	return u.ResolveContext(context.Background(), ref)
+}
+
+// ResolveContext implements ContextKeychain.
+func (u unionKeychain) ResolveContext(ctx context.Context, ref Reference) ([]Credential, error) {
+	var out []Credential
+	for _, kc := range u {
+		cs, err := ResolveKeychain(ctx, kc, ref)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cs...)
+	}
+	return out, nil
 }
 
 type anonymousKeychain struct{}

@@ -362,3 +362,23 @@ func urlsMatch(glob, target *url.URL) (bool, error) {
 	}
 	return true, nil
 }
+
+// MatchImage is the kubelet's URLsMatchStr, exported for the credential
+// provider plugins' matchImages (collector/credprovider): glob and image
+// are host[:port][/path] without a scheme; the hosts have the same number
+// of dot-separated labels, each matching as a glob, the ports are equal
+// and glob's path is a string prefix of image's.
+func MatchImage(glob, image string) (bool, error) {
+	return urlsMatchStr(glob, image)
+}
+
+// ParseImageMatch checks a matchImages entry the way the kubelet validates
+// it (ParseSchemelessURL) and returns its host[:port], the part a registry
+// must match for the entry to cover any of its images.
+func ParseImageMatch(glob string) (host string, err error) {
+	u, err := parseSchemelessURL(glob)
+	if err != nil {
+		return "", err
+	}
+	return u.Host, nil
+}

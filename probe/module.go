@@ -20,7 +20,9 @@ type Module struct {
 	PlainHTTP bool `yaml:"plain_http"`
 	// TLS configures certificate verification.
 	TLS TLSConfig `yaml:"tls"`
-	// Auth holds static credentials; all empty means anonymous.
+	// Auth holds the module's credentials: static ones, a docker config or
+	// a credential provider plugin; all empty means anonymous (or the
+	// node's credential providers, when they are configured).
 	Auth AuthConfig `yaml:"auth"`
 }
 
@@ -49,6 +51,19 @@ type AuthConfig struct {
 	// registries of the configured targets (and mirrors) that use the
 	// module, filled by the configuration loader. Not a config key.
 	TargetRegistries []string `yaml:"-"`
+	// CredentialProvider names a kubelet credential provider plugin of
+	// --kube.credential-provider-config whose short-lived credentials the
+	// module uses (ECR, Artifact Registry, ACR): the plugin runs for the
+	// images its matchImages cover, and its credentials go only there
+	// (and, when Registries is set, only to those registries too).
+	// Exclusive with Username and DockerConfig.
+	CredentialProvider string `yaml:"credential_provider"`
+	// Provider is where the module's plugin credentials come from, filled
+	// by the configuration loader: the provider CredentialProvider names,
+	// or, for a module without credentials of its own, every provider of
+	// --kube.credential-provider-config, as the node's kubelet uses them.
+	// Nil without that flag. Not a config key.
+	Provider CredentialProvider `yaml:"-"`
 }
 
 // Secret is a string that never prints: fmt, logs and YAML marshalling show

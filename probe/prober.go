@@ -270,7 +270,7 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 	if ref.Registry == "" || ref.Repository == "" || ref.Identifier() == "" {
 		return failf(ReasonProtocol, "invalid target: incomplete image reference %q (use ParseReference)", ref.String())
 	}
-	creds, err := r.connect(now)
+	creds, err := r.connect(ctx, now)
 	if err != nil {
 		return err
 	}
@@ -299,7 +299,7 @@ func (r *probeRun) probe(ctx context.Context, now time.Time) error {
 
 // connect resolves the credentials of the run and makes its HTTP client on
 // the cached transport of the module and origin.
-func (r *probeRun) connect(now time.Time) ([]Credential, error) {
+func (r *probeRun) connect(ctx context.Context, now time.Time) ([]Credential, error) {
 	kc := r.t.Keychain
 	if kc == nil {
 		var err error
@@ -307,18 +307,28 @@ func (r *probeRun) connect(now time.Time) ([]Credential, error) {
 			return nil, failf(ReasonConfig, "module credentials: %v", err)
 		}
 		// The module's own keychain reads only local files (password_file,
-		// docker_config): when it fails, nothing was asked of the
-		// registry, so the failure is the exporter's setup (config), never
-		// the registry's unauthorized.
+		// docker_config) or runs a local plugin: when it fails, nothing
+		// was asked of the registry, so the failure is the exporter's
+		// setup (config), never the registry's unauthorized.
 		r.unbound = unboundIn(r.m, r.t.ModuleName, r.credentialRef().Registry)
-		creds, err := kc.Resolve(r.credentialRef())
+		creds, err := ResolveKeychain(ctx, kc, r.credentialRef())
 		if err != nil {
+			var se *SetupError
+			if errors.As(err, &se) {
+				return nil, failf(ReasonConfig, "module credentials: %v", err)
+			}
 			return nil, failf(ReasonConfig, "module credentials: %v; fix the file or the module's auth: settings", err)
 		}
 		return r.dial(creds, now)
 	}
-	creds, err := kc.Resolve(r.credentialRef())
+	creds, err := ResolveKeychain(ctx, kc, r.credentialRef())
 	if err != nil {
+		var se *SetupError
+		if errors.As(err, &se) {
+			// A credential provider plugin that failed (pull secrets
+			// are followed by the node's plugins): the exporter's setup.
+			return nil, failf(ReasonConfig, "credentials: %v", err)
+		}
 		r.res.AuthChecked = true
 		return nil, failf(ReasonUnauthorized, "credentials: %v", err)
 	}

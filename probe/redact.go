@@ -71,10 +71,11 @@ func ModuleRedactor(m Module, ref Reference) *Redactor {
 }
 
 // AddModule makes r know every secret module m holds, whatever the
-// registry: its password, its password file's content and every entry of
-// its docker config. It is for sinks that are not about one probe (the
-// process log); a file that cannot be read contributes nothing, as no
-// request could have carried it.
+// registry: its password, its password file's content, every entry of its
+// docker config and what its credential provider holds now (never running
+// a plugin). It is for sinks that are not about one probe (the process
+// log); a file that cannot be read contributes nothing, as no request
+// could have carried it.
 func (r *Redactor) AddModule(m Module) {
 	r.Add(string(m.Auth.Password))
 	if m.Auth.Username != "" {
@@ -84,14 +85,7 @@ func (r *Redactor) AddModule(m Module) {
 	if err != nil {
 		return
 	}
-	var creds []Credential
-	switch k := kc.(type) {
-	case staticModuleKeychain:
-		creds, _ = k.credentials()
-	case dockerConfigKeychain:
-		creds, _ = k.all()
-	}
-	r.AddCredentials(creds...)
+	r.AddCredentials(knownSecrets(kc)...)
 }
 
 // Add makes r replace each secret, its whitespace-trimmed form (a password

@@ -65,7 +65,7 @@ func (r *probeRun) listTags(ctx context.Context, now time.Time) ([]string, error
 	if ref.Registry == "" || ref.Repository == "" {
 		return nil, failf(ReasonProtocol, "invalid target: incomplete repository %q (use ParseReference)", ref.Registry+"/"+ref.Repository)
 	}
-	creds, err := r.connect(now)
+	creds, err := r.connect(ctx, now)
 	if err != nil {
 		return nil, err
 	}

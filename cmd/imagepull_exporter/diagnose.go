@@ -25,9 +25,10 @@ const diagnoseTimeout = 2 * time.Minute
 // diagnoseCmd is `imagepull_exporter diagnose pod|image`: for humans, it
 // explains in plain words why a pull fails, with the pod's own credentials.
 type diagnoseCmd struct {
-	configFile *string
-	kubeconfig string
-	output     string
+	configFile    *string
+	kubeconfig    string
+	output        string
+	credProviders *credProviderFlags
 
 	pod, image *kingpin.CmdClause
 
@@ -40,9 +41,10 @@ type diagnoseCmd struct {
 
 // registerDiagnose adds the diagnose commands to app and returns the
 // function that runs them: handled is false when the parsed command is not
-// one of them. configFile is the global --config.file.
-func registerDiagnose(app *kingpin.Application, configFile *string) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
-	d := &diagnoseCmd{configFile: configFile}
+// one of them. configFile and cp are the global --config.file and
+// credential provider flags.
+func registerDiagnose(app *kingpin.Application, configFile *string, cp *credProviderFlags) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
+	d := &diagnoseCmd{configFile: configFile, credProviders: cp}
 	c := app.Command("diagnose", "Explain in plain words whether and why an image cannot be pulled, with the credentials the kubelet would use; exit 1 when it cannot.")
 	// On diagnose itself, so that both subcommands take them.
 	c.Flag("kubeconfig", "Kubeconfig file of the cluster whose pods, service accounts and pull secrets to read. Without it: the in-cluster service account, else $KUBECONFIG, else no cluster (diagnose image only).").
@@ -71,7 +73,7 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 		fmt.Fprintf(stderr, "%s: diagnose pod wants NAMESPACE/NAME, got %q\n", programName, d.podName)
 		return exitUsage, true
 	}
-	cfg, err := loadConfig(*d.configFile)
+	cfg, err := loadConfig(*d.configFile, d.credProviders)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure, true
@@ -100,6 +102,9 @@ func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {
 	prober := probe.NewProber(probe.ProberOptions{UserAgent: userAgent()})
 	defer prober.Close()
 	dg := &kube.Diagnoser{Client: client, Config: cfg, Prober: prober, Out: stdout, Module: d.module}
+	if p, _ := d.credProviders.providers(nil); p != nil {
+		dg.CredentialProviders = p
+	}
 	if d.output == outputJSON {
 		// The same diagnosis, its text discarded: the report is what
 		// scripts read.

@@ -84,6 +84,9 @@ type flags struct {
 	probeEndpointSet bool
 
 	kube *kube.Flags // the Kubernetes join (collector/kube)
+	// credProviders are the kubelet credential provider plugins
+	// (credproviders.go).
+	credProviders *credProviderFlags
 
 	scale *scaleOutFlags // --shard*, --total-shards, --node.* (scaleout.go)
 
@@ -98,6 +101,9 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Flag("config.file", "Configuration file; empty means the embedded default, which probes one public image on each big registry.").
 		PlaceHolder("PATH").StringVar(&f.configFile)
+	// The kubelet's credential provider plugins: serve, probe and
+	// diagnose all resolve credentials as the node would.
+	f.credProviders = addCredentialProviderFlags(app)
 
 	// Each command declares only its own flags, so that `probe --help`
 	// shows what a probe takes and not the server's. serve is the
@@ -106,8 +112,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// default command when a flag is not a global one.
 	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
 	addServeFlags(serveCmd, &f)
-	probeCmd := addProbeCommand(app, &f.probe)          // probecmd.go
-	runDiagnose := registerDiagnose(app, &f.configFile) // diagnose.go
+	probeCmd := addProbeCommand(app, &f.probe)                           // probecmd.go
+	runDiagnose := registerDiagnose(app, &f.configFile, f.credProviders) // diagnose.go
 
 	cmd, err := app.Parse(args)
 	if err != nil {
@@ -126,7 +132,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 			return code
 		}
 		if f.configCheck {
-			return checkConfig(f.configFile, stdout, stderr)
+			return checkConfig(f.configFile, f.credProviders, stdout, stderr)
 		}
 		return serve(&f, stderr)
 	}
@@ -218,15 +224,21 @@ func onCommand(c *kingpin.CmdClause, add func(*kingpin.Application)) {
 	}
 }
 
-func loadConfig(path string) (*config.Config, error) {
-	if path == "" {
-		return config.LoadDefault()
+// loadConfig loads the configuration file (the embedded default when
+// path is empty) with the credential providers of the command line.
+func loadConfig(path string, cp *credProviderFlags) (*config.Config, error) {
+	opts, err := cp.configOptions(nil)
+	if err != nil {
+		return nil, err
 	}
-	return config.Load(path)
+	if path == "" {
+		return config.LoadDefaultWith(opts)
+	}
+	return config.LoadWith(path, opts)
 }
 
-func checkConfig(path string, stdout, stderr io.Writer) int {
-	cfg, err := loadConfig(path)
+func checkConfig(path string, cp *credProviderFlags, stdout, stderr io.Writer) int {
+	cfg, err := loadConfig(path, cp)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure
@@ -266,6 +278,19 @@ func serve(f *flags, stderr io.Writer) int {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	sc := config.NewSafeConfig(reg)
+	// The kubelet's credential provider plugins, read once as the kubelet
+	// reads them; the credentials they hand out are redacted from every
+	// log line too.
+	cpOpts, err := f.credProviders.configOptions(logger)
+	if err != nil {
+		logger.Error("loading the credential provider configuration", "err", err)
+		return exitFailure
+	}
+	sc.SetOptions(cpOpts)
+	if p, _ := f.credProviders.providers(logger); p != nil {
+		redacting.SetDynamicSecrets(p.Redactor)
+		logger.Info("credential providers loaded", "config", p.Source(), "providers", fmt.Sprint(p.Names()))
+	}
 
 	if f.demo {
 		demo, err := startDemo(logger)

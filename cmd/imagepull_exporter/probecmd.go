@@ -160,7 +160,7 @@ func probeOnce(f *flags, stdin io.Reader, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	cfg, err := loadConfig(f.configFile)
+	cfg, err := loadConfig(f.configFile, f.credProviders)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitFailure

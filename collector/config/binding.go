@@ -30,8 +30,52 @@ func (p *parser) validateAuthRegistries(where string, a *probe.AuthConfig, n *ya
 			p.addf(l, "%s: auth.registries[%d] %v", where, i, err)
 		}
 	}
-	if !a.HasStaticCredentials() {
-		p.addf(keyLine, "%s: auth.registries binds auth.username's credentials, but auth.username is not set; remove auth.registries (docker_config entries are matched by their own registry keys)", where)
+	if !a.HasStaticCredentials() && a.CredentialProvider == "" {
+		p.addf(keyLine, "%s: auth.registries binds auth.username's or auth.credential_provider's credentials, but neither is set; remove auth.registries (docker_config entries are matched by their own registry keys)", where)
+	}
+}
+
+// validateCredentialProvider resolves a module's auth.credential_provider
+// to a provider of --kube.credential-provider-config. The name is never
+// quoted: it sits under auth:, whose values a config error never echoes.
+func (p *parser) validateCredentialProvider(where string, a *probe.AuthConfig, n *yaml.Node, line int) {
+	if a.CredentialProvider == "" {
+		return
+	}
+	keyLine := lineOf(n, line, "auth", "credential_provider")
+	if a.Username != "" || a.DockerConfig != "" {
+		p.addf(keyLine, "%s: auth.credential_provider and auth.username or auth.docker_config are both set; use one source of credentials", where)
+		return
+	}
+	cp := p.opts.CredentialProviders
+	if cp == nil {
+		p.addf(keyLine, "%s: auth.credential_provider names a kubelet credential provider, but no --kube.credential-provider-config is given; give it and --kube.credential-provider-bin-dir, or remove the key", where)
+		return
+	}
+	a.Provider = cp.Provider(a.CredentialProvider)
+	if a.Provider == nil {
+		p.addf(keyLine, "%s: auth.credential_provider names no provider of %s; use one of: %s", where, cp.Source(), strings.Join(cp.Names(), ", "))
+	}
+}
+
+// useNodeProviders gives every module without credentials of its own the
+// node's credential providers, when --kube.credential-provider-config is
+// given: for an image no other credential covers, the kubelet presents
+// what its plugins provide, and a probe that is to predict the pull must
+// do the same. The providers bind their credentials to the images their
+// matchImages cover.
+func (p *parser) useNodeProviders(cfg *Config) {
+	cp := p.opts.CredentialProviders
+	if cp == nil {
+		return
+	}
+	for name, m := range cfg.Modules {
+		a := m.Auth
+		if a.Username != "" || a.Password != "" || a.PasswordFile != "" || a.DockerConfig != "" || a.CredentialProvider != "" {
+			continue
+		}
+		m.Auth.Provider = cp.Node()
+		cfg.Modules[name] = m
 	}
 }
 

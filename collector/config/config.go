@@ -88,11 +88,26 @@ func (t TargetConfig) EffectiveInterval(cfg *Config) time.Duration {
 // modules (password_file, ca_file, docker_config) are resolved against the
 // file's directory, so a config works the same from any working directory.
 func Load(path string) (*Config, error) {
+	return LoadWith(path, Options{})
+}
+
+// Options is what the loader needs from outside the file.
+type Options struct {
+	// CredentialProviders are the kubelet credential provider plugins of
+	// --kube.credential-provider-config (collector/credprovider); nil
+	// without that flag. A module's auth.credential_provider must name
+	// one of them, and a module without credentials of its own uses all
+	// of them, as the node's kubelet does.
+	CredentialProviders probe.CredentialProviders
+}
+
+// LoadWith is Load with opts.
+func LoadWith(path string, opts Options) (*Config, error) {
 	data, err := readBounded(path)
 	if err != nil {
 		return nil, err
 	}
-	return Parse(path, data)
+	return ParseWith(path, data, opts)
 }
 
 // MaxFileSize bounds a configuration file. A real one is a few KiB; even
@@ -128,7 +143,12 @@ func readBounded(path string) ([]byte, error) {
 
 // LoadDefault parses the embedded default configuration.
 func LoadDefault() (*Config, error) {
-	return Parse(DefaultConfigName, defaultConfigYAML)
+	return LoadDefaultWith(Options{})
+}
+
+// LoadDefaultWith is LoadDefault with opts.
+func LoadDefaultWith(opts Options) (*Config, error) {
+	return ParseWith(DefaultConfigName, defaultConfigYAML, opts)
 }
 
 // Parse parses and validates configuration data. name is how errors
@@ -136,7 +156,12 @@ func LoadDefault() (*Config, error) {
 // relative paths. Every problem found is reported, one per line, sorted by
 // line, each saying what to do about it.
 func Parse(name string, data []byte) (*Config, error) {
-	p := &parser{name: name, dir: filepath.Dir(name)}
+	return ParseWith(name, data, Options{})
+}
+
+// ParseWith is Parse with opts.
+func ParseWith(name string, data []byte, opts Options) (*Config, error) {
+	p := &parser{name: name, dir: filepath.Dir(name), opts: opts}
 	cfg, err := p.parse(data)
 	if err != nil {
 		return nil, err
@@ -179,6 +204,7 @@ func (e *Error) Error() string {
 type parser struct {
 	name     string
 	dir      string
+	opts     Options
 	root     *yaml.Node // the document's top mapping; nil for an empty file
 	problems []Problem
 
@@ -823,6 +849,7 @@ func (p *parser) validate(cfg *Config) {
 	if _, ok := cfg.Modules[DefaultModuleName]; !ok {
 		cfg.Modules[DefaultModuleName] = probe.DefaultModule
 	}
+	p.useNodeProviders(cfg)
 	defined := make([]string, 0, len(cfg.Modules))
 	for name := range cfg.Modules {
 		defined = append(defined, name)
@@ -933,6 +960,7 @@ func (p *parser) validateModule(name string, m *probe.Module, n *yaml.Node, line
 	if a.Username == "" && (a.Password != "" || a.PasswordFile != "") {
 		p.addf(lineOf(n, line, "auth"), "%s: a password is set without auth.username; add the username", where)
 	}
+	p.validateCredentialProvider(where, a, n, line)
 	p.validateAuthRegistries(where, a, n, line)
 	if a.DockerConfig != "" {
 		a.DockerConfig = p.resolve(a.DockerConfig)
@@ -995,6 +1023,7 @@ type SafeConfig struct {
 	mu      sync.RWMutex
 	c       *Config
 	overlay *Config
+	opts    Options
 
 	reloadSuccess prometheus.Gauge
 	reloadTime    prometheus.Gauge
@@ -1029,6 +1058,15 @@ func (sc *SafeConfig) SetOverlay(o *Config) {
 	sc.overlay = o
 }
 
+// SetOptions sets what every load needs from outside the file (the
+// credential providers of the command line). Call it before the first
+// ReloadConfig.
+func (sc *SafeConfig) SetOptions(opts Options) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.opts = opts
+}
+
 // Get returns the running configuration. It must not be modified.
 func (sc *SafeConfig) Get() *Config {
 	sc.mu.RLock()
@@ -1048,11 +1086,14 @@ func (sc *SafeConfig) ReloadConfig(path string) (err error) {
 			sc.reloadTime.SetToCurrentTime()
 		}
 	}()
+	sc.mu.RLock()
+	opts := sc.opts
+	sc.mu.RUnlock()
 	var c *Config
 	if path == "" {
-		c, err = LoadDefault()
+		c, err = LoadDefaultWith(opts)
 	} else {
-		c, err = Load(path)
+		c, err = LoadWith(path, opts)
 	}
 	if err != nil {
 		return err

@@ -22,7 +22,7 @@ var invalidConfigs = map[string]string{
 testdata/invalid-auth-registries.yml:9: module "private": auth.registries[2] is not a registry host: it holds a path, user name or space; give host[:port] only, e.g. registry.example.com or *.example.com
 testdata/invalid-auth-registries.yml:10: module "private": auth.registries[3] holds a character not allowed in a host glob; use letters, digits, '-', '.', '*' and a :port ('*' is the only wildcard, as in the kubelet's keyring: '[' and '?' are not)
 testdata/invalid-auth-registries.yml:11: module "private": auth.registries[4] is empty; remove it or give a registry host glob such as *.example.com
-testdata/invalid-auth-registries.yml:15: module "hub": auth.registries binds auth.username's credentials, but auth.username is not set; remove auth.registries (docker_config entries are matched by their own registry keys)
+testdata/invalid-auth-registries.yml:15: module "hub": auth.registries binds auth.username's or auth.credential_provider's credentials, but neither is set; remove auth.registries (docker_config entries are matched by their own registry keys)
 testdata/invalid-auth-registries.yml:20: module "empty": auth.registries is empty; list the registry hosts the credentials belong to (e.g. registry.example.com, *.example.com) or remove the key to bind them to the module's targets' registries`,
 	// A value under auth: is never echoed, whatever its form or length
 	// (item 6 of issue 9): the structural rule (locateValue) words it
@@ -37,8 +37,8 @@ testdata/invalid-auth-registries.yml:20: module "empty": auth.registries is empt
 	"invalid-auth-secret-password-map.yml":  `testdata/invalid-auth-secret-password-map.yml:5: module "m": auth: password: want a string, got a mapping`,
 	"invalid-auth-secret-short.yml":         `testdata/invalid-auth-secret-short.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
 	"invalid-auth-secret-string.yml":        `testdata/invalid-auth-secret-string.yml:3: module "m": auth: want a mapping, got a string (not shown: a value under auth: may be a password)`,
-	"invalid-auth-secret-unknown-key.yml": `testdata/invalid-auth-secret-unknown-key.yml:6: module "m": auth: unknown key "passwd"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries)
-testdata/invalid-auth-secret-unknown-key.yml:7: module "m": auth: unknown key "<redacted>"; fix the spelling or remove it (valid keys: username, password, password_file, docker_config, registries)`,
+	"invalid-auth-secret-unknown-key.yml": `testdata/invalid-auth-secret-unknown-key.yml:6: module "m": auth: unknown key "passwd"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries, credential_provider)
+testdata/invalid-auth-secret-unknown-key.yml:7: module "m": auth: unknown key "<redacted>"; fix the spelling or remove it (valid keys: username, password, password_file, docker_config, registries, credential_provider)`,
 	"invalid-auth-type.yml":       `testdata/invalid-auth-type.yml:5: module "private": auth: password: want a string, got a list`,
 	"invalid-bool.yml":            `testdata/invalid-bool.yml:3: module "local": plain_http: "yes please" is not a boolean; write true or false`,
 	"invalid-ca-file-missing.yml": `testdata/invalid-ca-file-missing.yml:4: module "internal": tls.ca_file: /nonexistent/ca.pem: no such file or directory; fix the path (relative paths are relative to the config file)`,
@@ -64,6 +64,9 @@ testdata/invalid-mirrors.yml:14: mirrors: "quay.io": no mirrors listed; list at 
 	"invalid-mirrors-types.yml": `testdata/invalid-mirrors-types.yml:3: mirrors: "docker.io"[0]: unknown key "modul"; did you mean "module"? (valid keys: url, module)
 testdata/invalid-mirrors-types.yml:4: want a mirror URL or a mapping {url, module}, got a list
 testdata/invalid-mirrors-types.yml:5: want a list of mirror URLs, got the string "https:/..."`,
+	// No value under auth: is quoted, not even a provider's name.
+	"invalid-credential-provider.yml": `testdata/invalid-credential-provider.yml:4: module "ecr": auth.credential_provider names a kubelet credential provider, but no --kube.credential-provider-config is given; give it and --kube.credential-provider-bin-dir, or remove the key
+testdata/invalid-credential-provider.yml:9: module "both": auth.credential_provider and auth.username or auth.docker_config are both set; use one source of credentials`,
 	"invalid-docker-config-missing.yml": `testdata/invalid-docker-config-missing.yml:4: module "dc": auth.docker_config: testdata/<redacted>: no such file or directory; point it at a docker config.json or the directory holding one`,
 	"invalid-duplicate-key.yml":         `testdata/invalid-duplicate-key.yml:4: key "timeout" is already set at line 3; remove one of them`,
 	"invalid-duplicate-target.yml": `testdata/invalid-duplicate-target.yml:4: target "hub": the name is already used by the target at line 2; target names must be unique (a target without name: is named after its image)
@@ -84,7 +87,7 @@ testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is n
 	"invalid-targets-type.yml":          `testdata/invalid-targets-type.yml:1: targets: want a list of targets, got the string "nginx"`,
 	"invalid-timeout-over-interval.yml": `testdata/invalid-timeout-over-interval.yml:3: module "slow": timeout 2m0s is longer than interval 1m0s; lower the timeout or raise the interval`,
 	"invalid-undefined-module.yml":      `testdata/invalid-undefined-module.yml:12: target "x": module "foo" is not defined (defined: default, ecr); add it under modules: or fix the name`,
-	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries)`,
+	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries, credential_provider)`,
 	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)`,
 	"invalid-unknown-target-key.yml":    `testdata/invalid-unknown-target-key.yml:4: target "hub": unknown key "modul"; did you mean "module"? (valid keys: name, image, module, interval)`,
 	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery, mirrors)`,

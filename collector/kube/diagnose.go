@@ -19,6 +19,7 @@ import (
 
 	"github.com/imagepull/imagepull_exporter/collector"
 	"github.com/imagepull/imagepull_exporter/collector/config"
+	"github.com/imagepull/imagepull_exporter/collector/credprovider"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -56,6 +57,10 @@ type Diagnoser struct {
 	// Report, when set, receives the diagnosis for scripts alongside the
 	// text (diagnose -o json): NewDiagnoseReport.
 	Report *DiagnoseReport
+	// CredentialProviders are the node's kubelet credential provider
+	// plugins (--kube.credential-provider-config); nil without them.
+	// Diagnose runs them as the node would and says what each did.
+	CredentialProviders *credprovider.Providers
 }
 
 // DiagnosePod explains every image of pod namespace/name. It returns true
@@ -381,14 +386,23 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 	if kr != nil {
 		secretCreds, _ = kr.Resolve(ref)
 	}
-	creds, err := withModuleCredentials(slices.Clip(secretCreds), mod, modName, ref)
-	if err != nil {
+	fmt.Fprintf(d.Out, "  reference: %s (module %s)\n", ref.String(), modName)
+	d.describeProviders(ctx, ref)
+	creds, err := withModuleCredentials(ctx, slices.Clip(secretCreds), mod, modName, ref)
+	var setup *probe.SetupError
+	switch {
+	case errors.As(err, &setup):
+		// The kubelet logs a failed plugin and pulls with the other
+		// credentials it has: so does the probe that predicts it.
+		fmt.Fprintf(d.Out, "  credentials: %v\n", err)
+		fmt.Fprintln(d.Out, "    (probing as the node would: without the failed plugin's credentials)")
+		creds = secretCreds
+	case err != nil:
 		ir.Verdict = fmt.Sprintf("credentials: %v", err)
 		fmt.Fprintf(d.Out, "  CANNOT PULL: %s\n", ir.Verdict)
 		return false, ""
 	}
 	ir.Credentials = credentialReports(creds)
-	fmt.Fprintf(d.Out, "  reference: %s (module %s)\n", ref.String(), modName)
 	switch {
 	case len(creds) == 0:
 		fmt.Fprintln(d.Out, "  credentials: none match this registry, so the pull is anonymous")
@@ -432,6 +446,29 @@ func (d *Diagnoser) diagnose(ctx context.Context, image, namespace string, secre
 		fmt.Fprintf(d.Out, "  (probe: %s: %s)\n", res.Reason, ir.Error)
 	}
 	return false, res.Reason
+}
+
+// describeProviders says, for each of the node's credential providers,
+// whether its matchImages cover ref and what it answered (the keys of its
+// auth entries, never credentials), as the node would run it.
+func (d *Diagnoser) describeProviders(ctx context.Context, ref probe.Reference) {
+	if d.CredentialProviders == nil {
+		return
+	}
+	fmt.Fprintf(d.Out, "  credential providers of %s, as the node's kubelet runs them:\n", d.CredentialProviders.Source())
+	for _, r := range d.CredentialProviders.Explain(ctx, ref) {
+		switch {
+		case r.Skipped != "":
+			fmt.Fprintf(d.Out, "    - %s: not run: %s\n", r.Provider, r.Skipped)
+		case r.Err != nil:
+			fmt.Fprintf(d.Out, "    - %s: FAILED: %v\n", r.Provider, r.Err)
+		case len(r.Keys) == 0:
+			fmt.Fprintf(d.Out, "    - %s: ran; answered no credentials\n", r.Provider)
+		default:
+			sort.Strings(r.Keys)
+			fmt.Fprintf(d.Out, "    - %s: answered credentials for %s\n", r.Provider, strings.Join(r.Keys, ", "))
+		}
+	}
 }
 
 // send sends one exchange about ref through the Diagnoser's Sender.

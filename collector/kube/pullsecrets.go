@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -199,6 +200,13 @@ type pullSecretKeychain struct {
 
 // Resolve implements probe.Keychain.
 func (k *pullSecretKeychain) Resolve(ref probe.Reference) ([]probe.Credential, error) {
+	return k.ResolveContext(context.Background(), ref)
+}
+
+// ResolveContext implements probe.ContextKeychain: the module's
+// credentials may come from a credential provider plugin, whose run the
+// probe's timeout bounds.
+func (k *pullSecretKeychain) ResolveContext(ctx context.Context, ref probe.Reference) ([]probe.Credential, error) {
 	kr, err := k.keyring()
 	if err != nil {
 		return nil, err
@@ -207,20 +215,27 @@ func (k *pullSecretKeychain) Resolve(ref probe.Reference) ([]probe.Credential, e
 	if k.config == nil {
 		return creds, nil
 	}
-	return withModuleCredentials(creds, moduleOf(k.config(), k.moduleName), k.moduleName, ref)
+	return withModuleCredentials(ctx, creds, moduleOf(k.config(), k.moduleName), k.moduleName, ref)
 }
 
 // withModuleCredentials appends to creds the module's credentials for ref,
 // which stand in for the node's own (its config.json or credential
-// provider): the kubelet tries those after the pod's pull secrets. One the
-// secrets already hold is not tried twice.
-func withModuleCredentials(creds []probe.Credential, mod probe.Module, moduleName string, ref probe.Reference) ([]probe.Credential, error) {
+// providers: with --kube.credential-provider-config, a module without
+// credentials of its own resolves the node's plugins): the kubelet tries
+// those after the pod's pull secrets. One the secrets already hold is not
+// tried twice. A plugin's failure stays a *probe.SetupError (reason
+// config).
+func withModuleCredentials(ctx context.Context, creds []probe.Credential, mod probe.Module, moduleName string, ref probe.Reference) ([]probe.Credential, error) {
 	mk, err := probe.ModuleKeychain(mod)
 	if err != nil {
 		return nil, fmt.Errorf("module %q credentials: %w", moduleName, err)
 	}
-	more, err := mk.Resolve(ref)
+	more, err := probe.ResolveKeychain(ctx, mk, ref)
 	if err != nil {
+		var se *probe.SetupError
+		if errors.As(err, &se) {
+			return nil, err
+		}
 		return nil, fmt.Errorf("module %q credentials: %w", moduleName, err)
 	}
 	for _, m := range more {

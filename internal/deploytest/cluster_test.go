@@ -92,9 +92,9 @@ type rendering struct {
 func renderings(t *testing.T) []rendering {
 	var out []rendering
 	for _, ov := range overlays {
-		out = append(out, rendering{"kustomize " + ov.dir, dt.KustomizeYAML(t, ov.dir), ov.dir != "deploy/overlays/node-probe"})
+		out = append(out, rendering{"kustomize " + ov.dir, dt.KustomizeYAML(t, ov.dir), !strings.Contains(ov.dir, "node-")})
 	}
-	all := dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe", "deploy/components/network-policy", "deploy/components/web-config")
+	all := dt.Combine(t, allComponents...)
 	out = append(out, rendering{"kustomize all components", dt.KustomizeYAML(t, all), false})
 	for _, sets := range [][]string{
 		nil,
@@ -103,7 +103,12 @@ func renderings(t *testing.T) []rendering {
 		{"nodeProbe.enabled=true"},
 		{"networkPolicy.enabled=true"},
 		{"webConfig.enabled=true"},
-		{"pullSecrets.enabled=true", "sharding.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true", "webConfig.enabled=true"},
+		{"credentials.enabled=true"},
+		{"credentialProviders.enabled=true"},
+		{"nodeProbe.enabled=true", "nodeProbe.credentialProviders.enabled=true"},
+		{"dashboards.enabled=true"},
+		allSets,
+		chartOptions,
 	} {
 		out = append(out, rendering{fmt.Sprintf("helm %v", sets), dt.HelmTemplateYAML(t, sets...), !slices.Contains(sets, "nodeProbe.enabled=true")})
 	}

@@ -176,15 +176,32 @@ func Combine(t testing.TB, components ...string) string {
 	return dir
 }
 
+// MonitoringAPI is the --api-versions argument that tells `helm template`
+// the cluster serves the prometheus-operator's CRDs: the chart renders its
+// ServiceMonitor, PodMonitor and PrometheusRule only then, as
+// .Capabilities.APIVersions says, and deploy/base assumes them.
+var MonitoringAPI = []string{"--api-versions", "monitoring.coreos.com/v1"}
+
 // HelmTemplateYAML renders the chart as release Release in Namespace with
-// bin/helm template; sets are --set arguments ("sharding.enabled=true").
+// bin/helm template, for a cluster with the prometheus-operator CRDs
+// (MonitoringAPI); sets are --set arguments ("sharding.enabled=true").
 func HelmTemplateYAML(t testing.TB, sets ...string) []byte {
 	t.Helper()
-	args := []string{"template", Release, filepath.Join(testenv.RepoRoot(t), Chart), "--namespace", Namespace}
+	out, err := Helm(t, HelmTemplateArgs(t, MonitoringAPI, sets...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// HelmTemplateArgs are the arguments of `helm template` for release Release
+// in Namespace, with extra flags and --set arguments.
+func HelmTemplateArgs(t testing.TB, extra []string, sets ...string) []string {
+	args := append([]string{"template", Release, filepath.Join(testenv.RepoRoot(t), Chart), "--namespace", Namespace}, extra...)
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
-	return run(t, testenv.Bin(t, "helm"), args...)
+	return args
 }
 
 // HelmTemplate renders and parses the chart.
@@ -197,16 +214,51 @@ func HelmTemplate(t testing.TB, sets ...string) []Object {
 	return objs
 }
 
+// Helm runs bin/helm with args and returns its standard output, or an
+// error that holds its standard error: for the tests of what helm refuses.
+// It fails the test only when helm cannot run or does not finish. Helm's
+// homes and kube's discovery cache are a fresh directory (HOME): nothing of
+// the user's is read, and a cluster's APIs are never remembered from an
+// earlier run.
+func Helm(t testing.TB, args ...string) ([]byte, error) {
+	t.Helper()
+	home := t.TempDir()
+	return runE(t, []string{"HOME=" + home, "HELM_CACHE_HOME=" + home + "/cache", "HELM_CONFIG_HOME=" + home + "/config",
+		"HELM_DATA_HOME=" + home + "/data"}, testenv.Bin(t, "helm"), args...)
+}
+
 func run(t testing.TB, bin string, args ...string) []byte {
+	t.Helper()
+	out, err := runE(t, nil, bin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// runE runs bin with args, and env added to the environment, and returns
+// its standard output; a non-zero exit is an error with the standard error
+// in its text.
+func runE(t testing.TB, env []string, bin string, args ...string) ([]byte, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.Bytes())
+	if ctx.Err() != nil {
+		t.Fatalf("%s %s did not finish: %v\n%s", filepath.Base(bin), strings.Join(args, " "), ctx.Err(), stderr.Bytes())
 	}
-	return out
+	if err != nil {
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) {
+			t.Fatalf("%s %s: %v", filepath.Base(bin), strings.Join(args, " "), err)
+		}
+		return out, fmt.Errorf("%s %s: %w\n%s", filepath.Base(bin), strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return out, nil
 }

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/imagepull/imagepull_exporter/collector/config"
+	"github.com/imagepull/imagepull_exporter/internal/chartdoc"
 	dt "github.com/imagepull/imagepull_exporter/internal/deploytest"
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
@@ -34,7 +35,23 @@ var overlays = []struct {
 	{"deploy/overlays/node-probe", []string{"nodeProbe.enabled=true"}},
 	{"deploy/overlays/network-policy", []string{"networkPolicy.enabled=true"}},
 	{"deploy/overlays/web-config", []string{"webConfig.enabled=true"}},
+	{"deploy/overlays/credentials", []string{"credentials.enabled=true"}},
+	{"deploy/overlays/credential-providers", []string{"credentialProviders.enabled=true"}},
+	{"deploy/overlays/node-credential-providers", []string{"nodeProbe.enabled=true", "nodeProbe.credentialProviders.enabled=true"}},
+	{"deploy/overlays/dashboards", []string{"dashboards.enabled=true"}},
 }
+
+// allComponents are every component, in the order an overlay of a user's
+// would list them (the ones that patch every workload last), and allSets
+// the chart values that turn on the same.
+var (
+	allComponents = []string{"deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe",
+		"deploy/components/network-policy", "deploy/components/web-config", "deploy/components/credentials",
+		"deploy/components/credential-providers", "deploy/components/node-credential-providers", "deploy/components/dashboards"}
+	allSets = []string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true",
+		"webConfig.enabled=true", "credentials.enabled=true", "credentialProviders.enabled=true", "nodeProbe.credentialProviders.enabled=true",
+		"dashboards.enabled=true"}
+)
 
 // helmOnlyLabels are the labels the chart adds and kustomize has no reason
 // to: they name the chart, its version and Helm itself.
@@ -74,8 +91,7 @@ func normalize(t *testing.T, o dt.Object) dt.Object {
 	}
 	strip(c["metadata"])
 	strip(dt.Get(c, "spec", "template", "metadata"))
-	if c.Kind() == "ConfigMap" {
-		data := c["data"].(map[string]any)
+	if data, ok := c["data"].(map[string]any); ok && c.Kind() == "ConfigMap" && data["config.yml"] != nil {
 		var parsed any
 		if err := yaml.Unmarshal([]byte(data["config.yml"].(string)), &parsed); err != nil {
 			t.Fatalf("%s: config.yml: %v", c.Key(), err)
@@ -109,8 +125,7 @@ func TestHelmMatchesKustomize(t *testing.T) {
 	all := struct {
 		dir  string
 		sets []string
-	}{dt.Combine(t, "deploy/components/sharded", "deploy/components/pull-secrets", "deploy/components/node-probe", "deploy/components/network-policy", "deploy/components/web-config"),
-		[]string{"sharding.enabled=true", "pullSecrets.enabled=true", "nodeProbe.enabled=true", "networkPolicy.enabled=true", "webConfig.enabled=true"}}
+	}{dt.Combine(t, allComponents...), allSets}
 	for _, ov := range append(slices.Clone(overlays), all) {
 		name := filepath.Base(ov.dir)
 		if ov.dir == all.dir {
@@ -541,9 +556,11 @@ func TestGeneratedFilesCurrent(t *testing.T) {
 		t.Fatal(err)
 	}
 	files[dt.Chart+"/files/config.yml"] = string(config)
-	if len(files) != 3 {
-		t.Errorf("render.jsonnet renders %d files, scripts/deploy.sh expects 2", len(files)-1)
+	readme, err := chartdoc.Render(filepath.Join(root, dt.Chart))
+	if err != nil {
+		t.Fatalf("the chart's README cannot be generated: %v", err)
 	}
+	files[dt.Chart+"/README.md"] = string(readme)
 	for name, want := range files {
 		got, err := os.ReadFile(filepath.Join(root, name))
 		if err != nil {
@@ -552,6 +569,19 @@ func TestGeneratedFilesCurrent(t *testing.T) {
 		}
 		if string(got) != want {
 			t.Errorf("%s is stale: run make generate and commit it", name)
+		}
+	}
+	// The dashboards directories hold only what the mixin renders now: a
+	// dropped or renamed dashboard must not linger in a ConfigMap.
+	for _, dir := range []string{dt.Chart + "/files/dashboards", "deploy/components/dashboards"} {
+		entries, err := os.ReadDir(filepath.Join(root, dir))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			if _, ok := files[dir+"/"+e.Name()]; !ok {
+				t.Errorf("%s/%s is not rendered any more: run make generate (it removes it)", dir, e.Name())
+			}
 		}
 	}
 }
@@ -699,5 +729,56 @@ func TestNetworkPolicy(t *testing.T) {
 	}
 	if len(dt.OfKind(dt.HelmTemplate(t), "NetworkPolicy")) != 0 {
 		t.Error("the chart renders a NetworkPolicy by default")
+	}
+}
+
+// The chart mounts credentials without a password in any ConfigMap: the
+// service account takes a cloud identity's annotations, the pods its
+// labels, every exporter container the extra env, volumes and mounts, and
+// credentials lists the user's own Secrets and ConfigMaps as projected
+// sources, on the Deployment (or shards) and the node probes alike.
+func TestHelmCredentialValues(t *testing.T) {
+	objs := dt.HelmTemplate(t, "nodeProbe.enabled=true",
+		"serviceAccount.annotations.eks\\.amazonaws\\.com/role-arn=arn:aws:iam::111122223333:role/imagepull-exporter",
+		"podLabels.azure\\.workload\\.identity/use=true",
+		"extraEnv[0].name=AWS_REGION", "extraEnv[0].value=eu-west-1",
+		"extraVolumes[0].name=extra", "extraVolumes[0].emptyDir.medium=Memory",
+		"extraVolumeMounts[0].name=extra", "extraVolumeMounts[0].mountPath=/extra",
+		"credentials.enabled=true",
+		"credentials.secrets[0].name=harbor-pull", "credentials.secrets[0].items[0].key=.dockerconfigjson", "credentials.secrets[0].items[0].path=harbor/config.json",
+		"credentials.configMaps[0].name=internal-ca")
+	sa := dt.Find(t, objs, "ServiceAccount", "imagepull-exporter")
+	if got := dt.Get(sa, "metadata", "annotations", "eks.amazonaws.com/role-arn"); got != "arn:aws:iam::111122223333:role/imagepull-exporter" {
+		t.Errorf("ServiceAccount annotation %v", got)
+	}
+	for _, w := range []dt.Object{dt.Find(t, objs, "Deployment", "imagepull-exporter"), dt.Find(t, objs, "DaemonSet", "imagepull-exporter-node")} {
+		pod := dt.Get(w, "spec", "template").(map[string]any)
+		if got := dt.Get(pod, "metadata", "labels", "azure.workload.identity/use"); got != "true" {
+			t.Errorf("%s: pod label %v", w.Key(), got)
+		}
+		c := dt.Get(pod, "spec", "containers", "0").(map[string]any)
+		env, _ := yaml.Marshal(c["env"])
+		mounts, _ := yaml.Marshal(c["volumeMounts"])
+		vols, _ := yaml.Marshal(dt.Get(pod, "spec", "volumes"))
+		for what, want := range map[string][]string{
+			string(env):    {"name: AWS_REGION", "value: eu-west-1", "name: GOMEMLIMIT"},
+			string(mounts): {"mountPath: /extra", "mountPath: /etc/imagepull_exporter/credentials"},
+			string(vols):   {"medium: Memory", "name: harbor-pull", "key: .dockerconfigjson", "path: harbor/config.json", "name: internal-ca"},
+		} {
+			for _, s := range want {
+				if !strings.Contains(what, s) {
+					t.Errorf("%s: %q missing from\n%s", w.Key(), s, what)
+				}
+			}
+		}
+		if strings.Contains(string(vols), "imagepull-exporter-credentials") {
+			t.Errorf("%s: listed sources must replace the default Secret and ConfigMap:\n%s", w.Key(), vols)
+		}
+	}
+	// No value of the chart's may put a credential into the configuration:
+	// the ConfigMap holds only paths.
+	cm := dt.Find(t, objs, "ConfigMap", "imagepull-exporter")
+	if s := fmt.Sprint(cm["data"]); strings.Contains(s, "arn:aws") || strings.Contains(s, "harbor-pull") {
+		t.Errorf("the ConfigMap took chart values it must not: %s", s)
 	}
 }

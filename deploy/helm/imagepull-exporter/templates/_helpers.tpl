@@ -31,6 +31,38 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
+{{/* The selector labels of the pods that run the Kubernetes join (the
+Deployment or the shards), not the node probes. */}}
+{{- define "imagepull-exporter.exporterSelectorLabels" -}}
+{{ include "imagepull-exporter.selectorLabels" . }}
+app.kubernetes.io/component: exporter
+{{- end -}}
+
+{{/* A map of labels or annotations with every value a quoted string: --set
+makes booleans and integers of "true" and "1", which Kubernetes refuses in
+labels and annotations. */}}
+{{- define "imagepull-exporter.stringMap" -}}
+{{- range $k, $v := . }}
+{{ $k | quote }}: {{ $v | toString | quote }}
+{{- end }}
+{{- end -}}
+{{/* The same, to be included after a key at indent: "\n" plus the lines, or
+nothing for an empty map. Usage: include "imagepull-exporter.stringMapAt"
+(list 4 .Values.podLabels) */}}
+{{- define "imagepull-exporter.stringMapAt" -}}
+{{- $at := index . 0 -}}
+{{- with index . 1 -}}
+{{- include "imagepull-exporter.stringMap" . | trim | nindent $at -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the cluster serves the prometheus-operator's API
+(ServiceMonitor, PodMonitor, PrometheusRule): "true" or "". `helm template`
+knows only what --api-versions tells it. */}}
+{{- define "imagepull-exporter.hasMonitoringAPI" -}}
+{{- if .Capabilities.APIVersions.Has "monitoring.coreos.com/v1" -}}true{{- end -}}
+{{- end -}}
+
 {{- define "imagepull-exporter.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create -}}
 {{- default (include "imagepull-exporter.fullname" .) .Values.serviceAccount.name -}}
@@ -142,18 +174,47 @@ basicAuth:
     key: password
 {{- end -}}
 
+{{/* credentials: the mount and the projected volume of module credentials
+(components/credentials). */}}
+{{- define "imagepull-exporter.credentialsMount" -}}
+- name: credentials
+  mountPath: /etc/imagepull_exporter/credentials
+  readOnly: true
+{{- end -}}
+{{- define "imagepull-exporter.credentialsVolume" -}}
+{{- $full := include "imagepull-exporter.fullname" . -}}
+- name: credentials
+  projected:
+    sources:
+      {{- if or .Values.credentials.secrets .Values.credentials.configMaps }}
+      {{- range .Values.credentials.secrets }}
+      - secret:
+          {{- toYaml . | nindent 10 }}
+      {{- end }}
+      {{- range .Values.credentials.configMaps }}
+      - configMap:
+          {{- toYaml . | nindent 10 }}
+      {{- end }}
+      {{- else }}
+      - secret:
+          name: {{ $full }}-credentials
+          optional: true
+      - configMap:
+          name: {{ $full }}-credentials
+          optional: true
+      {{- end }}
+{{- end -}}
+
 {{/* Pod template of the exporter that runs the Kubernetes join: the
 Deployment, or each StatefulSet shard. */}}
 {{- define "imagepull-exporter.podTemplate" -}}
 metadata:
   labels:
-    {{- include "imagepull-exporter.selectorLabels" . | nindent 4 }}
-    app.kubernetes.io/component: exporter
+    {{- include "imagepull-exporter.exporterSelectorLabels" . | nindent 4 }}
+    {{- include "imagepull-exporter.stringMapAt" (list 4 .Values.podLabels) }}
   annotations:
     checksum/config: {{ include "imagepull-exporter.config" . | sha256sum }}
-    {{- with .Values.podAnnotations }}
-    {{- toYaml . | nindent 4 }}
-    {{- end }}
+    {{- include "imagepull-exporter.stringMapAt" (list 4 .Values.podAnnotations) }}
 spec:
   serviceAccountName: {{ include "imagepull-exporter.serviceAccountName" . }}
   {{- with .Values.imagePullSecrets }}
@@ -188,6 +249,10 @@ spec:
         {{- if .Values.webConfig.enabled }}
         {{- include "imagepull-exporter.webConfigArg" . | nindent 8 }}
         {{- end }}
+        {{- if .Values.credentialProviders.enabled }}
+        - --kube.credential-provider-config=/etc/imagepull_exporter/credential-providers/credential-providers.yaml
+        - --kube.credential-provider-bin-dir={{ .Values.credentialProviders.binDir }}
+        {{- end }}
         {{- with .Values.extraArgs }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
@@ -197,6 +262,9 @@ spec:
           valueFrom:
             resourceFieldRef:
               resource: limits.memory
+        {{- with .Values.extraEnv }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       ports:
         - name: http
           containerPort: {{ .Values.port }}
@@ -213,6 +281,17 @@ spec:
         {{- if .Values.webConfig.enabled }}
         {{- include "imagepull-exporter.webConfigMount" . | nindent 8 }}
         {{- end }}
+        {{- if .Values.credentials.enabled }}
+        {{- include "imagepull-exporter.credentialsMount" . | nindent 8 }}
+        {{- end }}
+        {{- if .Values.credentialProviders.enabled }}
+        - name: credential-providers
+          mountPath: /etc/imagepull_exporter/credential-providers
+          readOnly: true
+        {{- end }}
+        {{- with .Values.extraVolumeMounts }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
   volumes:
     - name: config
       configMap:
@@ -220,9 +299,20 @@ spec:
     {{- if .Values.webConfig.enabled }}
     {{- include "imagepull-exporter.webConfigVolume" . | nindent 4 }}
     {{- end }}
+    {{- if .Values.credentials.enabled }}
+    {{- include "imagepull-exporter.credentialsVolume" . | nindent 4 }}
+    {{- end }}
+    {{- if .Values.credentialProviders.enabled }}
+    - name: credential-providers
+      configMap:
+        name: {{ default (printf "%s-credential-providers" (include "imagepull-exporter.fullname" .)) .Values.credentialProviders.configMap }}
+    {{- end }}
+    {{- with .Values.extraVolumes }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
   {{- with .Values.nodeSelector }}
   nodeSelector:
-    {{- toYaml . | nindent 4 }}
+    {{- include "imagepull-exporter.stringMapAt" (list 4 .) }}
   {{- end }}
   {{- with .Values.tolerations }}
   tolerations:
@@ -232,4 +322,72 @@ spec:
   affinity:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+  {{- with .Values.topologySpreadConstraints }}
+  topologySpreadConstraints:
+    {{- range . }}
+    {{- $c := deepCopy . }}
+    {{- if not $c.labelSelector }}
+    {{- $_ := set $c "labelSelector" (dict "matchLabels" (include "imagepull-exporter.exporterSelectorLabels" $ | fromYaml)) }}
+    {{- end }}
+    - {{ toYaml $c | indent 6 | trim }}
+    {{- end }}
+  {{- end }}
+{{- end -}}
+
+{{/* The mixin's rule groups (files/prometheus-rule-groups.yaml, generated)
+as the PrometheusRule's spec, without prometheusRule.disabledAlerts and with
+prometheusRule.additionalRuleLabels on every alert. A disabled name that is
+not an alert of the mixin fails the install: a typo must not keep an alert
+someone meant to drop. A group left without rules is dropped. */}}
+{{- define "imagepull-exporter.ruleGroups" -}}
+{{- $pr := .Values.prometheusRule -}}
+{{- $extra := dict -}}
+{{- range $k, $v := $pr.additionalRuleLabels -}}
+{{- $_ := set $extra $k (toString $v) -}}
+{{- end -}}
+{{- $known := list -}}
+{{- $groups := list -}}
+{{- range $g := (.Files.Get "files/prometheus-rule-groups.yaml" | fromYaml).groups -}}
+{{- $rules := list -}}
+{{- range $r := $g.rules -}}
+{{- if not $r.alert -}}
+{{- $rules = append $rules $r -}}
+{{- else -}}
+{{- $known = append $known $r.alert -}}
+{{- if not (has $r.alert $pr.disabledAlerts) -}}
+{{- if $extra -}}
+{{- $r = set (deepCopy $r) "labels" (merge (deepCopy (default dict $r.labels)) $extra) -}}
+{{- end -}}
+{{- $rules = append $rules $r -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $rules -}}
+{{- $groups = append $groups (set (deepCopy $g) "rules" $rules) -}}
+{{- end -}}
+{{- end -}}
+{{- range $pr.disabledAlerts -}}
+{{- if not (has . $known) -}}
+{{- fail (printf "prometheusRule.disabledAlerts: %q is not an alert of the mixin; its alerts are %s" . (join ", " ($known | uniq | sortAlpha))) -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml (dict "groups" $groups) -}}
+{{- end -}}
+
+{{/* A ServiceMonitor's or PodMonitor's relabelings: the job label the
+mixin selects first, then the user's; and the user's metricRelabelings.
+Usage: include "imagepull-exporter.scrapeRelabelings" (list .Values.serviceMonitor jobName) */}}
+{{- define "imagepull-exporter.scrapeRelabelings" -}}
+{{- $m := index . 0 -}}
+relabelings:
+  - action: replace
+    targetLabel: job
+    replacement: {{ index . 1 }}
+  {{- with $m.relabelings }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- with $m.metricRelabelings }}
+metricRelabelings:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
 {{- end -}}
