@@ -44,12 +44,15 @@ func TestHelpShowsEachCommandsFlags(t *testing.T) {
 		maxLines      int
 		wantUsageLine string
 	}{
+		// 55: the probe's own flags, the credential provider flags (a
+		// probe resolves credentials as the node would) among them.
 		{[]string{"probe", "--help"},
-			[]string{"-]plain-http", "-]insecure", "--ca-file", "--username", "-]password-stdin", "--output", "--module", "--config.file"},
+			[]string{"-]plain-http", "-]insecure", "--ca-file", "--username", "-]password-stdin", "--output", "--module", "--config.file",
+				"--kube.credential-provider-config", "--kube.credential-provider-bin-dir"},
 			[]string{"--web.listen-address", "--kube.namespaces", "--probe.concurrency", "--log.level", "--shard", "--password="},
-			45, "usage: imagepull_exporter probe [<flags>] <image>"},
+			55, "usage: imagepull_exporter probe [<flags>] <image>"},
 		{[]string{"diagnose", "image", "--help"},
-			[]string{"--module", "--kubeconfig", "--namespace", "--service-account", "--output"},
+			[]string{"--module", "--kubeconfig", "--namespace", "--service-account", "--output", "--kube.credential-provider-config"},
 			[]string{"--web.listen-address", "--kube.namespaces", "plain-http"},
 			45, "usage: imagepull_exporter diagnose image [<flags>] <image>"},
 		{[]string{"serve", "--help"},
@@ -59,7 +62,7 @@ func TestHelpShowsEachCommandsFlags(t *testing.T) {
 			0, "usage: imagepull_exporter serve [<flags>]"},
 		{[]string{"--help"},
 			[]string{"--config.file", "serve*", "probe [<flags>] <image>", "diagnose image"},
-			[]string{"--web.listen-address", "--kube.namespaces"},
+			[]string{"--web.listen-address", "--kube.namespaces", "--kube.credential-provider-config"},
 			40, "usage: imagepull_exporter [<flags>] <command>"},
 	} {
 		out, errOut, code := runBinary(t, c.args...)

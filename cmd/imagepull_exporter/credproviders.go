@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"sync"
 
-	"github.com/alecthomas/kingpin/v2"
-
 	"github.com/imagepull/imagepull_exporter/collector/config"
 	"github.com/imagepull/imagepull_exporter/collector/credprovider"
 )
@@ -24,13 +22,16 @@ type credProviderFlags struct {
 	err  error
 }
 
-func addCredentialProviderFlags(app *kingpin.Application) *credProviderFlags {
-	f := &credProviderFlags{}
-	app.Flag("kube.credential-provider-config", "The kubelet's CredentialProviderConfig file (or directory), as on the nodes (--image-credential-provider-config): for an image a provider's matchImages cover, the exporter runs its plugin as the kubelet does and probes with its credentials. Modules without credentials of their own use every provider, as the node does; auth.credential_provider names one.").
-		PlaceHolder("FILE").StringVar(&f.configFile)
-	app.Flag("kube.credential-provider-bin-dir", "Directory holding the credential provider plugins (the node's --image-credential-provider-bin-dir, mounted read-only, or the exporter image's own).").
-		PlaceHolder("DIR").StringVar(&f.binDir)
-	return f
+// addFlags declares the two flags on every command that resolves
+// credentials (serve, probe, diagnose), all bound to f: only one command
+// is parsed.
+func (f *credProviderFlags) addFlags(cmds ...flagAdder) {
+	for _, c := range cmds {
+		c.Flag("kube.credential-provider-config", "The nodes' kubelet CredentialProviderConfig (file or directory): images its providers' matchImages cover are probed with their plugins' credentials, as the kubelet pulls them.").
+			PlaceHolder("FILE").StringVar(&f.configFile)
+		c.Flag("kube.credential-provider-bin-dir", "Directory of the credential provider plugins (the nodes' --image-credential-provider-bin-dir).").
+			PlaceHolder("DIR").StringVar(&f.binDir)
+	}
 }
 
 // providers loads the providers on first use; nil without

@@ -41,9 +41,9 @@ type diagnoseCmd struct {
 
 // registerDiagnose adds the diagnose commands to app and returns the
 // function that runs them: handled is false when the parsed command is not
-// one of them. configFile and cp are the global --config.file and
-// credential provider flags.
-func registerDiagnose(app *kingpin.Application, configFile *string, cp *credProviderFlags) func(cmd string, stdout, stderr io.Writer) (code int, handled bool) {
+// one of them, and the diagnose command, on which the caller declares cp's
+// flags. configFile is the global --config.file.
+func registerDiagnose(app *kingpin.Application, configFile *string, cp *credProviderFlags) (func(cmd string, stdout, stderr io.Writer) (code int, handled bool), *kingpin.CmdClause) {
 	d := &diagnoseCmd{configFile: configFile, credProviders: cp}
 	c := app.Command("diagnose", "Explain in plain words whether and why an image cannot be pulled, with the credentials the kubelet would use; exit 1 when it cannot.")
 	// On diagnose itself, so that both subcommands take them.
@@ -60,7 +60,7 @@ func registerDiagnose(app *kingpin.Application, configFile *string, cp *credProv
 		Default("default").StringVar(&d.serviceAccount)
 	d.image.Flag("module", "Module to probe with; default: the one discovery: modules maps the image's registry to (else \"default\").").
 		StringVar(&d.module)
-	return d.run
+	return d.run, c
 }
 
 func (d *diagnoseCmd) run(cmd string, stdout, stderr io.Writer) (int, bool) {

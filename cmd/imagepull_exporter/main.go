@@ -101,10 +101,6 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app.HelpFlag.Short('h')
 	app.Flag("config.file", "Configuration file; empty means the embedded default, which probes one public image on each big registry.").
 		PlaceHolder("PATH").StringVar(&f.configFile)
-	// The kubelet's credential provider plugins: serve, probe and
-	// diagnose all resolve credentials as the node would.
-	f.credProviders = addCredentialProviderFlags(app)
-
 	// Each command declares only its own flags, so that `probe --help`
 	// shows what a probe takes and not the server's. serve is the
 	// default command: `imagepull_exporter --web.listen-address=:9739`
@@ -112,8 +108,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	// default command when a flag is not a global one.
 	serveCmd := app.Command("serve", "Run the exporter (the default command).").Default()
 	addServeFlags(serveCmd, &f)
-	probeCmd := addProbeCommand(app, &f.probe)                           // probecmd.go
-	runDiagnose := registerDiagnose(app, &f.configFile, f.credProviders) // diagnose.go
+	probeCmd := addProbeCommand(app, &f.probe) // probecmd.go
+	f.credProviders = &credProviderFlags{}
+	runDiagnose, diagnoseCmd := registerDiagnose(app, &f.configFile, f.credProviders) // diagnose.go
+	// The kubelet's credential provider plugins: serve, probe and
+	// diagnose all resolve credentials as the node would.
+	f.credProviders.addFlags(serveCmd, probeCmd, diagnoseCmd)
 
 	cmd, err := app.Parse(args)
 	if err != nil {
