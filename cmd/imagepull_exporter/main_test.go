@@ -641,7 +641,9 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 
-	client := &http.Client{Timeout: 5 * time.Second}
+	// A deadline for a hung server, not a performance bound: a bcrypt
+	// check under -race on a loaded 2-core machine takes seconds.
+	client := &http.Client{Timeout: 30 * time.Second}
 	status := func(user, pass string) int {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/metrics", nil)
 		if user != "" {
