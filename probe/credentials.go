@@ -156,7 +156,7 @@ func (k staticModuleKeychain) Resolve(ref Reference) ([]Credential, error) {
 func (k staticModuleKeychain) credentials() ([]Credential, error) {
 	c := Credential{Username: k.user, Password: k.password, Source: "module auth"}
 	if k.passwordFile != "" {
-		b, err := readBounded(k.passwordFile, maxPasswordFile)
+		b, err := ReadFileBounded(k.passwordFile, maxPasswordFile)
 		if err != nil {
 			return nil, fmt.Errorf("read password_file: %w", err)
 		}
@@ -171,9 +171,23 @@ func (k staticModuleKeychain) credentials() ([]Credential, error) {
 	return []Credential{c}, nil
 }
 
-// readBounded reads a whole file of at most max bytes. Errors name the path
-// but never the content.
-func readBounded(path string, max int64) ([]byte, error) {
+// FileTooLargeError is ReadFileBounded's error for a file over its bound;
+// callers add what the file should have been.
+type FileTooLargeError struct {
+	Path string
+	Max  int64
+}
+
+func (e *FileTooLargeError) Error() string {
+	return fmt.Sprintf("%s is larger than %d bytes", e.Path, e.Max)
+}
+
+// ReadFileBounded reads a whole file of at most max bytes: at most max+1
+// bytes are read whatever the file is (a FIFO, /dev/zero). Errors name the
+// path but never the content. The one bounded read of the exporter's
+// local files: password_file, tls.ca_file, docker config and the
+// credential provider configuration.
+func ReadFileBounded(path string, max int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -184,7 +198,7 @@ func readBounded(path string, max int64) ([]byte, error) {
 		return nil, fmt.Errorf("read %s: %w", path, err)
 	}
 	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes", path, max)
+		return nil, &FileTooLargeError{Path: path, Max: max}
 	}
 	return b, nil
 }
@@ -222,7 +236,7 @@ func (k dockerConfigKeychain) entries(match func(key string) bool) ([]Credential
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, "config.json")
 	}
-	b, err := readBounded(path, maxDockerConfigSize)
+	b, err := ReadFileBounded(path, maxDockerConfigSize)
 	if err != nil {
 		if !k.mustExist && errors.Is(err, os.ErrNotExist) {
 			return nil, nil

@@ -91,7 +91,7 @@ func (p *Prober) transport(module, origin string, m Module, now time.Time) (*htt
 func newTransport(m Module, origin string) (*http.Transport, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: m.TLS.InsecureSkipVerify} //nolint:gosec // opt-in per module
 	if m.TLS.CAFile != "" {
-		pem, err := readBounded(m.TLS.CAFile, maxCAFile)
+		pem, err := ReadFileBounded(m.TLS.CAFile, maxCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls ca_file: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/imagepull/imagepull_exporter/internal/yamlnode"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -20,7 +21,7 @@ func (p *parser) validateAuthRegistries(where string, a *probe.AuthConfig, n *ya
 	if len(a.Registries) == 0 {
 		p.addf(keyLine, "%s: auth.registries is empty; list the registry hosts the credentials belong to (e.g. registry.example.com, *.example.com) or remove the key to bind them to the module's targets' registries", where)
 	}
-	list := mapValue(mapValue(n, "auth"), "registries")
+	list := yamlnode.MapValue(yamlnode.MapValue(n, "auth"), "registries")
 	for i, g := range a.Registries {
 		l := keyLine
 		if list != nil && i < len(list.Content) {

@@ -22,6 +22,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/imagepull/imagepull_exporter/collector/mirror"
+	"github.com/imagepull/imagepull_exporter/internal/yamlnode"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -662,9 +663,9 @@ func (p *parser) visit(fn func(where string, typ reflect.Type, k, v *yaml.Node) 
 				w := fmt.Sprintf("targets[%d]", i)
 				if where != "" {
 					w = fmt.Sprintf("%s[%d]", where, i) // e.g. "discovery: modules[0]"
-				} else if name := mapValue(item, "name"); name != nil && name.Value != "" {
+				} else if name := yamlnode.MapValue(item, "name"); name != nil && name.Value != "" {
 					w = fmt.Sprintf("target %q", name.Value)
-				} else if img := mapValue(item, "image"); img != nil && img.Value != "" {
+				} else if img := yamlnode.MapValue(item, "image"); img != nil && img.Value != "" {
 					w = fmt.Sprintf("target %q", img.Value)
 				}
 				if walk(item, t.Elem(), w) {
@@ -743,41 +744,17 @@ func yamlShown(v string) string {
 	return v
 }
 
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func mapKey(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i]
-		}
-	}
-	return nil
-}
-
 // lineOf returns the line of the key at path below n, falling back to the
 // deepest ancestor that exists.
 func lineOf(n *yaml.Node, fallback int, path ...string) int {
 	line := fallback
 	for _, key := range path {
-		k := mapKey(n, key)
+		k := yamlnode.MapKey(n, key)
 		if k == nil {
 			return line
 		}
 		line = k.Line
-		n = mapValue(n, key)
+		n = yamlnode.MapValue(n, key)
 	}
 	return line
 }
@@ -820,8 +797,8 @@ func EditDistance(a, b string) int {
 const maxTargetNameLength = 200
 
 func (p *parser) validate(cfg *Config) {
-	modulesNode := mapValue(p.root, "modules")
-	targetsNode := mapValue(p.root, "targets")
+	modulesNode := yamlnode.MapValue(p.root, "modules")
+	targetsNode := yamlnode.MapValue(p.root, "targets")
 
 	if cfg.Modules == nil {
 		cfg.Modules = map[string]probe.Module{}
@@ -833,7 +810,7 @@ func (p *parser) validate(cfg *Config) {
 	sort.Strings(names)
 	for _, name := range names {
 		m := cfg.Modules[name]
-		mNode := mapValue(modulesNode, name)
+		mNode := yamlnode.MapValue(modulesNode, name)
 		mLine := lineOf(modulesNode, 0, name)
 		if mNode != nil && mNode.ShortTag() == "!!null" {
 			// "name:" with nothing under it means all defaults; yaml.v3

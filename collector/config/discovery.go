@@ -7,6 +7,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/imagepull/imagepull_exporter/internal/yamlnode"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -89,9 +90,9 @@ func normalizeExcludePattern(p string) string {
 // validateDiscovery checks the discovery: section; defined lists the module
 // names.
 func (p *parser) validateDiscovery(cfg *Config, defined []string) {
-	dNode := mapValue(p.root, "discovery")
+	dNode := yamlnode.MapValue(p.root, "discovery")
 	dLine := lineOf(p.root, 0, "discovery")
-	modsNode := mapValue(dNode, "modules")
+	modsNode := yamlnode.MapValue(dNode, "modules")
 	for i, m := range cfg.Discovery.Modules {
 		where := fmt.Sprintf("discovery: modules[%d]", i)
 		line := dLine
@@ -113,7 +114,7 @@ func (p *parser) validateDiscovery(cfg *Config, defined []string) {
 			p.addf(lineOf(item, line, "module"), "%s: module %q is not defined (defined: %s); add it under modules: or fix the name", where, m.Module, strings.Join(defined, ", "))
 		}
 	}
-	exNode := mapValue(dNode, "exclude")
+	exNode := yamlnode.MapValue(dNode, "exclude")
 	for i, e := range cfg.Discovery.Exclude {
 		line := dLine
 		if exNode != nil && i < len(exNode.Content) {

@@ -8,6 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/imagepull/imagepull_exporter/collector/mirror"
+	"github.com/imagepull/imagepull_exporter/internal/yamlnode"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -48,7 +49,7 @@ func (e *MirrorEndpoint) UnmarshalYAML(unmarshal func(any) error) error {
 // validateMirrors checks the `mirrors:` section and builds its chains into
 // cfg.mirrorChains; defined lists the module names.
 func (p *parser) validateMirrors(cfg *Config, defined []string) {
-	mNode := mapValue(p.root, "mirrors")
+	mNode := yamlnode.MapValue(p.root, "mirrors")
 	keys := make([]string, 0, len(cfg.Mirrors))
 	for k := range cfg.Mirrors {
 		keys = append(keys, k)
@@ -76,7 +77,7 @@ func (p *parser) validateMirrors(cfg *Config, defined []string) {
 		list := cfg.Mirrors[key]
 		var listNode *yaml.Node
 		if mNode != nil {
-			listNode = mapValue(mNode, key)
+			listNode = yamlnode.MapValue(mNode, key)
 		}
 		if len(list) == 0 {
 			p.addf(line, "%s: no mirrors listed; list at least one URL or remove the key", where)

@@ -41,7 +41,6 @@ package credprovider
 import (
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -57,6 +56,7 @@ import (
 	sigsjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 
+	"github.com/imagepull/imagepull_exporter/internal/yamlnode"
 	"github.com/imagepull/imagepull_exporter/probe"
 )
 
@@ -172,7 +172,11 @@ func readConfig(path string) ([]providerConfig, error) {
 // are errors, as with the kubelet's strict codec) into the published type
 // of its apiVersion, and validates it with the kubelet's rules.
 func readConfigFile(file string) ([]providerConfig, error) {
-	data, err := readBounded(file, maxConfigSize)
+	data, err := probe.ReadFileBounded(file, maxConfigSize)
+	var big *probe.FileTooLargeError
+	if errors.As(err, &big) {
+		return nil, fmt.Errorf("credential provider config: %w; is it the CredentialProviderConfig?", err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("credential provider config: %w", err)
 	}
@@ -237,7 +241,7 @@ func readConfigFile(file string) ([]providerConfig, error) {
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(js, &cfg); err != nil {
 		return nil, fail(0, "does not decode as a %s: %s", configKind, quietJSONError(err))
 	}
-	list := mapValue(root, "providers")
+	list := yamlnode.MapValue(root, "providers")
 	out := make([]providerConfig, len(cfg.Providers))
 	for i, p := range cfg.Providers {
 		out[i] = providerConfig{CredentialProvider: p, file: file}
@@ -292,7 +296,7 @@ func validate(file string, root *yaml.Node, ps []providerConfig) ConfigErrors {
 		for j, m := range p.MatchImages {
 			if _, err := probe.ParseImageMatch(m); err != nil {
 				line := lineOf(p.node, "matchImages")
-				if l := mapValue(p.node, "matchImages"); l != nil && l.Kind == yaml.SequenceNode && j < len(l.Content) {
+				if l := yamlnode.MapValue(p.node, "matchImages"); l != nil && l.Kind == yaml.SequenceNode && j < len(l.Content) {
 					line = l.Content[j].Line
 				}
 				errs = append(errs, &ConfigError{File: file, Line: line, Msg: fmt.Sprintf("%s: matchImages[%d] %q is not a valid image match (%v); write host[:port][/path], globs in the host only, e.g. *.azurecr.io", where, j, m, err)})
@@ -347,23 +351,6 @@ func findBinary(binDir string, p providerConfig) (string, error) {
 	return path, nil
 }
 
-// readBounded reads a whole file of at most max bytes.
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", path, err)
-	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is larger than %d bytes; is it the CredentialProviderConfig?", path, max)
-	}
-	return b, nil
-}
-
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
 // strictPath splits a strict decoding error of sigs.k8s.io/json
@@ -393,10 +380,10 @@ func lineOfPath(root *yaml.Node, path string) (line int, where string) {
 			key = part[:i]
 			idx, _ = strconv.Atoi(part[i+1 : len(part)-1])
 		}
-		if k := mapKey(n, key); k != nil {
+		if k := yamlnode.MapKey(n, key); k != nil {
 			line = k.Line
 		}
-		n = mapValue(n, key)
+		n = yamlnode.MapValue(n, key)
 		if n == nil {
 			return line, where
 		}
@@ -404,7 +391,7 @@ func lineOfPath(root *yaml.Node, path string) (line int, where string) {
 			n = n.Content[idx]
 			line = n.Line
 			if key == "providers" {
-				if name := mapValue(n, "name"); name != nil && name.Value != "" {
+				if name := yamlnode.MapValue(n, "name"); name != nil && name.Value != "" {
 					where = fmt.Sprintf(" in provider %q", name.Value)
 				}
 			}
@@ -424,33 +411,9 @@ func quietJSONError(err error) string {
 	return "invalid JSON"
 }
 
-func mapValue(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i+1]
-		}
-	}
-	return nil
-}
-
-func mapKey(n *yaml.Node, key string) *yaml.Node {
-	if n == nil || n.Kind != yaml.MappingNode {
-		return nil
-	}
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		if n.Content[i].Value == key {
-			return n.Content[i]
-		}
-	}
-	return nil
-}
-
 // lineOf is the line of key in mapping n, else n's own line, else 0.
 func lineOf(n *yaml.Node, key string) int {
-	if k := mapKey(n, key); k != nil {
+	if k := yamlnode.MapKey(n, key); k != nil {
 		return k.Line
 	}
 	if n != nil {
