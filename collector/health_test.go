@@ -146,9 +146,9 @@ func TestRegistryHealthProducts(t *testing.T) {
 	for _, c := range []struct {
 		product    string
 		components []string // as the product names them
-		authDown   string    // a component of its auth backend ("" for Nexus: none)
-		otherDown  string    // a component that is not
-		creds      bool      // the health request carries the module's credentials
+		authDown   string   // a component of its auth backend ("" for Nexus: none)
+		otherDown  string   // a component that is not
+		creds      bool     // the health request carries the module's credentials
 	}{
 		{"harbor", []string{"core", "database", "jobservice", "portal", "redis", "registry", "registryctl"}, "database", "jobservice", false},
 		{"quay", []string{"auth", "database", "disk_space", "redis", "registry_gunicorn", "service_key", "storage", "web_gunicorn"}, "auth", "storage", false},
@@ -529,4 +529,77 @@ func TestRegistryHealthHostileReplies(t *testing.T) {
 			t.Errorf("component name %q is not bounded and printable", name)
 		}
 	}
+}
+
+// TestRegistryHealthCredentialsStayHome: the module's credentials go to a
+// health API only where the product's API needs them (Nexus's status
+// checks, simulated) and only to the registry they are bound to. A second
+// host that also answers as Nexus (a credential sink in front of the
+// simulation: an attacker's) gets neither probe nor health request with a
+// credential, even under health: nexus configured; the bound Nexus gets
+// its status checks read with them. When Nexus refuses them (an account
+// without nexus:metrics:read), the anonymous status endpoint is read from
+// then on, and never with credentials again.
+func TestRegistryHealthCredentialsStayHome(t *testing.T) {
+	const ua = "imagepull-health-creds"
+	r := tokenRegistry(t)
+	sim := testenv.StartProductSim(t, "nexus", r)
+	sim.SetMetricsUser(pullUser, pullPassword)
+	sink := testenv.StartCredentialSink(t, sim.URL)
+	clock := &fakeClock{t: time.Now()}
+	m := credModule(healthModule, sim.Addr)
+	m.Health = probe.ProductNexus.Setting()
+	s, reg := healthScheduler(t, ua, clock, healthConfig(m,
+		tc(t, "bound", sim.Ref("team/app", "v1"), 0), tc(t, "elsewhere", sink.Addr+"/team/app:v1", 0)))
+
+	probeAll(s, "bound", "elsewhere")
+	if res := lastResult(t, s, "bound"); !res.Success {
+		t.Fatalf("bound: %s", res.Error)
+	}
+	if leaks := sink.Leaks(pullPassword); len(leaks) != 0 {
+		t.Errorf("the sink received credentials: %+v", leaks)
+	}
+	var sinkHealth []testenv.SinkRequest
+	for _, rq := range sink.Requests() {
+		if strings.HasPrefix(rq.Path, "/service/rest/") {
+			sinkHealth = append(sinkHealth, rq)
+		}
+	}
+	if len(sinkHealth) != 1 || sinkHealth[0].Path != "/service/rest/v1/status" {
+		t.Errorf("health requests to the unbound host: %+v, want one anonymous GET /service/rest/v1/status", sinkHealth)
+	}
+	var boundHealth []testenv.SinkRequest
+	for _, rq := range sim.HealthRequests() {
+		if rq.Authorization != "" || rq.Path == "/service/rest/v1/status/check" {
+			boundHealth = append(boundHealth, rq)
+		}
+	}
+	if len(boundHealth) != 1 || boundHealth[0].Path != "/service/rest/v1/status/check" || !strings.HasPrefix(boundHealth[0].Authorization, "Basic ") {
+		t.Errorf("health requests with credentials: %+v, want one GET /service/rest/v1/status/check with the module's Basic credentials", boundHealth)
+	}
+
+	// An account without nexus:metrics:read: refused once, then the
+	// anonymous status endpoint.
+	sim.SetMetricsUser("admin-only", "x")
+	before := len(sim.HealthRequests())
+	for i := 0; i < 2; i++ {
+		clock.Add(16 * time.Minute)
+		probeAll(s, "bound")
+	}
+	got := sim.HealthRequests()[before:]
+	if len(got) < 2 {
+		t.Fatalf("health requests after the refusal: %+v", got)
+	}
+	if got[0].Path != "/service/rest/v1/status/check" || got[0].Authorization == "" {
+		t.Errorf("first read: %+v, want the status checks with credentials (refused)", got[0])
+	}
+	for _, rq := range got[1:] {
+		if rq.Path != "/service/rest/v1/status" || rq.Authorization != "" {
+			t.Errorf("after the refusal: %+v, want anonymous /service/rest/v1/status", rq)
+		}
+	}
+	samples := healthSamples(t, reg)
+	regLabel := fmt.Sprintf("registry=%q", sim.Addr)
+	wantValue(t, samples, 1, "imagepull_registry_health_up", regLabel, `product="nexus"`)
+	wantValue(t, samples, 1, "imagepull_registry_requests_total", regLabel, `kind="health"`, `code="403"`)
 }

@@ -139,6 +139,9 @@ const (
 	nexusStatusPath = "/service/rest/v1/status"
 )
 
+// Setting is the `health:` value that names p.
+func (p Product) Setting() HealthSetting { return HealthSetting(p) }
+
 // NeedsCredentials reports whether p's health API wants the module's
 // credentials: only Nexus's status checks do.
 func (p Product) NeedsCredentials() bool { return p == ProductNexus }
