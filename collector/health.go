@@ -181,6 +181,8 @@ func (s *Scheduler) readHealth(ctx context.Context, r *runner, product probe.Pro
 		return
 	}
 	if !ok {
+		// Nothing was sent: the next probe tries again.
+		rh.checked = time.Time{}
 		s.logger.Debug("registry health check skipped: the registry's request budget is spent", "registry", reg)
 		return
 	}
