@@ -134,6 +134,7 @@ func (s *Scheduler) Describe(ch chan<- *prometheus.Desc) {
 		ch <- d
 	}
 	describeMirrors(ch)
+	describeHealth(ch)
 }
 
 // Collect implements prometheus.Collector: it emits the latest results as
@@ -148,6 +149,7 @@ func (s *Scheduler) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descBudgetExhausted, prometheus.CounterValue, float64(e.Count), e.Registry)
 	}
 	s.collectMirrors(ch)
+	s.collectHealth(ch)
 }
 
 // collectSnapshot emits the per-target and per-registry series of snap;

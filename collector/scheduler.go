@@ -107,6 +107,9 @@ type Scheduler struct {
 	// mode), guarded by mu (mirror_probe.go).
 	nodeMirrors *mirror.Set
 
+	// health is what the registries' own health APIs say (health.go).
+	health healthState
+
 	// waiting counts probes blocked on the concurrency bound (for tests).
 	waiting atomic.Int64
 	// maxInterval is the longest target interval (a time.Duration), set
@@ -391,6 +394,7 @@ func (s *Scheduler) pruneRegistrySeries() {
 	}
 	s.sender.prune(probed, func(mirror, upstream string) bool { return mirrors[mirrorKey{mirror, upstream}] })
 	s.budget.pruneExhausted(probed)
+	s.health.prune(probed)
 	s.regMu.Lock()
 	defer s.regMu.Unlock()
 	for k := range s.rateLimits {
@@ -463,6 +467,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 		s.logger.Debug("probe skipped: registry request budget spent", "target", r.spec.name, "registry", reg)
 		return
 	}
+	s.checkRegistryHealth(ctx, r, &res) // the registry's own health API, and the attribution rule (health.go)
 	if !s.recordIfCurrent(ctx, r, &res) {
 		// The target was removed or changed by a reload, or the exporter
 		// stops: a probe that was in flight then says nothing that should

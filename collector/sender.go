@@ -34,6 +34,10 @@ const (
 	PurposeAuthCheck
 	// PurposeDiagnose is `diagnose`'s probes and tag listings.
 	PurposeDiagnose
+	// PurposeHealth is a read of a registry product's own health API
+	// (health.go): a refusal postpones it to the next probe, and its
+	// request counts under kind="health".
+	PurposeHealth
 )
 
 // OtherRegistry is the registry label of requests /probe sends to a
@@ -144,7 +148,7 @@ func (s *Sender) count(send Send, res *probe.Result) {
 	// A scheduled probe still in flight when a reload removed the last
 	// target of its registry: its requests were sent and count, but under
 	// "other", or they would re-create the series the reload pruned.
-	if (send.Purpose == PurposeOnDemand || send.Purpose == PurposeScheduled) && s.known != nil && !s.known(reg) {
+	if (send.Purpose == PurposeOnDemand || send.Purpose == PurposeScheduled || send.Purpose == PurposeHealth) && s.known != nil && !s.known(reg) {
 		reg = OtherRegistry
 	}
 	// Likewise a mirror probe in flight when a reload dropped the mirror.

@@ -41,4 +41,11 @@ type ProbeStatus interface {
 	// the digest the registry serves now, or the failure reason; ok is false
 	// when that tag is not probed.
 	TagResult(registry, repository, tag string) (digest string, reason probe.Reason, ok bool)
+	// AttributeCause returns the cause that cause, a failure reported for
+	// registry outside the exporter's probes (a node's pull error), counts
+	// as: server_error for unauthorized while the registry's own health
+	// API reports its auth backend down, else cause itself. It is the
+	// scheduler's one attribution rule (health.go), which its own probe
+	// results already went through.
+	AttributeCause(registry, cause string) string
 }

@@ -24,6 +24,7 @@ const (
 	noMirrors     = "no mirror is configured"
 	noBudgetSkip  = "the request budget never skipped a probe; the counter appears with the first skip"
 	noWorkloads   = "the test creates bare pods: no Deployment, StatefulSet, DaemonSet, Job or CronJob names an image, so no workload image is unavailable"
+	noProduct     = "the registry is a plain distribution registry, none of the products whose health API is read, so none is (collector/health_test.go reads simulated Harbor, Quay, Artifactory and Nexus)"
 )
 
 // Panels empty in one state only: emptyWhileHealthy during the baseline,
@@ -74,6 +75,11 @@ var emptyPanels = map[string]string{
 	"imagepull-registry-detail.json / Remaining and limit / A":              noRateLimit,
 	"imagepull-registry-detail.json / Remaining and limit / B":              noRateLimit,
 	"imagepull-registry-detail.json / Retry-After / A":                      noRateLimit,
+	"imagepull-registry-detail.json / Components / A":                       noProduct,
+	"imagepull-registry-detail.json / Components / B":                       noProduct,
+	"imagepull-registry-detail.json / Component health / A":                 noProduct,
+	"imagepull-registry-detail.json / Component health / B":                 noProduct,
+	"imagepull-registry-detail.json / Health reads by result / A":           noProduct,
 	"imagepull-registry-detail.json / Mirrors of this registry / A":         noMirrors,
 	"imagepull-registry-detail.json / Mirrors of this registry / B":         noMirrors,
 	"imagepull-registry-detail.json / Mirrors of this registry / C":         noMirrors,

@@ -94,6 +94,10 @@
     registryUnreachableKeepFiringFor: '1m',
     // How long one target must fail for a path-level reason while its registry is up before ImagePullTargetFailing fires: longer than the slowest targets' probe interval (5m for discovered images in deploy/), so the targets probed first in a registry outage, which fail while a not-yet-reprobed target still holds the registry up, do not raise it.
     targetFailingFor: '15m',
+    // How long a registry's own health API (Harbor, Quay, Artifactory, Nexus) must report it unhealthy before ImagePullRegistryUnhealthy fires: a component check flapping once is not a page.
+    registryUnhealthyFor: '5m',
+    // How long the critical ImagePullRegistryUnhealthy keeps firing after recovery, so the warning it inhibits resolves first (as for ImagePullRegistryUnreachable).
+    registryUnhealthyKeepFiringFor: '1m',
     // How long probes must fail with unauthorized/forbidden before ImagePullRegistryAuthFailing fires.
     registryAuthFailingFor: '10m',
     // How long a pull secret must fail to log in before ImagePullPullSecretInvalid fires (auth checks run every 15m by default).

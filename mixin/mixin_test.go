@@ -183,8 +183,8 @@ func TestPromtoolTestRules(t *testing.T) {
 // TestAmtoolCheckConfig validates the example Alertmanager configuration.
 func TestAmtoolCheckConfig(t *testing.T) {
 	out := run(t, testenv.RepoRoot(t), testenv.Bin(t, "amtool"), "check-config", "mixin/alertmanager.example.yml")
-	if !strings.Contains(out, "6 inhibit rules") {
-		t.Errorf("amtool found a different number of inhibit rules than the example's 6:\n%s", out)
+	if !strings.Contains(out, "8 inhibit rules") {
+		t.Errorf("amtool found a different number of inhibit rules than the example's 8:\n%s", out)
 	}
 }
 
@@ -284,8 +284,8 @@ func TestEveryAlertIsTestedAndDocumented(t *testing.T) {
 			}
 		}
 	}
-	if len(rules) != 26 {
-		t.Errorf("rendered %d alert rules, want 26 (23 alerts, three of them with critical and warning rules)", len(rules))
+	if len(rules) != 28 {
+		t.Errorf("rendered %d alert rules, want 28 (24 alerts, four of them with critical and warning rules)", len(rules))
 	}
 
 	// firing[rule] holds eval times per test case at which the rule fires;
@@ -674,6 +674,19 @@ func TestAlertmanagerExampleInhibitsAndGroups(t *testing.T) {
 		{"alertname=ImagePullRegistryUnreachable,severity=critical,cluster=eu,registry=x.example,cause=timeout", false, "imagepull-page", "eu/x.example"},
 		{"alertname=ImagePullRegistryUnreachable,severity=warning,cluster=us,registry=x.example,cause=timeout", false, "imagepull-ticket", "us/x.example"},
 		{"alertname=ImagePullTagDrift,severity=info,registry=ghcr.io,repository=acme/db,tag=dev", false, "imagepull-info", "ghcr.io"},
+		// harbor.example's database is down (issue 15): containers wait,
+		// the critical ImagePullRegistryUnhealthy pages with the blocked
+		// containers; what blames credentials is muted, the warning too.
+		{"alertname=ImagePullRegistryUnhealthy,severity=critical,registry=harbor.example,product=harbor,auth_backend=down", false, "imagepull-page", "harbor.example"},
+		{"alertname=ImagePullRegistryUnhealthy,severity=warning,registry=harbor.example,product=harbor,auth_backend=down", true, "", ""},
+		{"alertname=ImagePullPodsBlocked,severity=critical,registry=harbor.example,cause=server_error", false, "imagepull-page", "harbor.example"},
+		{"alertname=ImagePullRegistryAuthFailing,severity=warning,registry=harbor.example,cause=unauthorized", true, "", ""},
+		{"alertname=ImagePullPullSecretInvalid,severity=warning,registry=harbor.example,namespace=shop,secret=harbor-robot", true, "", ""},
+		// quay-h.example is unhealthy but its auth backend is up: a
+		// rejected secret or credential is the credentials' own problem.
+		{"alertname=ImagePullRegistryUnhealthy,severity=warning,registry=quay-h.example,product=quay", false, "imagepull-ticket", "quay-h.example"},
+		{"alertname=ImagePullRegistryAuthFailing,severity=warning,registry=quay-h.example,cause=unauthorized", false, "imagepull-ticket", "quay-h.example"},
+		{"alertname=ImagePullPullSecretInvalid,severity=warning,registry=quay-h.example,namespace=shop,secret=quay-robot", false, "imagepull-ticket", "quay-h.example"},
 	}
 	labelsOf := func(s string) map[string]string {
 		m := map[string]string{}

@@ -24,6 +24,11 @@ type Module struct {
 	// a credential provider plugin; all empty means anonymous (or the
 	// node's credential providers, when they are configured).
 	Auth AuthConfig `yaml:"auth"`
+	// Health says whether the registries this module probes have their
+	// own health API read (health.go): auto (a product recognised from
+	// what the registry sends the probes), a product (harbor, quay,
+	// artifactory, nexus), or none. Default auto.
+	Health HealthSetting `yaml:"health"`
 }
 
 // TLSConfig configures how the registry's certificate is verified.
@@ -100,6 +105,7 @@ var DefaultModule = Module{
 	Timeout:           DefaultTimeout,
 	Interval:          DefaultInterval,
 	AuthCheckInterval: DefaultAuthCheckInterval,
+	Health:            HealthAuto,
 }
 
 // UnmarshalYAML fills defaults for keys the file leaves out.

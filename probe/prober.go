@@ -512,6 +512,9 @@ func (r *probeRun) ping(ctx context.Context) (*Challenge, error) {
 	if err != nil {
 		return nil, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)
 	}
+	for _, c := range cs {
+		r.recognize(recognizeChallenge(c, r.apiHost()))
+	}
 	ch, err := pickChallenge(cs)
 	if err != nil {
 		return nil, failf(ReasonProtocol, "ping GET %s: 401 with %v", redactURL(req.URL), err)

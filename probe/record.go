@@ -77,6 +77,9 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	recordHeaders(rec.Header, "< ", resp.Header, recordedResponseHeaders, r.run.red)
 	r.run.res.Requests = append(r.run.res.Requests, rec)
 	r.run.rate.observe(resp.Header)
+	if strings.EqualFold(req.URL.Host, r.apiHost) {
+		r.run.recognize(recognizeHeaders(resp.Header))
+	}
 	if resp.StatusCode == http.StatusTooManyRequests {
 		r.run.observeRetryAfter(resp.Header)
 	}

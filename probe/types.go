@@ -39,10 +39,14 @@ const (
 	KindManifestHead RequestKind = "manifest_head"
 	KindManifestGet  RequestKind = "manifest_get"
 	KindOther        RequestKind = "other" // e.g. tags/list in diagnose; never sent by a plain probe
+	// KindHealth is a read of a registry product's own health API
+	// (health.go): at most one per registry and auth_check_interval, and
+	// only to a registry whose product is recognised or configured.
+	KindHealth RequestKind = "health"
 )
 
 // RequestKinds lists every request kind in a stable order.
-var RequestKinds = []RequestKind{KindPing, KindToken, KindManifestHead, KindManifestGet, KindOther}
+var RequestKinds = []RequestKind{KindPing, KindToken, KindManifestHead, KindManifestGet, KindOther, KindHealth}
 
 // RateLimit is what a registry said about its pull rate limit in the
 // ratelimit-limit / ratelimit-remaining / docker-ratelimit-source headers
@@ -101,4 +105,10 @@ type Result struct {
 	TLSCertExpiry time.Time // NotAfter of the registry's leaf certificate from a verified chain; zero over plain HTTP, with insecure_skip_verify, or when no handshake succeeded
 
 	Requests []Request // every request this probe sent, in order
+
+	// Product is the registry product the registry's own replies to this
+	// probe showed (health.go: the /v2/ challenge's realm and service,
+	// product headers), "" when none did. The registry's health API is
+	// read only for a product recognised so, or configured.
+	Product Product
 }

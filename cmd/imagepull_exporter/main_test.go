@@ -254,7 +254,7 @@ func TestConfigCheck(t *testing.T) {
 		{[]string{"--config.check", "--config.file", filepath.Join(testdata, "invalid-undefined-module.yml")}, 1, "",
 			filepath.Join(testdata, "invalid-undefined-module.yml") + `:12: target "x": module "foo" is not defined (defined: default, ecr); add it under modules: or fix the name` + "\n"},
 		{[]string{"--config.check", "--config.file", filepath.Join(testdata, "invalid-unknown-module-key.yml")}, 1, "",
-			filepath.Join(testdata, "invalid-unknown-module-key.yml") + `:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)` + "\n"},
+			filepath.Join(testdata, "invalid-unknown-module-key.yml") + `:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth, health)` + "\n"},
 		{[]string{"--config.check", "--config.file", "/nonexistent/config.yml"}, 1, "",
 			"read config file: open /nonexistent/config.yml: no such file or directory\n"},
 		{[]string{"--config.check", "--config.file", credDefault}, 0, credDefault + ": OK: 1 modules, 0 targets\n",

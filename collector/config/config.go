@@ -543,6 +543,7 @@ func (p *parser) rewordDecodeError(e string) {
 var typeWords = map[reflect.Type]string{
 	reflect.TypeFor[string]():                      "a string",
 	reflect.TypeFor[probe.Secret]():                "a string",
+	reflect.TypeFor[probe.HealthSetting]():         "one of " + strings.Join(probe.HealthSettings(), ", "),
 	reflect.TypeFor[[]TargetConfig]():              "a list of targets",
 	reflect.TypeFor[map[string]probe.Module]():     "a mapping of module names to modules",
 	reflect.TypeFor[[]string]():                    "a list of strings",
@@ -905,6 +906,17 @@ func (p *parser) validateModule(name string, m *probe.Module, n *yaml.Node, line
 	}
 	if m.Timeout > 0 && m.Interval > 0 && m.Timeout > m.Interval {
 		p.addf(lineOf(n, line, "timeout"), "%s: timeout %s is longer than interval %s; lower the timeout or raise the interval", where, m.Timeout, m.Interval)
+	}
+	if !m.Health.Valid() {
+		hint := "use auto (the default: read the health API of a registry recognised as one of these products), a product, or none"
+		if c := closest(strings.ToLower(string(m.Health)), probe.HealthSettings()); c != "" {
+			hint = fmt.Sprintf("did you mean %q?", c)
+		}
+		shown := string(m.Health)
+		if len(shown) > 40 {
+			shown = shown[:37] + "..."
+		}
+		p.addf(lineOf(n, line, "health"), "%s: health %q is not one of %s; %s", where, shown, strings.Join(probe.HealthSettings(), ", "), hint)
 	}
 	if m.PlainHTTP && (m.TLS.CAFile != "" || m.TLS.InsecureSkipVerify) {
 		p.addf(lineOf(n, line, "tls"), "%s: tls settings have no effect with plain_http: true; remove one of them", where)

@@ -73,6 +73,10 @@ testdata/invalid-credential-provider.yml:9: module "both": auth.credential_provi
 testdata/invalid-duplicate-target.yml:7: target "alpine": the name is already used by the target at line 6; target names must be unique (a target without name: is named after its image)`,
 	"invalid-duration-no-unit.yml": `testdata/invalid-duration-no-unit.yml:4: target "hub": interval: "60" has no unit; write a duration such as 60s or 1m30s`,
 	"invalid-duration.yml":         `testdata/invalid-duration.yml:3: module "default": timeout: "10 sec" is not a duration; write a number with a unit, e.g. 30s, 1m30s, 2h`,
+	"invalid-health.yml": `testdata/invalid-health.yml:3: module "typo": health "harbour" is not one of auto, harbor, quay, artifactory, nexus, none; did you mean "harbor"?
+testdata/invalid-health.yml:5: module "unknown": health "gitlab" is not one of auto, harbor, quay, artifactory, nexus, none; use auto (the default: read the health API of a registry recognised as one of these products), a product, or none
+testdata/invalid-health.yml:7: module "empty": health "" is not one of auto, harbor, quay, artifactory, nexus, none; use auto (the default: read the health API of a registry recognised as one of these products), a product, or none`,
+	"invalid-health-type.yml": `testdata/invalid-health-type.yml:3: module "list": health: want one of auto, harbor, quay, artifactory, nexus, none, got a list`,
 	"invalid-image.yml": `testdata/invalid-image.yml:3: target "upper": invalid image reference "docker.io/Library/Nginx": repository name must be lowercase; fix the image reference
 testdata/invalid-image.yml:5: target "tag": invalid image reference "nginx:-bad": invalid tag "-bad" (letters, digits, '_', '.', '-'; at most 128, not starting with '.' or '-'); fix the image reference`,
 	"invalid-missing-image.yml": "testdata/invalid-missing-image.yml:2: target \"nothing\": image is missing; add e.g. `image: docker.io/library/busybox:latest`",
@@ -88,7 +92,7 @@ testdata/invalid-target-interval.yml:10: target "backwards": interval -1m0s is n
 	"invalid-timeout-over-interval.yml": `testdata/invalid-timeout-over-interval.yml:3: module "slow": timeout 2m0s is longer than interval 1m0s; lower the timeout or raise the interval`,
 	"invalid-undefined-module.yml":      `testdata/invalid-undefined-module.yml:12: target "x": module "foo" is not defined (defined: default, ecr); add it under modules: or fix the name`,
 	"invalid-unknown-auth-key.yml":      `testdata/invalid-unknown-auth-key.yml:5: module "private": auth: unknown key "pasword"; did you mean "password"? (valid keys: username, password, password_file, docker_config, registries, credential_provider)`,
-	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth)`,
+	"invalid-unknown-module-key.yml":    `testdata/invalid-unknown-module-key.yml:4: module "default": unknown key "intervall"; did you mean "interval"? (valid keys: timeout, interval, auth_check_interval, plain_http, tls, auth, health)`,
 	"invalid-unknown-target-key.yml":    `testdata/invalid-unknown-target-key.yml:4: target "hub": unknown key "modul"; did you mean "module"? (valid keys: name, image, module, interval)`,
 	"invalid-unknown-top-key.yml":       `testdata/invalid-unknown-top-key.yml:3: unknown top-level key "target"; did you mean "targets"? (valid keys: modules, targets, discovery, mirrors)`,
 	"invalid-username-only.yml":         `testdata/invalid-username-only.yml:4: module "private": auth.username is set without a password; add auth.password or auth.password_file`,
@@ -162,6 +166,12 @@ func TestLoadConfigGood(t *testing.T) {
 	}
 	if !cfg.Modules["local"].PlainHTTP {
 		t.Error("local module: plain_http not set")
+	}
+	// health: defaults to auto; a product or none as written.
+	for name, want := range map[string]probe.HealthSetting{"default": probe.HealthAuto, "private": "harbor", "local": probe.HealthNone} {
+		if got := cfg.Modules[name].Health; got != want {
+			t.Errorf("module %s: health = %q, want %q", name, got, want)
+		}
 	}
 
 	if len(cfg.Targets) != 4 {

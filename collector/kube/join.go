@@ -224,7 +224,7 @@ func (c *Cluster) join() *joinResult {
 						res.nodeErrors[nodeRegCause{p.Node, reg, nodeCause}]++
 					}
 				}
-				res.blocked[regCause{reg, blockedCause(sc.registryCause(reg), nodeCause)}]++
+				res.blocked[regCause{reg, blockedCause(sc.registryCause(reg), sc.attribute(reg, nodeCause))}]++
 			}
 			if !ct.Running || img.Invalid {
 				continue

@@ -48,6 +48,12 @@ local utils = import '../lib/utils.libsonnet';
       '{{ else if eq $labels.cause "unauthorized" "forbidden" }}The registry rejects the pull credentials: check the pods\' pull secrets with `imagepull_exporter diagnose pod NAMESPACE/NAME`.' +
       '{{ else if eq $labels.cause "not_found" }}The registry does not have the image: fix the repository or tag in the workload, or push the image.' +
       '{{ else if eq $labels.cause "protocol" }}The registry\'s replies break the distribution spec, often a proxy in between: run `imagepull_exporter diagnose image REF`.' +
+      // server_error with the registry's own health API reporting
+      // components down (issue 15): name them, so that a dead database
+      // that makes every login fail is not read as a credential problem.
+      '{{ else if eq $labels.cause "server_error" }}' +
+      '{{ with %s | sortByLabel "component" }}The registry reports down: {{ range $i, $s := . }}{{ if $i }}, {{ end }}{{ $s.Labels.component }}{{ end }} (see ImagePullRegistryUnhealthy): fix the registry, not the pull secrets.' % utils.query('max by (component) (imagepull_registry_component_up{%s, %s=%%q, registry=%%q}) == 0' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']) +
+      '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, or pre-pull the images onto the nodes.{{ end }}' +
       '{{ else }}The registry itself fails (see ImagePullRegistryUnreachable): pull through a mirror, or pre-pull the images onto the nodes.{{ end }}',
 
     // What keeps a workload's image from being pulled, and what to do, per

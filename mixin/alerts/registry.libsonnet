@@ -51,6 +51,34 @@ local utils = import '../lib/utils.libsonnet';
         for i in std.range(0, std.length(c.unreachableReasons) - 1)
       ]) + '{{ else }}its probes fail with {{ $labels.cause }}{{ end }}',
 
+    // A registry whose own health API (imagepull_registry_health_up, issue
+    // 15) says it is unhealthy, one series per registry and product. HA:
+    // unhealthy only when no replica reads it healthy. The label
+    // auth_backend="down" is added while the health API reports down a
+    // component the registry's logins depend on
+    // (imagepull_registry_auth_backend_up 0): the Alertmanager example
+    // inhibits ImagePullRegistryAuthFailing and ImagePullPullSecretInvalid
+    // on it, since every login then fails whatever the credentials.
+    local registryUnhealthy =
+      |||
+        (max by (%(by)s) (imagepull_registry_health_up{%(sel)s}) == 0)
+        * on (%(by)s) group_left (auth_backend)
+        (
+          label_replace(max by (%(by)s) (imagepull_registry_auth_backend_up{%(sel)s}) == 0, "auth_backend", "down", "", "")
+          or on (%(by)s)
+          max by (%(by)s) (imagepull_registry_health_up{%(sel)s})
+        )
+      ||| % { by: utils.by(c, ['registry', 'product']), sel: c.imagepullSelector },
+
+    local unhealthyCommon =
+      'The {{ $labels.product }} health API of {{ $labels.registry }} has reported it unhealthy for %s' % c.registryUnhealthyFor +
+      utils.listLabel(
+        utils.query('max by (component) (imagepull_registry_component_up{%s, %s=%%q, registry=%%q}) == 0' % [c.imagepullSelector, c.clusterLabel], [cl, '$labels.registry']),
+        'component',
+        ': down ',
+        ''
+      ) + '. {{ if eq (index $labels "auth_backend") "down" }}Its auth backend is down, so every login fails whatever the credentials: fix the registry, do not rotate pull secrets.{{ else }}Check the components named in the runbook section for {{ $labels.product }}.{{ end }}',
+
     local unreachableCommon =
       'No probe of {{ $labels.registry }} has got an answer for %s: %s' % [c.registryUnreachableFor, unreachablePhrase],
 
@@ -103,6 +131,36 @@ local utils = import '../lib/utils.libsonnet';
             },
           },
           {
+            // The two-rule pattern of ImagePullRegistryUnreachable: critical
+            // while containers wait on the registry, warning otherwise, the
+            // Alertmanager example inhibiting the warning by the critical.
+            alert: 'ImagePullRegistryUnhealthy',
+            expr: |||
+              (
+              %s
+              )
+              and on (%s)
+              (%s)
+            ||| % [utils.indent(registryUnhealthy, 2), utils.by(c, ['registry']), blockedRegistries],
+            'for': c.registryUnhealthyFor,
+            keep_firing_for: c.registryUnhealthyKeepFiringFor,
+            labels: { severity: c.severityCritical },
+            annotations: {
+              summary: 'Registry {{ $labels.registry }} reports itself unhealthy and containers wait on it.',
+              description: unhealthyCommon,
+            },
+          },
+          {
+            alert: 'ImagePullRegistryUnhealthy',
+            expr: registryUnhealthy,
+            'for': c.registryUnhealthyFor,
+            labels: { severity: c.severityWarning },
+            annotations: {
+              summary: 'Registry {{ $labels.registry }} reports itself unhealthy; no container waits on it yet.',
+              description: unhealthyCommon,
+            },
+          },
+          {
             // One target failing for a registry-level reason while the
             // registry answers the exporter's other probes: the failure is in
             // that target's path (Reason.PathLevel), a module's TLS, CA,
@@ -133,8 +191,18 @@ local utils = import '../lib/utils.libsonnet';
             },
           },
           {
+            // Not while the registry's own health API reports its auth
+            // backend down (issue 15): every login then fails whatever the
+            // credentials. The exporter already counts such refusals as
+            // server_error; this keeps other exporters' (and the moment
+            // before the health read's) unauthorized from paging about
+            // credentials too.
             alert: 'ImagePullRegistryAuthFailing',
-            expr: failingTargets(c.authFailureReasons),
+            expr: |||
+              %s
+              unless on (%s)
+              (min by (%s) (imagepull_registry_auth_backend_up{%s}) == 0)
+            ||| % [std.rstripChars(failingTargets(c.authFailureReasons), '\n'), utils.by(c, ['registry']), utils.by(c, ['registry']), c.imagepullSelector],
             'for': c.registryAuthFailingFor,
             labels: { severity: c.severityWarning },
             annotations: {

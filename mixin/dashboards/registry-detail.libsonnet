@@ -67,6 +67,24 @@ function(c)
           g.target('min(imagepull_tls_cert_expiry_timestamp_seconds{%s} > 0) - time()' % s),
         ], unit='s', steps=['red', c.tlsCertExpiryThresholdSeconds, 'green'], h=8),
       ]),
+      g.row("Registry's own health", [
+        g.table('Components', "What the registry's own health API (Harbor, Quay, Artifactory, Nexus) says of each component, named as the product names it; empty for registries whose product is neither recognised nor set by the module's health:. Auth backend: the components its logins depend on, down means every login fails whatever the credentials.", [
+          g.instant('min by (product, component) (imagepull_registry_component_up{%s})' % s),
+          g.instant('min by (product) (imagepull_registry_auth_backend_up{%s})' % s),
+        ], columns={
+          product: { name: 'Product' },
+          component: { name: 'Component' },
+          'Value #A': { name: 'Up', steps: ['red', 1, 'green'] },
+          'Value #B': { name: 'Auth backend up', steps: ['red', 1, 'green'] },
+        }, w=8),
+        g.timeseries('Component health', "1 while the registry's health API reports the component up, 0 while down; the registry's own verdict as healthy.", [
+          g.target('min by (component) (imagepull_registry_component_up{%s})' % s, '{{component}}'),
+          g.target('min(imagepull_registry_health_up{%s})' % s, 'healthy'),
+        ], min=0, max=1, w=8),
+        g.timeseries('Health reads by result', 'Reads of the health API: healthy, unhealthy, error (no reply in time, or an error status) and malformed (not the documented format: ignored).', [
+          g.target('sum by (result) (increase(imagepull_registry_health_checks_total{%s}[$__rate_interval]))' % s, '{{result}}'),
+        ], min=0, w=8),
+      ]),
       g.row('Rate limit', [
         g.timeseries('Headroom per source', 'Remaining pulls as a share of the limit (recording rule).', [
           g.target('registry_source:imagepull_ratelimit_remaining_per_limit:ratio{%s}' % r, '{{source}}'),
@@ -92,7 +110,7 @@ function(c)
         g.stat('Malformed headers (1h)', 'Rate-limit and Retry-After headers that could not be parsed and were ignored.', [
           g.target('sum(increase(imagepull_malformed_headers_total{%s}[1h])) or vector(0)' % s),
         ], steps=['green', 1, 'orange'], w=6),
-        g.timeseries('Requests by kind and code', 'Every HTTP request the prober sent to the registry, by kind (ping, token, manifest_head, manifest_get, other) and status code ("error" when no response arrived).', [
+        g.timeseries('Requests by kind and code', 'Every HTTP request the prober sent to the registry, by kind (ping, token, manifest_head, manifest_get, other, health) and status code ("error" when no response arrived).', [
           g.target('sum by (kind, code) (rate(imagepull_registry_requests_total{%s}[$__rate_interval]))' % s, '{{kind}} {{code}}'),
         ], unit='reqps', stack=true, w=24),
       ]),
