@@ -84,8 +84,13 @@ type Cluster struct {
 	workloads       []*resourceWatch // empty unless WatchWorkloads
 	events          *resourceWatch   // nil unless WatchEvents
 
-	eventIdx *eventIndex     // newest classified Failed event per container
-	failures *failureCounter // imagepull_pull_failures_total
+	eventIdx *eventIndex // newest classified Failed event per container
+	// index is the join's pod-side aggregates, kept by the pods' and
+	// events' handlers (joinindex.go); indexRegs are its registrations
+	// with the pods informers, whose HasSynced says it has every pod.
+	index     *joinIndex
+	indexRegs []cache.ResourceEventHandlerRegistration
+	failures  *failureCounter // imagepull_pull_failures_total
 
 	mu      sync.Mutex
 	running bool
@@ -109,7 +114,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	c := &Cluster{client: client, opts: opts, logger: opts.Logger,
-		eventIdx: newEventIndex(maxEventIndex), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
+		eventIdx: newEventIndex(maxEventIndex), index: newJoinIndex(), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
 	newRW := func(name string) *resourceWatch {
 		return &resourceWatch{name: name, logger: opts.Logger, now: opts.Now}
 	}
@@ -130,6 +135,11 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		},
 		UpdateFunc: c.podFailures,
 	})
+	c.indexRegs = c.pods.addHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    c.indexPodAdd,
+		UpdateFunc: c.indexPodUpdate,
+		DeleteFunc: c.indexPodDelete,
+	})
 	if opts.WatchEvents {
 		c.events = newRW(ResourceEvents)
 		for _, ns := range namespaces {
@@ -147,7 +157,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		c.events.addHandler(cache.ResourceEventHandlerDetailedFuncs{
 			AddFunc: func(obj any, initial bool) {
 				if e, ok := obj.(*eventInfo); ok {
-					c.eventIdx.update(e)
+					c.indexEventsChanged(c.eventIdx.update(e))
 				}
 				if !initial {
 					c.eventFailures(nil, obj)
@@ -155,7 +165,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 			},
 			UpdateFunc: func(oldObj, newObj any) {
 				if e, ok := newObj.(*eventInfo); ok {
-					c.eventIdx.update(e)
+					c.indexEventsChanged(c.eventIdx.update(e))
 				}
 				c.eventFailures(oldObj, newObj)
 			},
@@ -164,7 +174,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 					obj = d.Obj
 				}
 				if e, ok := obj.(*eventInfo); ok {
-					c.eventIdx.remove(e)
+					c.indexEventsChanged(c.eventIdx.remove(e))
 				}
 			},
 		})
