@@ -90,7 +90,13 @@ type Cluster struct {
 	// with the pods informers, whose HasSynced says it has every pod.
 	index     *joinIndex
 	indexRegs []cache.ResourceEventHandlerRegistration
-	failures  *failureCounter // imagepull_pull_failures_total
+	// uses is discovery's reference counts of images (useindex.go), kept
+	// by the pods' and workloads' handlers.
+	uses *useIndex
+	// handlerRegs are the indexes' registrations: synced once they have
+	// received every object of the first lists.
+	handlerRegs []cache.ResourceEventHandlerRegistration
+	failures    *failureCounter // imagepull_pull_failures_total
 
 	mu      sync.Mutex
 	running bool
@@ -114,7 +120,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	c := &Cluster{client: client, opts: opts, logger: opts.Logger,
-		eventIdx: newEventIndex(maxEventIndex), index: newJoinIndex(), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
+		eventIdx: newEventIndex(maxEventIndex), index: newJoinIndex(), uses: newUseIndex(), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
 	newRW := func(name string) *resourceWatch {
 		return &resourceWatch{name: name, logger: opts.Logger, now: opts.Now}
 	}
@@ -140,6 +146,8 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		UpdateFunc: c.indexPodUpdate,
 		DeleteFunc: c.indexPodDelete,
 	})
+	c.handlerRegs = append(c.handlerRegs, c.indexRegs...)
+	c.handlerRegs = append(c.handlerRegs, c.pods.addHandler(c.uses.handler())...)
 	if opts.WatchEvents {
 		c.events = newRW(ResourceEvents)
 		for _, ns := range namespaces {
@@ -221,6 +229,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 				list, watch := w.api(ns)
 				rw.addInformer(w.example, shardWorkloads(opts.Sharding), list, watch)
 			}
+			c.handlerRegs = append(c.handlerRegs, rw.addHandler(c.uses.handler())...)
 			c.workloads = append(c.workloads, rw)
 		}
 	}
@@ -280,10 +289,16 @@ func (c *Cluster) Run(ctx context.Context) error {
 	return nil
 }
 
-// HasSynced reports whether every informer has completed its first list.
+// HasSynced reports whether every informer has completed its first list
+// and the indexes have received it.
 func (c *Cluster) HasSynced() bool {
 	for _, rw := range c.watches() {
 		if !rw.synced() {
+			return false
+		}
+	}
+	for _, r := range c.handlerRegs {
+		if !r.HasSynced() {
 			return false
 		}
 	}
@@ -297,6 +312,9 @@ func (c *Cluster) WaitForSync(ctx context.Context) error {
 		for _, inf := range rw.informers {
 			synced = append(synced, inf.HasSynced)
 		}
+	}
+	for _, r := range c.handlerRegs {
+		synced = append(synced, r.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("wait for Kubernetes caches to sync: %w", context.Cause(ctx))
