@@ -171,6 +171,22 @@ func (b *RequestBudget) take(registry string, count bool) bool {
 	return false
 }
 
+// untilToken is how long until registry's bucket holds a token for a
+// scheduled probe (0: now). It charges and counts nothing: the first round
+// waits with it instead of being skipped and counted.
+func (b *RequestBudget) untilToken(registry string) time.Duration {
+	if b == nil || b.perMinute <= 0 {
+		return 0
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	missing := 1 - b.refill(registry, false).tokens
+	if missing <= 0 {
+		return 0
+	}
+	return max(10*time.Millisecond, time.Duration(missing/b.perMinute*float64(time.Minute)))
+}
+
 // AllowOnDemand is Take for /probe: it spends the on-demand share
 // (OnDemandShare) and, like every request, the registry's bucket, into
 // debt if need be, which the scheduled probes then wait out: at most the

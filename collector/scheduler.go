@@ -141,7 +141,15 @@ type runner struct {
 	spec     targetSpec
 	keychain atomic.Pointer[keychainBox]
 	cancel   context.CancelFunc
-	delay    time.Duration // before the first probe
+	delay    time.Duration // before the first probe: 0 unless a test sets it
+	// phase is where in the interval the target's later probes fall,
+	// spread evenly among the registry's new targets (reconcile); the
+	// first probe does not wait for it.
+	phase time.Duration
+	// firstRound is set by the runner's loop until its first probe ran
+	// (only that goroutine touches it): probeOnce then waits for the
+	// budget instead of being refused and counted as skipped.
+	firstRound bool
 
 	mu sync.Mutex
 	st TargetState
@@ -353,10 +361,13 @@ func (s *Scheduler) reconcile() {
 		s.sources[r.spec.source]++
 	}
 	s.maxInterval.Store(int64(maxIv))
-	// Spread the first probes of the new targets of each registry evenly
-	// over their interval, so a start or a reload does not send a burst to
-	// one registry; a registry with one new target is probed at once, so
-	// the first scrape after startup already has a result.
+	// The first probe of every new target runs at once, as fast as the
+	// concurrency (s.sem) and the registry's request budget allow: a start
+	// or a reload has its first picture in seconds, not one interval
+	// later (the budget, not a spread, is what protects the registry from
+	// the burst). The later probes of each registry's new targets are
+	// spread evenly over their interval (phase), so the steady state sends
+	// no bursts.
 	sort.Slice(added, func(i, j int) bool { return added[i].spec.name < added[j].spec.name })
 	perRegistry := map[string][]*runner{}
 	for _, r := range added {
@@ -364,7 +375,7 @@ func (s *Scheduler) reconcile() {
 	}
 	for _, rs := range perRegistry {
 		for i, r := range rs {
-			r.delay = time.Duration(float64(r.spec.interval) * float64(i) / float64(len(rs)))
+			r.phase = time.Duration(float64(r.spec.interval) * float64(i) / float64(len(rs)))
 		}
 	}
 	s.planMirrorsLocked()
@@ -433,11 +444,28 @@ func (s *Scheduler) loop(ctx context.Context, r *runner) {
 	defer s.wg.Done()
 	timer := time.NewTimer(r.delay)
 	defer timer.Stop()
+	r.firstRound = true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-timer.C:
+		}
+		if r.firstRound {
+			// The first round waits for the registry's budget rather
+			// than skip to the next interval: the first result comes as
+			// soon as the budget allows.
+			if d := s.budget.untilToken(r.spec.ref.Registry); d > 0 {
+				timer.Reset(d)
+				continue
+			}
+			if s.probeOnce(ctx, r) == probeSkipped {
+				timer.Reset(firstRoundRetry)
+				continue
+			}
+			r.firstRound = false
+			timer.Reset(secondProbeAfter(r.phase, r.spec.interval))
+			continue
 		}
 		s.probeOnce(ctx, r)
 		// ±10% jitter keeps targets that share an interval from
@@ -446,18 +474,44 @@ func (s *Scheduler) loop(ctx context.Context, r *runner) {
 	}
 }
 
-func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
+// firstRoundRetry is how soon a first probe that found the budget spent
+// once it had its turn (other targets took the tokens it waited for) tries
+// again.
+const firstRoundRetry = 100 * time.Millisecond
+
+// secondProbeAfter is the wait after a target's first probe (at start or
+// reload, not spread) for its second one, which falls on the target's
+// phase: between half an interval and one and a half after the first, so
+// that the later rounds are spread as if the first had been, without a
+// second probe of any target coming right after its first.
+func secondProbeAfter(phase, interval time.Duration) time.Duration {
+	if phase >= interval/2 {
+		return phase
+	}
+	return phase + interval
+}
+
+// What probeOnce did.
+const (
+	probeDone    = iota // probed (or stopped)
+	probeSkipped        // the registry's request budget refused it
+)
+
+func (s *Scheduler) probeOnce(ctx context.Context, r *runner) int {
 	s.waiting.Add(1)
 	select {
 	case s.sem <- struct{}{}:
 		s.waiting.Add(-1)
 	case <-ctx.Done():
 		s.waiting.Add(-1)
-		return
+		return probeDone
 	}
 	defer func() { <-s.sem }()
 
 	reg := r.spec.ref.Registry
+	if r.firstRound && s.budget.untilToken(reg) > 0 {
+		return probeSkipped // not refused: the loop waits for a token
+	}
 	t := probe.Target{Ref: r.spec.ref, ModuleName: r.spec.moduleName, Module: r.spec.module,
 		Keychain: r.keychain.Load().kc}
 	res, ok := s.sender.Do(ctx, Send{Purpose: PurposeScheduled, Registry: reg}, func(ctx context.Context) probe.Result {
@@ -465,7 +519,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 	})
 	if !ok {
 		s.logger.Debug("probe skipped: registry request budget spent", "target", r.spec.name, "registry", reg)
-		return
+		return probeSkipped
 	}
 	s.checkRegistryHealth(ctx, r, &res) // the registry's own health API, and the attribution rule (health.go)
 	if !s.recordIfCurrent(ctx, r, &res) {
@@ -474,7 +528,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 		// be kept, and must not re-create the registry's series that the
 		// reload pruned (its requests were counted by the Sender, under
 		// "other" when nothing probes the registry any more).
-		return
+		return probeDone
 	}
 	r.record(res)
 	if !res.Success {
@@ -482,6 +536,7 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) {
 			"reason", string(res.Reason), "err", res.Error)
 	}
 	s.probeMirrors(ctx, r)
+	return probeDone
 }
 
 // recordIfCurrent records the registry-wide state of res (rate limits, TLS

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -467,4 +468,119 @@ func peakRSS(b *testing.B, bin string) int64 {
 	}
 	b.Fatalf("no process runs %s", bin)
 	return 0
+}
+
+// BenchmarkScrape measures a scrape of the join's series (Gather of the
+// Kubernetes collector) at 1,000 to 30,000 pods, and 100,000 with
+// IMAGEPULL_BENCH_LONG=1: join=incremental is what /metrics runs (the
+// aggregates the informers' events keep), join=offline the one-pass
+// computation over every pod that it replaced (now the tests' oracle).
+// cpu-ms/scrape is the process's user+system CPU per scrape (GC included).
+//
+//	go test -run '^$' -bench 'Scrape' -benchtime 50x ./collector/kube/
+func BenchmarkScrape(b *testing.B) {
+	sizes := []int{1000, 10000, 30000}
+	if os.Getenv("IMAGEPULL_BENCH_LONG") != "" {
+		sizes = append(sizes, 100000)
+	}
+	for _, n := range sizes {
+		status := staticStatus{causes: map[string]string{"ghcr.io": "connect"}, tags: map[tagKey]tagResult{}}
+		c := offlineCluster(b, Options{Status: status, MaxRegistries: DefaultMaxRegistries})
+		for i := range n {
+			x, err := transformPod(benchPod(i))
+			if err != nil {
+				b.Fatal(err)
+			}
+			must(b, c.pods.informers[0].GetStore().Add(x))
+			c.indexPodAdd(x, true)
+		}
+		for i := range benchNodes {
+			must(b, c.nodes.informers[0].GetStore().Add(mustTransform(b, benchNode(i))))
+		}
+		for _, mode := range []string{"offline", "incremental"} {
+			b.Run(fmt.Sprintf("pods=%d/join=%s", n, mode), func(b *testing.B) {
+				reg := prometheus.NewRegistry()
+				reg.MustRegister(joinVia{c, mode == "incremental"})
+				var series int
+				cpu0 := cpuTime()
+				for b.Loop() {
+					got, err := reg.Gather()
+					if err != nil {
+						b.Fatal(err)
+					}
+					series = 0
+					for _, mf := range got {
+						series += len(mf.Metric)
+					}
+				}
+				b.ReportMetric(float64(cpuTime()-cpu0)/float64(b.N)/1e6, "cpu-ms/scrape")
+				b.ReportMetric(float64(series), "series")
+			})
+		}
+	}
+}
+
+// joinVia is joinOnly through either join.
+type joinVia struct {
+	c           *Cluster
+	incremental bool
+}
+
+func (j joinVia) Describe(ch chan<- *prometheus.Desc) { j.c.Describe(ch) }
+func (j joinVia) Collect(ch chan<- prometheus.Metric) {
+	var res *joinResult
+	if j.incremental {
+		res = j.c.incrementalJoin()
+	} else {
+		res = j.c.join()
+	}
+	res.nodesSynced = true
+	res.collect(ch)
+}
+
+// cpuTime is the process's user and system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// BenchmarkDiscoveryUses measures what a discovery pass reads at 10,000
+// pods and 1,300 workloads: uses=fullpass walks every cached container
+// (what each 10 s pass did), uses=counts reads the reference counts the
+// informers' handlers keep.
+func BenchmarkDiscoveryUses(b *testing.B) {
+	c := offlineCluster(b, Options{WatchWorkloads: true})
+	h := c.uses.handler()
+	for i := range benchPods {
+		x, err := transformPod(benchPod(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		must(b, c.pods.informers[0].GetStore().Add(x))
+		h.OnAdd(x, true)
+	}
+	for i := range benchDeployments + benchCronJobs + benchJobs {
+		x, err := transformWorkload(benchWorkload(i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		must(b, c.workloads[0].informers[0].GetStore().Add(x))
+		h.OnAdd(x, true)
+	}
+	d := &Discovery{c: c}
+	b.Run("uses=fullpass", func(b *testing.B) {
+		for b.Loop() {
+			_ = d.usesFromCaches()
+		}
+	})
+	b.Run("uses=counts", func(b *testing.B) {
+		var n int
+		for b.Loop() {
+			n = len(d.uses())
+		}
+		b.ReportMetric(float64(n), "distinct-uses")
+	})
 }

@@ -84,8 +84,19 @@ type Cluster struct {
 	workloads       []*resourceWatch // empty unless WatchWorkloads
 	events          *resourceWatch   // nil unless WatchEvents
 
-	eventIdx *eventIndex     // newest classified Failed event per container
-	failures *failureCounter // imagepull_pull_failures_total
+	eventIdx *eventIndex // newest classified Failed event per container
+	// index is the join's pod-side aggregates, kept by the pods' and
+	// events' handlers (joinindex.go); indexRegs are its registrations
+	// with the pods informers, whose HasSynced says it has every pod.
+	index     *joinIndex
+	indexRegs []cache.ResourceEventHandlerRegistration
+	// uses is discovery's reference counts of images (useindex.go), kept
+	// by the pods' and workloads' handlers.
+	uses *useIndex
+	// handlerRegs are the indexes' registrations: synced once they have
+	// received every object of the first lists.
+	handlerRegs []cache.ResourceEventHandlerRegistration
+	failures    *failureCounter // imagepull_pull_failures_total
 
 	mu      sync.Mutex
 	running bool
@@ -109,7 +120,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		namespaces = []string{metav1.NamespaceAll}
 	}
 	c := &Cluster{client: client, opts: opts, logger: opts.Logger,
-		eventIdx: newEventIndex(maxEventIndex), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
+		eventIdx: newEventIndex(maxEventIndex), index: newJoinIndex(), uses: newUseIndex(), failures: newFailureCounter(opts.Now, opts.MaxRegistries)}
 	newRW := func(name string) *resourceWatch {
 		return &resourceWatch{name: name, logger: opts.Logger, now: opts.Now}
 	}
@@ -130,6 +141,13 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		},
 		UpdateFunc: c.podFailures,
 	})
+	c.indexRegs = c.pods.addHandler(cache.ResourceEventHandlerDetailedFuncs{
+		AddFunc:    c.indexPodAdd,
+		UpdateFunc: c.indexPodUpdate,
+		DeleteFunc: c.indexPodDelete,
+	})
+	c.handlerRegs = append(c.handlerRegs, c.indexRegs...)
+	c.handlerRegs = append(c.handlerRegs, c.pods.addHandler(c.uses.handler())...)
 	if opts.WatchEvents {
 		c.events = newRW(ResourceEvents)
 		for _, ns := range namespaces {
@@ -147,7 +165,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 		c.events.addHandler(cache.ResourceEventHandlerDetailedFuncs{
 			AddFunc: func(obj any, initial bool) {
 				if e, ok := obj.(*eventInfo); ok {
-					c.eventIdx.update(e)
+					c.indexEventsChanged(c.eventIdx.update(e))
 				}
 				if !initial {
 					c.eventFailures(nil, obj)
@@ -155,7 +173,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 			},
 			UpdateFunc: func(oldObj, newObj any) {
 				if e, ok := newObj.(*eventInfo); ok {
-					c.eventIdx.update(e)
+					c.indexEventsChanged(c.eventIdx.update(e))
 				}
 				c.eventFailures(oldObj, newObj)
 			},
@@ -164,7 +182,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 					obj = d.Obj
 				}
 				if e, ok := obj.(*eventInfo); ok {
-					c.eventIdx.remove(e)
+					c.indexEventsChanged(c.eventIdx.remove(e))
 				}
 			},
 		})
@@ -211,6 +229,7 @@ func New(client kubernetes.Interface, opts Options) (*Cluster, error) {
 				list, watch := w.api(ns)
 				rw.addInformer(w.example, shardWorkloads(opts.Sharding), list, watch)
 			}
+			c.handlerRegs = append(c.handlerRegs, rw.addHandler(c.uses.handler())...)
 			c.workloads = append(c.workloads, rw)
 		}
 	}
@@ -270,10 +289,16 @@ func (c *Cluster) Run(ctx context.Context) error {
 	return nil
 }
 
-// HasSynced reports whether every informer has completed its first list.
+// HasSynced reports whether every informer has completed its first list
+// and the indexes have received it.
 func (c *Cluster) HasSynced() bool {
 	for _, rw := range c.watches() {
 		if !rw.synced() {
+			return false
+		}
+	}
+	for _, r := range c.handlerRegs {
+		if !r.HasSynced() {
 			return false
 		}
 	}
@@ -287,6 +312,9 @@ func (c *Cluster) WaitForSync(ctx context.Context) error {
 		for _, inf := range rw.informers {
 			synced = append(synced, inf.HasSynced)
 		}
+	}
+	for _, r := range c.handlerRegs {
+		synced = append(synced, r.HasSynced)
 	}
 	if !cache.WaitForCacheSync(ctx.Done(), synced...) {
 		return fmt.Errorf("wait for Kubernetes caches to sync: %w", context.Cause(ctx))

@@ -40,8 +40,10 @@ type DiscoveryOptions struct {
 	// shared prober, and its Sender (budget and request counts).
 	Prober *probe.Prober
 	Sender *collector.Sender
-	// Interval is how often the set is recomputed; default 10s. A pass
-	// only reads caches; secrets are re-read after SecretTTL.
+	// Interval is how often the set is recomputed even when no image
+	// came or went (which recomputes it at once): what applies a reload
+	// of the discovery: section and re-reads secrets after SecretTTL;
+	// default 10s. A pass reads the distinct uses, not the pods.
 	Interval time.Duration
 	// SecretTTL is how long a pull secret is used before it is read
 	// again; default DefaultSecretTTL.
@@ -111,44 +113,24 @@ type imageUse struct {
 	rank      int      // 0 waiting, 1 in a pod, 2 only in a template
 }
 
-// uses collects every image of every pod and workload template, skipping
-// references that do not parse (nothing can probe them).
+// uses returns every distinct use of an image by pods and workload
+// templates, from the reference counts the informers' handlers keep
+// (useindex.go): a pass costs the distinct uses, not the pods. References
+// that do not parse are left out (nothing can probe them).
 func (d *Discovery) uses() []imageUse {
 	c := d.c
-	var out []imageUse
-	add := func(h imageInfo, ns, sa string, own []string, rank int) {
-		if h.Invalid {
-			return
-		}
-		u := imageUse{img: h, namespace: ns, rank: rank}
+	counts := c.uses.snapshot()
+	out := make([]imageUse, 0, len(counts))
+	for k := range counts {
+		u := imageUse{img: k.img.Value(), namespace: k.namespace, rank: k.rank}
 		if d.opts.UsePullSecrets {
-			u.secrets = c.effectivePullSecrets(ns, sa, own)
+			var own []string
+			if k.ownSecrets != "" {
+				own = strings.Split(k.ownSecrets, ",")
+			}
+			u.secrets = c.effectivePullSecrets(k.namespace, k.serviceAccount, own)
 		}
 		out = append(out, u)
-	}
-	for _, obj := range c.pods.list() {
-		p, ok := obj.(*podInfo)
-		if !ok {
-			continue
-		}
-		for _, ct := range p.Containers {
-			rank := 1
-			if ct.Waiting != "" {
-				rank = 0
-			}
-			add(ct.Img.Value(), p.Namespace, p.ServiceAccount, p.PullSecrets, rank)
-		}
-	}
-	for _, rw := range c.workloads {
-		for _, obj := range rw.list() {
-			w, ok := obj.(*templateInfo)
-			if !ok {
-				continue
-			}
-			for _, ct := range w.Containers {
-				add(ct.Img.Value(), w.Namespace, w.ServiceAccount, w.PullSecrets, 2)
-			}
-		}
 	}
 	return out
 }
@@ -312,9 +294,21 @@ func (d *Discovery) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-d.c.uses.changed:
+			// An image came or went: pass now, once the burst of
+			// events it came with (a rollout, a relist) has settled.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(discoverySettle):
+			}
 		}
 	}
 }
+
+// discoverySettle is how long a pass waits after an image came or went, so
+// that the events of one rollout make one pass.
+const discoverySettle = 200 * time.Millisecond
 
 // Describe implements prometheus.Collector.
 func (d *Discovery) Describe(ch chan<- *prometheus.Desc) {

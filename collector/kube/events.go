@@ -174,15 +174,19 @@ func newEventIndex(limit int) *eventIndex {
 	return &eventIndex{entries: map[containerKey]eventEntry{}, max: limit}
 }
 
-func (x *eventIndex) update(e *eventInfo) {
+// update records e if it is the newest of its container, and returns the
+// keys whose entry changed (e's, and the one evicted to make room), whose
+// pods the join index recounts.
+func (x *eventIndex) update(e *eventInfo) []containerKey {
 	if e.Cause == noCause || e.Container == "" {
-		return
+		return nil
 	}
 	k := e.indexKey()
+	changed := []containerKey{k}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.entries[k]; ok && cur.last.After(e.Last) {
-		return
+		return nil
 	}
 	if _, ok := x.entries[k]; !ok && len(x.entries) >= x.max {
 		var oldest containerKey
@@ -194,17 +198,23 @@ func (x *eventIndex) update(e *eventInfo) {
 			}
 		}
 		delete(x.entries, oldest)
+		changed = append(changed, oldest)
 	}
 	x.entries[k] = eventEntry{cause: e.Cause, node: e.Node, last: e.Last, name: e.Name}
+	return changed
 }
 
-func (x *eventIndex) remove(e *eventInfo) {
+// remove forgets e's entry if e is still the newest of its container, and
+// returns the key when it did.
+func (x *eventIndex) remove(e *eventInfo) []containerKey {
 	k := e.indexKey()
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if cur, ok := x.entries[k]; ok && cur.name == e.Name {
 		delete(x.entries, k)
+		return []containerKey{k}
 	}
+	return nil
 }
 
 func (x *eventIndex) len() int {

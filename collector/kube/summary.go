@@ -10,14 +10,14 @@ import (
 // JoinSummary evaluates the join once and summarises it for the status page
 // (collector/web's JoinView): blocked containers per registry and cause,
 // and the top namespaces by containers waiting on a pull. The join is
-// computed per call, as per scrape: a page view costs what a scrape of the
-// Kubernetes series costs (BenchmarkJoin), and there is no second join
-// computation to keep in step with the metrics.
+// evaluated per call, as per scrape, from the same aggregates: a page view
+// costs what a scrape of the Kubernetes series costs (BenchmarkScrape), and
+// there is no second join computation to keep in step with the metrics.
 func (c *Cluster) JoinSummary(top int) collector.JoinSummary {
-	if !c.pods.synced() {
+	if !c.indexSynced() {
 		return collector.JoinSummary{}
 	}
-	return summarise(c.join(), top)
+	return summarise(c.incrementalJoin(), top)
 }
 
 func summarise(res *joinResult, top int) collector.JoinSummary {

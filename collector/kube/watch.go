@@ -252,11 +252,19 @@ func (rw *resourceWatch) addInformer(example runtime.Object, transform cache.Tra
 	rw.conns = append(rw.conns, conn)
 }
 
-// addHandler adds h to every informer of the resource (call before run).
-func (rw *resourceWatch) addHandler(h cache.ResourceEventHandler) {
+// addHandler adds h to every informer of the resource (call before run)
+// and returns the registrations, whose HasSynced says h has received every
+// object of the first lists.
+func (rw *resourceWatch) addHandler(h cache.ResourceEventHandler) []cache.ResourceEventHandlerRegistration {
+	var regs []cache.ResourceEventHandlerRegistration
 	for _, inf := range rw.informers {
-		_, _ = inf.AddEventHandler(h)
+		// AddEventHandler fails only on a stopped informer; these have
+		// not started.
+		if r, err := inf.AddEventHandler(h); err == nil {
+			regs = append(regs, r)
+		}
 	}
+	return regs
 }
 
 // run runs every informer until ctx is done, and returns once they stopped.
