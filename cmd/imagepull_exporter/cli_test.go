@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
@@ -23,6 +24,9 @@ func runBinaryStdin(t *testing.T, stdin string, args ...string) (stdout, stderr 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exporterBin(t), args...)
+	// kingpin wraps help to $COLUMNS (else the terminal's width, else
+	// 80): pin it, so help line counts do not depend on the shell.
+	cmd.Env = append(os.Environ(), "COLUMNS=80")
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut

@@ -249,7 +249,7 @@ func (c *Cluster) incrementalJoin() *joinResult {
 	res.nodeErrors = maps.Clone(x.nodeErrors)
 	res.mutable = maps.Clone(x.mutable)
 	for k, n := range x.blockedBy {
-		res.blocked[regCause{k.registry, blockedCause(sc.registryCause(k.registry), k.cause)}] += n
+		res.blocked[regCause{k.registry, blockedCause(sc.registryCause(k.registry), sc.attribute(k.registry, k.cause))}] += n
 	}
 	for k, ds := range x.digests {
 		if len(ds) >= 2 {

@@ -63,6 +63,9 @@ type oracle struct {
 	t      testing.TB
 	c      *Cluster
 	status staticStatus
+	// down are the registries whose own health reports the auth backend
+	// down (issue 15): their node-reported unauthorized is attributed.
+	down   map[string]bool
 	store  cache.Store
 	ch     *choices
 	uids   []types.UID
@@ -72,9 +75,10 @@ type oracle struct {
 
 func newOracle(t testing.TB, ch *choices) *oracle {
 	status := staticStatus{causes: map[string]string{}, tags: map[tagKey]tagResult{}}
-	c := offlineCluster(t, Options{Status: status, WatchEvents: true, MaxRegistries: ch.n(4)})
+	down := map[string]bool{}
+	c := offlineCluster(t, Options{Status: authDownStatus{staticStatus: status, down: down}, WatchEvents: true, MaxRegistries: ch.n(4)})
 	c.eventIdx = newEventIndex(1 + ch.n(4)) // small: evictions move causes too
-	return &oracle{t: t, c: c, status: status, store: c.pods.informers[0].GetStore(), ch: ch,
+	return &oracle{t: t, c: c, status: status, down: down, store: c.pods.informers[0].GetStore(), ch: ch,
 		events: map[string]*eventInfo{}, clock: time.Unix(1700000000, 0)}
 }
 
@@ -227,6 +231,7 @@ func (o *oracle) step() string {
 		} else {
 			delete(o.status.causes, reg)
 		}
+		o.down[reg] = o.ch.n(3) == 0 // its health says the auth backend is down
 		return "registry cause " + reg
 	case 8: // a probe result changes a tag's
 		img := parseImage(o.pick(oracleImages)).Value()
