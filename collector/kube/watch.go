@@ -3,11 +3,15 @@ package kube
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
@@ -57,6 +61,9 @@ type instrumentedLW struct {
 	conn  *connState
 	list  listFunc
 	watch watchFunc
+	// transform is the informer's: each page of a list is shrunk with it
+	// as it arrives (see shrinkPage).
+	transform cache.TransformFunc
 }
 
 func (l *instrumentedLW) List(opts metav1.ListOptions) (runtime.Object, error) {
@@ -68,24 +75,99 @@ func (l *instrumentedLW) Watch(opts metav1.ListOptions) (watch.Interface, error)
 }
 
 func (l *instrumentedLW) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
-	obj, err := l.list(ctx, opts)
+	obj, err := l.list(ctx, pagedListOptions(opts))
 	if err != nil {
 		l.rw.markDown(ctx, l.conn, err)
 		return nil, err
 	}
-	l.rw.lists.Add(1)
+	page, err := shrinkPage(obj, l.transform)
+	if err != nil {
+		return nil, err
+	}
+	if page.Continue == "" {
+		l.rw.lists.Add(1) // the last page: the list is complete
+	}
 	l.rw.markUp(l.conn)
 	l.rw.touch()
-	return obj, nil
+	return page, nil
 }
 
 func (l *instrumentedLW) WatchWithContext(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
 	w, err := l.watch(ctx, opts)
 	if err != nil {
-		l.rw.markDown(ctx, l.conn, err)
+		// An apiserver without streaming lists (WatchList gate off, or
+		// older than 1.27) refuses sendInitialEvents as invalid, and the
+		// reflector falls back to a paginated list at once: that list,
+		// not this refusal, says whether the connection is up.
+		if opts.SendInitialEvents == nil || !apierrors.IsInvalid(err) {
+			l.rw.markDown(ctx, l.conn, err)
+		}
 		return nil, err
 	}
-	return newObservedWatch(ctx, w, l.rw, l.conn), nil
+	return newObservedWatch(ctx, w, l.rw, l.conn, opts.SendInitialEvents != nil), nil
+}
+
+// listPageSize is the number of objects per page of a list. A variable so
+// tests can page a few hundred pods.
+var listPageSize int64 = 500
+
+// pagedListOptions makes a list request the apiserver answers in pages of
+// at most listPageSize. The reflector asks for its first list at
+// resourceVersion "0" (any data, from the watch cache) with client-go's
+// page size of 500, but the watch cache ignores the limit at
+// resourceVersion "0" and answers with every object at once: at 10,000 pods
+// that one response, and the typed list decoded from it, were most of the
+// exporter's start-up peak. Without a resource version the read is
+// consistent (served from the watch cache once it caught up with etcd, or
+// from etcd) and the limit holds. A relist at a later resource version
+// comes without a limit (client-go turns paging off so the watch cache can
+// serve it); it gets one too, which makes it an exact read at that version
+// (from the watch cache's snapshots, or etcd; when that version is
+// compacted the reflector retries without one).
+func pagedListOptions(opts metav1.ListOptions) metav1.ListOptions {
+	if opts.Limit == 0 || opts.Limit > listPageSize {
+		opts.Limit = listPageSize
+	}
+	if opts.Continue == "" && opts.ResourceVersion == "0" {
+		opts.ResourceVersion = ""
+		opts.ResourceVersionMatch = ""
+	}
+	return opts
+}
+
+// shrinkPage applies the informer's transform to every object of one page
+// of a list and returns the compact objects as a list. client-go's pager
+// collects every page before the reflector hands the objects to the
+// informer, whose transform would only then shrink them: shrunk here, a
+// full object lives only as long as its page.
+func shrinkPage(obj runtime.Object, transform cache.TransformFunc) (*metainternalversion.List, error) {
+	m, err := meta.ListAccessor(obj)
+	if err != nil {
+		return nil, fmt.Errorf("list response: %w", err)
+	}
+	page := &metainternalversion.List{}
+	page.ResourceVersion = m.GetResourceVersion()
+	page.Continue = m.GetContinue()
+	page.RemainingItemCount = m.GetRemainingItemCount()
+	err = meta.EachListItem(obj, func(o runtime.Object) error {
+		if transform != nil {
+			t, err := transform(o)
+			if err != nil {
+				return err
+			}
+			ro, ok := t.(runtime.Object)
+			if !ok {
+				return fmt.Errorf("transform made a %T, not a runtime.Object", t)
+			}
+			o = ro
+		}
+		page.Items = append(page.Items, o)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list response: %w", err)
+	}
+	return page, nil
 }
 
 // errEmptyWatch is the failure an empty watch stands for.
@@ -109,13 +191,20 @@ type observedWatch struct {
 	once  sync.Once
 }
 
-func newObservedWatch(ctx context.Context, inner watch.Interface, rw *resourceWatch, conn *connState) *observedWatch {
+// newObservedWatch starts forwarding inner. A streaming list (streaming)
+// that the apiserver accepted but cannot serve answers with an error event
+// and closes: kube-apiserver 1.34 serves one only when etcd sends progress
+// notifications on request (etcd 3.4.31 or 3.5.13 and later), and sends an
+// InternalError "required storage feature RequestWatchProgress is
+// disabled" otherwise. The reflector then falls back to a paginated list,
+// whose outcome judges the connection.
+func newObservedWatch(ctx context.Context, inner watch.Interface, rw *resourceWatch, conn *connState, streaming bool) *observedWatch {
 	w := &observedWatch{inner: inner, out: make(chan watch.Event), stop: make(chan struct{})}
-	go w.run(ctx, rw, conn)
+	go w.run(ctx, rw, conn, streaming)
 	return w
 }
 
-func (w *observedWatch) run(ctx context.Context, rw *resourceWatch, conn *connState) {
+func (w *observedWatch) run(ctx context.Context, rw *resourceWatch, conn *connState, streaming bool) {
 	defer close(w.out)
 	timer := time.NewTimer(shortWatch)
 	defer timer.Stop()
@@ -130,9 +219,14 @@ func (w *observedWatch) run(ctx context.Context, rw *resourceWatch, conn *connSt
 				}
 				return
 			}
-			if !judged && ev.Type != watch.Error {
-				judged = true
-				rw.markUp(conn)
+			if !judged {
+				switch {
+				case ev.Type != watch.Error:
+					judged = true
+					rw.markUp(conn)
+				case streaming:
+					judged = true // refused: the fallback list judges
+				}
 			}
 			select {
 			case w.out <- ev:
@@ -233,7 +327,7 @@ func (rw *resourceWatch) get(namespace, name string) any {
 // resource, with its transform and health instrumentation, and resync off.
 func (rw *resourceWatch) addInformer(example runtime.Object, transform cache.TransformFunc, list listFunc, watch watchFunc) {
 	conn := &connState{}
-	lw := &instrumentedLW{rw: rw, conn: conn, list: list, watch: watch}
+	lw := &instrumentedLW{rw: rw, conn: conn, list: list, watch: watch, transform: transform}
 	inf := cache.NewSharedIndexInformerWithOptions(lw, example, cache.SharedIndexInformerOptions{
 		ResyncPeriod:      0,
 		ObjectDescription: rw.name,

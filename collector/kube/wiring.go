@@ -146,6 +146,11 @@ func Start(ctx context.Context, f *Flags, d Deps) (*Runtime, error) {
 	// client-go logs through klog, a process-wide logger: make it the
 	// exporter's, so reflector warnings share its format and level.
 	klog.SetSlogLogger(d.Logger.With("component", "client-go"))
+	// Also process-wide: fill the informers from streaming lists where the
+	// apiserver serves them (paginated lists where it does not).
+	if err := EnableStreamingLists(); err != nil {
+		return nil, err
+	}
 	return StartWithConfig(ctx, cfg, f, d)
 }
 
