@@ -275,11 +275,11 @@ func (c *Cluster) Run(ctx context.Context) error {
 		rw.run(ctx, &wg)
 	}
 	wg.Go(func() {
-		// The first list of every resource arrives whole (from the
-		// apiserver's watch cache) and is decoded at once before the
-		// transforms shrink it: at 10,000 pods that is ~100 MiB of garbage
-		// the runtime would hand back to the OS only over minutes. Hand
-		// it back once, now.
+		// The first list of every resource arrives as a stream or in
+		// pages, each object shrunk by the transforms as it arrives
+		// (instrumentedLW), but the decoded pages and events are still
+		// garbage the runtime would hand back to the OS only over
+		// minutes. Hand it back once, now.
 		if c.WaitForSync(ctx) == nil {
 			debug.FreeOSMemory()
 		}
