@@ -29,12 +29,13 @@ import (
 //     With IMAGEPULL_BENCH_CPUPROFILE=FILE the exporter is built with
 //     -tags imagepull_pprof and a CPU profile of the warm window is
 //     written to FILE (read it with go tool pprof -top).
-//
 //   - pods=N: a real apiserver holding N pods (1,000, 10,000, 30,000;
 //     100,000 with IMAGEPULL_BENCH_LONG=1) and no targets: CPU per minute
 //     idle, peak and steady RSS, and /metrics latency and CPU per scrape.
 //
-//     go test -run '^$' -bench 'Process' -benchtime 1x -timeout 60m ./collector/kube/
+// Run with
+//
+//	go test -run '^$' -bench 'Process' -benchtime 1x -timeout 60m ./collector/kube/
 func BenchmarkProcess(b *testing.B) {
 	if runtime.GOOS != "linux" {
 		b.Skip("reads /proc")
