@@ -81,6 +81,14 @@ fmt: deps ## Format Go (gofmt -w) and jsonnet (jsonnetfmt -i) sources
 bench: deps ## Run every benchmark once and print its figures
 	$(GO) test -run='^$$' -bench=. -benchtime=1x -benchmem -timeout $(TEST_TIMEOUT) ./...
 
+# The built exporter as a whole process: CPU per warm probe (200 targets on
+# a real registry), and idle CPU, RSS and /metrics at 1k/10k/30k pods in a
+# real apiserver (IMAGEPULL_BENCH_LONG=1 adds 100k). IMAGEPULL_BENCH_CPUPROFILE=FILE
+# also writes a CPU profile of the probing window.
+.PHONY: bench-process
+bench-process: deps ## Start the built exporter against a real registry and apiserver; print whole-process CPU, RSS, scrape figures
+	$(GO) test -run='^$$' -bench='^BenchmarkProcess$$' -benchtime=1x -timeout $(TEST_TIMEOUT) ./collector/kube/
+
 .PHONY: generate
 generate: deps ## Render the mixin into alerts/ and dashboards/, and deploy/'s derived files
 	scripts/mixin.sh generate

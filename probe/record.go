@@ -63,7 +63,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 		// code path that sends one, and this makes sure none is added.
 		return nil, errManifestGet
 	}
-	rec := Request{Kind: kind, Method: req.Method, URL: redactURL(req.URL), Header: map[string][]string{}}
+	rec := Request{Kind: kind, Method: req.Method, URL: redactURL(req.URL), Header: make(map[string][]string, 8)}
 	recordHeaders(rec.Header, "> ", req.Header, recordedRequestHeaders, r.run.red)
 	start := time.Now()
 	resp, err := r.base.RoundTrip(req)

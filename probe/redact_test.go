@@ -109,3 +109,49 @@ func TestModuleRedactor(t *testing.T) {
 		})
 	}
 }
+
+// The shape rules' filter (shapeMayMatch) only skips regexps that cannot
+// match: with and without it the spans are the same, case folding
+// included (regexp's (?i) matches "baſic", U+017F).
+func TestShapeSpansFilter(t *testing.T) {
+	seeds := []string{
+		"", "sha256:0123456789abcdef", "application/vnd.oci.image.index.v1+json", "registry/2.0",
+		"> Authorization: Bearer eyJhbGciOiJFUzI1NiJ9", "BASIC YWxpY2U6aHVudGVyMjI=", "baſic YWxpY2U6aHVudGVyMjI=", "BEAREr\tabcdefgh12",
+		"xbearer abcdefgh1234", `{"token":"abc.def.ghi"}`, `{"PASSWORD" : "p"}`, "a?token=x&b=1", "password=pw-1",
+		"Bearer realm=https://auth.example.com/token", "bearer", "basi", "b", "béarer Zm9vYmFyYmF6",
+	}
+	f := func(s string) {
+		got, want := shapeSpansOf(s, false), shapeSpansOf(s, true)
+		if len(got) != len(want) {
+			t.Fatalf("shapeSpans(%q) = %v, want %v", s, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("shapeSpans(%q) = %v, want %v", s, got, want)
+			}
+		}
+	}
+	for _, s := range seeds {
+		f(s)
+		for _, t := range seeds { // and each pair, joined
+			f(s + " " + t)
+		}
+	}
+}
+
+func FuzzShapeSpansFilter(f *testing.F) {
+	for _, s := range []string{"Bearer eyJhbGciOiJFUzI1NiJ9", "baſic YWxpY2U6aHVudGVyMjI=", `{"token":"x"}`, "a?token=x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, want := shapeSpansOf(s, false), shapeSpansOf(s, true)
+		if len(got) != len(want) {
+			t.Fatalf("shapeSpans(%q) = %v, want %v", s, got, want)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("shapeSpans(%q) = %v, want %v", s, got, want)
+			}
+		}
+	})
+}

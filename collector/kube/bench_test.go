@@ -375,9 +375,18 @@ func BenchmarkKube10kPods(b *testing.B) {
 // createBenchObjects creates the benchmark's namespaces, nodes and pods
 // (with status, as the kubelet would write it), 32 requests at a time.
 func createBenchObjects(b *testing.B, c kubernetes.Interface, pods int) {
+	createBenchCluster(b, c, 0, pods)
+}
+
+// createBenchCluster creates pods from to to (0 to to, with the
+// namespaces and nodes, when from is 0).
+func createBenchCluster(b *testing.B, c kubernetes.Interface, from, to int) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	for i := range benchNamespaces {
+		if from > 0 {
+			break
+		}
 		_, err := c.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("team-%02d", i)}}, metav1.CreateOptions{})
 		if err != nil {
 			b.Fatal(err)
@@ -408,6 +417,9 @@ func createBenchObjects(b *testing.B, c kubernetes.Interface, pods int) {
 		}
 	}
 	work(benchNodes, func(i int) error {
+		if from > 0 {
+			return nil
+		}
 		n := benchNode(i)
 		st := n.Status
 		got, err := c.CoreV1().Nodes().Create(ctx, n, metav1.CreateOptions{})
@@ -418,8 +430,8 @@ func createBenchObjects(b *testing.B, c kubernetes.Interface, pods int) {
 		_, err = c.CoreV1().Nodes().UpdateStatus(ctx, got, metav1.UpdateOptions{})
 		return err
 	})
-	work(pods, func(i int) error {
-		p := benchPod(i)
+	work(to-from, func(i int) error {
+		p := benchPod(from + i)
 		st := p.Status
 		got, err := c.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
 		if err != nil {

@@ -127,6 +127,16 @@ func (p *Process) Exited() bool {
 	}
 }
 
+// Pid is the running process's id, 0 when it is not running.
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
 // Output returns what the process has written so far.
 func (p *Process) Output() string {
 	b, _ := os.ReadFile(p.Log)

@@ -1,0 +1,274 @@
+package kube
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/imagepull/imagepull_exporter/internal/testenv"
+)
+
+// BenchmarkProcess measures the built exporter as a whole process (`make
+// bench-process`): its CPU from /proc/<pid>/stat (utime+stime, GC and
+// every goroutine included), its RSS from /proc/<pid>/status (VmRSS
+// steady, VmHWM peak) and /metrics as a client sees it. It prints figures
+// and asserts nothing about time.
+//
+//   - probes: benchProcessTargets targets on a real distribution registry
+//     probed every 2 s; cpu-µs/probe is the process's CPU over a warm
+//     window divided by the probes imagepull_probes_total counted in it.
+//     With IMAGEPULL_BENCH_CPUPROFILE=FILE the exporter is built with
+//     -tags imagepull_pprof and a CPU profile of the warm window is
+//     written to FILE (read it with go tool pprof -top).
+//   - pods=N: a real apiserver holding N pods (1,000, 10,000, 30,000;
+//     100,000 with IMAGEPULL_BENCH_LONG=1) and no targets: CPU per minute
+//     idle, peak and steady RSS, and /metrics latency and CPU per scrape.
+//
+// Run with
+//
+//	go test -run '^$' -bench 'Process' -benchtime 1x -timeout 60m ./collector/kube/
+func BenchmarkProcess(b *testing.B) {
+	if runtime.GOOS != "linux" {
+		b.Skip("reads /proc")
+	}
+	profile := os.Getenv("IMAGEPULL_BENCH_CPUPROFILE")
+	bin := buildBenchExporter(b, profile != "")
+	var rows []string
+	b.Run("probes", func(b *testing.B) {
+		rows = append(rows, benchProcessProbes(b, bin, profile))
+	})
+	b.Run("pods", func(b *testing.B) {
+		sizes := []int{1000, 10000, 30000}
+		if os.Getenv("IMAGEPULL_BENCH_LONG") != "" {
+			sizes = append(sizes, 100000)
+		}
+		k := testenv.StartKube(b, testenv.KubeOptions{})
+		have := 0
+		for _, n := range sizes {
+			b.Run(fmt.Sprintf("pods=%d", n), func(b *testing.B) {
+				t0 := time.Now()
+				createBenchCluster(b, k.Client, have, n)
+				have = n
+				b.Logf("%d pods in the apiserver (%s to add)", n, time.Since(t0).Round(time.Second))
+				rows = append(rows, benchProcessPods(b, bin, k, n))
+			})
+		}
+	})
+	fmt.Printf("\nwhole-process figures of the exporter binary (%d CPUs)\n%s\n", runtime.NumCPU(), strings.Join(rows, "\n"))
+}
+
+const benchProcessTargets = 200
+
+func buildBenchExporter(b *testing.B, pprof bool) string {
+	if !pprof {
+		bin, remove, err := testenv.BuildExporter(false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(remove)
+		return bin
+	}
+	bin := filepath.Join(b.TempDir(), "imagepull_exporter")
+	cmd := exec.Command("go", "build", "-tags", "imagepull_pprof", "-o", bin, "github.com/imagepull/imagepull_exporter/cmd/imagepull_exporter")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// procCPU is the process's user+system CPU time (/proc/pid/stat fields 14
+// and 15, in clock ticks of 1/100 s on Linux).
+func procCPU(b *testing.B, pid int) time.Duration {
+	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := strings.Fields(string(s[strings.LastIndexByte(string(s), ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// procMem is VmRSS and VmHWM of the process in MiB.
+func procMem(b *testing.B, pid int) (rss, hwm float64) {
+	s, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(s), "\n") {
+		for _, k := range []struct {
+			name string
+			v    *float64
+		}{{"VmRSS:", &rss}, {"VmHWM:", &hwm}} {
+			if rest, ok := strings.CutPrefix(l, k.name); ok {
+				kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+				*k.v = kb / 1024
+			}
+		}
+	}
+	return rss, hwm
+}
+
+// sumSamples adds every sample of the metric name.
+func sumSamples(body, name string) float64 {
+	var sum float64
+	for _, l := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(l, name+"{") && !strings.HasPrefix(l, name+" ") {
+			continue
+		}
+		f := strings.Fields(l)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
+func startBenchExporter(b *testing.B, bin, config string, env []string, extra ...string) (*testenv.Process, string) {
+	dir := b.TempDir()
+	cfg := filepath.Join(dir, "config.yml")
+	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	addr := testenv.FreeAddr(b)
+	p := testenv.StartProcess(b, "imagepull_exporter", bin, append([]string{
+		"--config.file=" + cfg, "--web.listen-address=" + addr, "--log.level=warn",
+	}, extra...), env, dir)
+	p.WaitHTTP("http://"+addr+"/-/ready", http.StatusOK, 5*time.Minute, nil)
+	return p, "http://" + addr + "/metrics"
+}
+
+func benchProcessProbes(b *testing.B, bin, profile string) string {
+	reg := testenv.StartRegistry(b, testenv.RegistryOptions{})
+	refs := make([]string, benchProcessTargets)
+	for i := range refs {
+		refs[i] = fmt.Sprintf("bench/repo-%04d:v1", i)
+	}
+	reg.PushMany(b, refs, 8)
+	var cfg strings.Builder
+	cfg.WriteString("modules:\n  default:\n    plain_http: true\n    interval: 2s\n    timeout: 1s\ntargets:\n")
+	for _, r := range refs {
+		fmt.Fprintf(&cfg, "  - image: %s/%s\n", reg.Addr, r)
+	}
+	var env []string
+	pprofAddr := ""
+	if profile != "" {
+		pprofAddr = testenv.FreeAddr(b)
+		env = append(env, "IMAGEPULL_PPROF_ADDR="+pprofAddr)
+	}
+	p, url := startBenchExporter(b, bin, cfg.String(), env, "--probe.registry-budget=0")
+	client := &http.Client{Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	// Warm: two rounds done (the first is cold: ping, then HEAD).
+	for {
+		body, err := scrape(client, url)
+		if err == nil && sumSamples(body, "imagepull_probes_total") >= 2*benchProcessTargets {
+			break
+		}
+		if p.Exited() {
+			b.Fatalf("the exporter exited:\n%s", p.Output())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	const window = 30 * time.Second
+	var prof []byte
+	done := make(chan struct{})
+	if profile != "" {
+		go func() {
+			defer close(done)
+			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, int(window.Seconds())))
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			prof, _ = io.ReadAll(resp.Body)
+		}()
+	} else {
+		close(done)
+	}
+	body0, err := scrape(client, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cpu0, t0 := procCPU(b, p.Pid()), time.Now()
+	time.Sleep(window)
+	cpu1, el := procCPU(b, p.Pid()), time.Since(t0)
+	body1, err := scrape(client, url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	<-done
+	if profile != "" {
+		if err := os.WriteFile(profile, prof, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	probes := sumSamples(body1, "imagepull_probes_total") - sumSamples(body0, "imagepull_probes_total")
+	gets, heads := reg.ManifestRequests()
+	rss, hwm := procMem(b, p.Pid())
+	perProbe := float64((cpu1 - cpu0).Microseconds()) / probes
+	b.ReportMetric(perProbe, "cpu-µs/probe")
+	b.ReportMetric(probes/el.Seconds(), "probes/s")
+	b.ReportMetric(rss, "rss-MiB")
+	b.Logf("manifest requests so far: %d GET, %d HEAD", gets, heads)
+	return fmt.Sprintf("probes    %d targets every 2s: %.0f warm probes in %s, %.0f µs CPU per probe (whole process), RSS %.1f MiB (peak %.1f)",
+		benchProcessTargets, probes, el.Round(time.Second), perProbe, rss, hwm)
+}
+
+func benchProcessPods(b *testing.B, bin string, k *testenv.Kube, n int) string {
+	started := time.Now()
+	p, url := startBenchExporter(b, bin, "modules:\n  default: {}\ntargets: []\n", nil, "--kubeconfig="+k.WriteKubeconfig(k.AdminToken))
+	client := &http.Client{Timeout: 30 * time.Second}
+	defer client.CloseIdleConnections()
+	for {
+		body, err := scrape(client, url)
+		if err == nil && strings.Contains(body, `imagepull_kube_watch_up{resource="pods"} 1`) &&
+			strings.Contains(body, `imagepull_kube_watch_up{resource="nodes"} 1`) && strings.Contains(body, "imagepull_pod_containers_waiting{") {
+			break
+		}
+		if p.Exited() {
+			b.Fatalf("the exporter exited:\n%s", p.Output())
+		}
+		if time.Since(started) > 5*time.Minute {
+			b.Fatalf("not synced after 5 minutes (last error %v)", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	synced := time.Since(started)
+	time.Sleep(5 * time.Second) // the post-sync garbage
+	// Idle: no scrape, no target; discovery and the informers' resyncs only.
+	const idle = 30 * time.Second
+	cpu0, t0 := procCPU(b, p.Pid()), time.Now()
+	time.Sleep(idle)
+	idleCPU := float64((procCPU(b, p.Pid()) - cpu0).Milliseconds()) / time.Since(t0).Minutes()
+	rss, hwm := procMem(b, p.Pid())
+	const scrapes = 50
+	var lat []time.Duration
+	cpu0 = procCPU(b, p.Pid())
+	for range scrapes {
+		s := time.Now()
+		if _, err := scrape(client, url); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(s))
+	}
+	scrapeCPU := float64((procCPU(b, p.Pid()) - cpu0).Microseconds()) / 1000 / scrapes
+	slices.Sort(lat)
+	p.Stop()
+	b.ReportMetric(idleCPU, "idle-cpu-ms/min")
+	b.ReportMetric(rss, "steady-rss-MiB")
+	b.ReportMetric(hwm, "peak-rss-MiB")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "scrape-p50-ms")
+	b.ReportMetric(scrapeCPU, "scrape-cpu-ms")
+	return fmt.Sprintf("pods=%-6d synced in %s; idle %.0f ms CPU/min; RSS steady %.1f MiB, peak %.1f MiB; /metrics p50 %.1f ms, max %.1f ms, %.1f ms CPU per scrape",
+		n, synced.Round(100*time.Millisecond), idleCPU, rss, hwm,
+		float64(lat[len(lat)/2].Microseconds())/1000, float64(lat[len(lat)-1].Microseconds())/1000, scrapeCPU)
+}
