@@ -514,7 +514,10 @@ func (s *Scheduler) probeOnce(ctx context.Context, r *runner) int {
 	}
 	t := probe.Target{Ref: r.spec.ref, ModuleName: r.spec.moduleName, Module: r.spec.module,
 		Keychain: r.keychain.Load().kc}
-	res, ok := s.sender.Do(ctx, Send{Purpose: PurposeScheduled, Registry: reg}, func(ctx context.Context) probe.Result {
+	// A first probe checked for a token above, but a concurrent one may
+	// have spent it since: it waits for the next (Waits) rather than
+	// being counted as skipped.
+	res, ok := s.sender.Do(ctx, Send{Purpose: PurposeScheduled, Registry: reg, Waits: r.firstRound}, func(ctx context.Context) probe.Result {
 		return s.prober.Probe(ctx, t) // bounded by the module's timeout
 	})
 	if !ok {

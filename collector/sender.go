@@ -54,6 +54,11 @@ type Send struct {
 	// Mirror is the mirror host (PurposeMirror): its budget is charged
 	// instead of the registry's.
 	Mirror string
+	// Waits marks a scheduled probe that waits for a token when the
+	// budget refuses it (the scheduler's first round) rather than being
+	// skipped until its next round: its refusal is not counted in
+	// imagepull_probe_budget_exhausted_total.
+	Waits bool
 }
 
 // Sender is the one door through which every request the process sends to
@@ -117,7 +122,11 @@ func (s *Sender) Try(ctx context.Context, send Send, exchange func(context.Conte
 	}
 	switch send.Purpose {
 	case PurposeScheduled:
-		if !s.budget.Take(bucket) {
+		take := s.budget.Take
+		if send.Waits {
+			take = s.budget.Allow
+		}
+		if !take(bucket) {
 			return probe.Result{}, ErrBudgetSpent
 		}
 	case PurposeOnDemand:
