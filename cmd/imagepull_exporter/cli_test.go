@@ -18,7 +18,8 @@ import (
 	"github.com/imagepull/imagepull_exporter/internal/testenv"
 )
 
-// runBinaryStdin is runBinary with stdin.
+// runBinaryStdin runs the exporter to completion with stdin and returns
+// its output and exit code.
 func runBinaryStdin(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
