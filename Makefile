@@ -3,8 +3,9 @@
 
 GO        ?= go
 BIN       := $(CURDIR)/bin
-# Tools built by scripts/install-deps.sh come first; Debian's packages
-# (etcd, prometheus, docker-registry...) are on the normal PATH.
+# Tools built by scripts/install-deps.sh (etcd, kube-apiserver, helm...) come
+# first; Debian's packages (prometheus, docker-registry...) are on the normal
+# PATH.
 export PATH := $(BIN):$(PATH)
 
 PKG       := github.com/imagepull/imagepull_exporter

@@ -285,10 +285,12 @@ func (s *benchStatus) ImageResult(target string, ref probe.Reference) (probe.Rea
 // latency and size of /metrics. Run with -benchtime Nx (N scrapes);
 // IMAGEPULL_BENCH_PODS=30000 runs it at another pod count.
 //
-// The etcd found first (bin/, then PATH) decides the first list: Debian
-// 12's etcd 3.4.23 cannot back the apiserver's streaming lists, so the
-// exporter falls back to a paginated list; with etcd 3.4.31 or 3.5.13 and
-// later it streams.
+// The etcd found first (bin/, then PATH) decides the first list: with
+// bin/etcd (3.6, scripts/install-deps.sh), or any etcd 3.4.31 or 3.5.13 and
+// later, it streams; Debian 12's etcd 3.4.23 cannot back the apiserver's
+// streaming lists, so the exporter falls back to a paginated list.
+// KUBE_FEATURE_WatchListClient=false in the environment (the exporter
+// inherits it) measures the paginated list with any etcd.
 func BenchmarkKube10kPods(b *testing.B) {
 	pods := benchPods
 	if v := os.Getenv("IMAGEPULL_BENCH_PODS"); v != "" {
