@@ -464,14 +464,50 @@ func (s *Scheduler) loop(ctx context.Context, r *runner) {
 				continue
 			}
 			r.firstRound = false
-			timer.Reset(secondProbeAfter(r.phase, r.spec.interval))
+			timer.Reset(onSlackGrid(time.Now(), secondProbeAfter(r.phase, r.spec.interval), r.spec.interval))
 			continue
 		}
 		s.probeOnce(ctx, r)
 		// ±10% jitter keeps targets that share an interval from
-		// converging on the same instant.
-		timer.Reset(time.Duration(float64(r.spec.interval) * (0.9 + 0.2*rand.Float64())))
+		// converging on the same instant; the slack grid then lets the
+		// probes that fall close together share one wake-up.
+		timer.Reset(onSlackGrid(time.Now(), time.Duration(float64(r.spec.interval)*(0.9+0.2*rand.Float64())), r.spec.interval))
 	}
+}
+
+// maxTimerSlack bounds timerSlack: no later probe starts more than this
+// after its (jittered) due time.
+const maxTimerSlack = time.Second
+
+// timerSlack is the grid a later probe's start is rounded up to: a
+// twentieth of its interval, at most maxTimerSlack. Probes spread evenly
+// over an interval each wake the process on their own, and on a virtual
+// machine that wake-up (timer interrupt, futex, epoll, the scheduler's
+// spinning threads) costs more CPU than the probe itself: measured with
+// `make bench-process`, 200 targets every 2 s took 710 µs of whole-process
+// CPU per probe without the grid and 255 µs with it. Rounding to the grid
+// makes the probes due within one slack start together, one wake-up for
+// all of them, and delays none by more than 5% of its interval. The
+// first round is not rounded: it runs at once.
+func timerSlack(interval time.Duration) time.Duration {
+	return min(interval/20, maxTimerSlack)
+}
+
+// onSlackGrid is the wait from now until the first boundary of the
+// timerSlack(interval) grid at or after now+d. The grid is fixed
+// (time.Truncate's, from the zero time), so every target of an interval,
+// and every interval whose slack is maxTimerSlack, shares it.
+func onSlackGrid(now time.Time, d, interval time.Duration) time.Duration {
+	q := timerSlack(interval)
+	if q <= 0 {
+		return d
+	}
+	due := now.Add(d)
+	at := due.Truncate(q)
+	if at.Before(due) {
+		at = at.Add(q)
+	}
+	return at.Sub(now)
 }
 
 // firstRoundRetry is how soon a first probe that found the budget spent
