@@ -52,9 +52,14 @@ func benchDigest(i int) string { return fmt.Sprintf("sha256:%064x", i) }
 // benchPod is pod i of the benchmark: two containers (one in five pods also
 // an init container); 94% running, 3% ImagePullBackOff, 2% ErrImagePull,
 // 1% without status yet.
-func benchPod(i int) *corev1.Pod {
+func benchPod(i int) *corev1.Pod { return benchPodOf(i, benchImages) }
+
+// benchPodOf is benchPod with its images taken from images (each of the
+// form REPOSITORY:vTAG).
+func benchPodOf(i int, images []string) *corev1.Pod {
 	ns := fmt.Sprintf("team-%02d", i%benchNamespaces)
-	img := func(j int) string { return benchImages[(i*7+j*13)%len(benchImages)] }
+	// 11 is prime to both 40 and 70: every image is named.
+	img := func(j int) string { return images[(i*11+j*13)%len(images)] }
 	c := []ctr{}
 	state := i % 100
 	for j := range 2 {
@@ -383,6 +388,12 @@ func createBenchObjects(b *testing.B, c kubernetes.Interface, pods int) {
 // createBenchCluster creates pods from to to (0 to to, with the
 // namespaces and nodes, when from is 0).
 func createBenchCluster(b *testing.B, c kubernetes.Interface, from, to int) {
+	createBenchClusterOf(b, c, from, to, benchImages)
+}
+
+// createBenchClusterOf is createBenchCluster with the pods' images taken
+// from images (benchPodOf).
+func createBenchClusterOf(b *testing.B, c kubernetes.Interface, from, to int, images []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	for i := range benchNamespaces {
@@ -433,7 +444,7 @@ func createBenchCluster(b *testing.B, c kubernetes.Interface, from, to int) {
 		return err
 	})
 	work(to-from, func(i int) error {
-		p := benchPod(from + i)
+		p := benchPodOf(from+i, images)
 		st := p.Status
 		got, err := c.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{})
 		if err != nil {
