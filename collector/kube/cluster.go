@@ -74,6 +74,9 @@ type Options struct {
 
 // Cluster watches one Kubernetes cluster and exposes the join's metrics.
 type Cluster struct {
+	// series keeps the join's label pairs between scrapes (seriesCache).
+	series seriesCache
+
 	client kubernetes.Interface
 	opts   Options
 	logger *slog.Logger

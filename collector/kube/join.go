@@ -469,44 +469,49 @@ func (c *Cluster) Collect(ch chan<- prometheus.Metric) {
 	if !c.indexSynced() {
 		return
 	}
-	c.incrementalJoin().collect(ch)
+	res := c.incrementalJoin()
+	c.series.scrape(func(series seriesFunc) { res.collectWith(ch, series) })
 }
 
 // collect sends the join's series; the reschedule risk only once the nodes
 // have synced, since an image a node not yet listed holds would count; the
 // workloads' series only once the workloads have (and only when watched).
-func (res *joinResult) collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(descFolded, prometheus.GaugeValue, float64(res.folded))
+func (res *joinResult) collect(ch chan<- prometheus.Metric) { res.collectWith(ch, constSeries) }
+
+// collectWith is collect with series making each sample (the Cluster's
+// seriesCache, or constSeries).
+func (res *joinResult) collectWith(ch chan<- prometheus.Metric, series seriesFunc) {
+	ch <- series(descFolded, float64(res.folded))
 	for k, v := range res.waiting {
-		ch <- prometheus.MustNewConstMetric(descWaiting, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+		ch <- series(descWaiting, float64(v), k.namespace, k.registry, k.reason)
 	}
 	for k, v := range res.blocked {
-		ch <- prometheus.MustNewConstMetric(descBlocked, prometheus.GaugeValue, float64(v), k.registry, k.cause)
+		ch <- series(descBlocked, float64(v), k.registry, k.cause)
 	}
 	for k, v := range res.pullError {
-		ch <- prometheus.MustNewConstMetric(descPullError, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+		ch <- series(descPullError, float64(v), k.namespace, k.registry, k.reason)
 	}
 	for k, v := range res.nodeErrors {
-		ch <- prometheus.MustNewConstMetric(descNodePullErrors, prometheus.GaugeValue, float64(v), k.node, k.registry, k.cause)
+		ch <- series(descNodePullErrors, float64(v), k.node, k.registry, k.cause)
 	}
 	for k, v := range res.mutable {
-		ch <- prometheus.MustNewConstMetric(descMutable, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.pullPolicy, k.kind)
+		ch <- series(descMutable, float64(v), k.namespace, k.registry, k.pullPolicy, k.kind)
 	}
 	for k, v := range res.tagDigests {
-		ch <- prometheus.MustNewConstMetric(descTagDigests, prometheus.GaugeValue, float64(v), k.registry, k.repository, k.tag)
+		ch <- series(descTagDigests, float64(v), k.registry, k.repository, k.tag)
 	}
 	for k, v := range res.drift {
-		ch <- prometheus.MustNewConstMetric(descDrift, prometheus.GaugeValue, float64(v), k.registry, k.repository, k.tag)
+		ch <- series(descDrift, float64(v), k.registry, k.repository, k.tag)
 	}
 	if res.nodesSynced {
 		for k, v := range res.rescheduleRisk {
-			ch <- prometheus.MustNewConstMetric(descRescheduleRisk, prometheus.GaugeValue, float64(v), k.namespace, k.registry, k.reason)
+			ch <- series(descRescheduleRisk, float64(v), k.namespace, k.registry, k.reason)
 		}
 	}
 	if res.workloadsSynced {
-		ch <- prometheus.MustNewConstMetric(descWorkloadDropped, prometheus.GaugeValue, float64(res.workloadsDropped))
+		ch <- series(descWorkloadDropped, float64(res.workloadsDropped))
 		for _, w := range res.workloads {
-			ch <- prometheus.MustNewConstMetric(descWorkloadUnavailable, prometheus.GaugeValue, 1,
+			ch <- series(descWorkloadUnavailable, 1,
 				w.namespace, w.kind, w.workload, w.container, w.image, w.cause, w.registry)
 		}
 	}
