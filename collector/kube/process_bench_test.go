@@ -157,6 +157,65 @@ func startBenchExporter(b *testing.B, bin, config string, env []string, extra ..
 	return p, "http://" + addr + "/metrics"
 }
 
+// benchProfiler is the pprof listener of an exporter built with
+// -tags imagepull_pprof; a zero one (no profile asked for) does nothing.
+type benchProfiler struct{ addr string }
+
+// profilerEnv returns the exporter's environment for profile ("" = none).
+func profilerEnv(b *testing.B, profile string) (benchProfiler, []string) {
+	if profile == "" {
+		return benchProfiler{}, nil
+	}
+	addr := testenv.FreeAddr(b)
+	return benchProfiler{addr}, []string{"IMAGEPULL_PPROF_ADDR=" + addr}
+}
+
+// start profiles the exporter's CPU for window into file; the returned
+// func waits for the profile to be written.
+func (pr benchProfiler) start(b *testing.B, window time.Duration, file string) (wait func()) {
+	if pr.addr == "" {
+		return func() {}
+	}
+	done := make(chan error, 1)
+	go func() {
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pr.addr, int(window.Seconds())))
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		prof, err := io.ReadAll(resp.Body)
+		if err == nil {
+			err = os.WriteFile(file, prof, 0o644)
+		}
+		done <- err
+	}()
+	return func() {
+		if err := <-done; err != nil {
+			b.Errorf("CPU profile %s: %v", file, err)
+		}
+	}
+}
+
+// waitScrape scrapes url every poll until ready holds of the body, failing
+// b if the exporter exits or limit passes first.
+func waitScrape(b *testing.B, client *http.Client, url string, p *testenv.Process, what string, poll, limit time.Duration, ready func(body string) bool) {
+	started := time.Now()
+	for {
+		body, err := scrape(client, url)
+		if err == nil && ready(body) {
+			return
+		}
+		if p.Exited() {
+			b.Fatalf("the exporter exited:\n%s", p.Output())
+		}
+		if time.Since(started) > limit {
+			b.Fatalf("not %s after %s (last error %v)", what, limit, err)
+		}
+		time.Sleep(poll)
+	}
+}
+
 func benchProcessProbes(b *testing.B, bin, profile string) string {
 	reg := testenv.StartRegistry(b, testenv.RegistryOptions{})
 	refs := make([]string, benchProcessTargets)
@@ -169,42 +228,16 @@ func benchProcessProbes(b *testing.B, bin, profile string) string {
 	for _, r := range refs {
 		fmt.Fprintf(&cfg, "  - image: %s/%s\n", reg.Addr, r)
 	}
-	var env []string
-	pprofAddr := ""
-	if profile != "" {
-		pprofAddr = testenv.FreeAddr(b)
-		env = append(env, "IMAGEPULL_PPROF_ADDR="+pprofAddr)
-	}
+	pr, env := profilerEnv(b, profile)
 	p, url := startBenchExporter(b, bin, cfg.String(), env, "--probe.registry-budget=0")
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
 	// Warm: two rounds done (the first is cold: ping, then HEAD).
-	for {
-		body, err := scrape(client, url)
-		if err == nil && sumSamples(body, "imagepull_probes_total") >= 2*benchProcessTargets {
-			break
-		}
-		if p.Exited() {
-			b.Fatalf("the exporter exited:\n%s", p.Output())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitScrape(b, client, url, p, "warm", 200*time.Millisecond, 5*time.Minute, func(body string) bool {
+		return sumSamples(body, "imagepull_probes_total") >= 2*benchProcessTargets
+	})
 	const window = 30 * time.Second
-	var prof []byte
-	done := make(chan struct{})
-	if profile != "" {
-		go func() {
-			defer close(done)
-			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, int(window.Seconds())))
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			prof, _ = io.ReadAll(resp.Body)
-		}()
-	} else {
-		close(done)
-	}
+	waitProfile := pr.start(b, window, profile)
 	body0, err := scrape(client, url)
 	if err != nil {
 		b.Fatal(err)
@@ -216,12 +249,7 @@ func benchProcessProbes(b *testing.B, bin, profile string) string {
 	if err != nil {
 		b.Fatal(err)
 	}
-	<-done
-	if profile != "" {
-		if err := os.WriteFile(profile, prof, 0o644); err != nil {
-			b.Fatal(err)
-		}
-	}
+	waitProfile()
 	probes := sumSamples(body1, "imagepull_probes_total") - sumSamples(body0, "imagepull_probes_total")
 	gets, heads := reg.ManifestRequests()
 	rss, hwm := procMem(b, p.Pid())
@@ -235,30 +263,15 @@ func benchProcessProbes(b *testing.B, bin, profile string) string {
 }
 
 func benchProcessPods(b *testing.B, bin, profile string, k *testenv.Kube, n int) string {
-	started := time.Now()
-	var env []string
-	pprofAddr := ""
-	if profile != "" {
-		pprofAddr = testenv.FreeAddr(b)
-		env = append(env, "IMAGEPULL_PPROF_ADDR="+pprofAddr)
-	}
+	pr, env := profilerEnv(b, profile)
+	started := time.Now() // synced counts from the start of the process
 	p, url := startBenchExporter(b, bin, "modules:\n  default: {}\ntargets: []\n", env, "--kubeconfig="+k.WriteKubeconfig(k.AdminToken))
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
-	for {
-		body, err := scrape(client, url)
-		if err == nil && strings.Contains(body, `imagepull_kube_watch_up{resource="pods"} 1`) &&
-			strings.Contains(body, `imagepull_kube_watch_up{resource="nodes"} 1`) && strings.Contains(body, "imagepull_pod_containers_waiting{") {
-			break
-		}
-		if p.Exited() {
-			b.Fatalf("the exporter exited:\n%s", p.Output())
-		}
-		if time.Since(started) > 5*time.Minute {
-			b.Fatalf("not synced after 5 minutes (last error %v)", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitScrape(b, client, url, p, "synced", 50*time.Millisecond, 5*time.Minute, func(body string) bool {
+		return strings.Contains(body, `imagepull_kube_watch_up{resource="pods"} 1`) &&
+			strings.Contains(body, `imagepull_kube_watch_up{resource="nodes"} 1`) && strings.Contains(body, "imagepull_pod_containers_waiting{")
+	})
 	synced := time.Since(started)
 	time.Sleep(5 * time.Second) // the post-sync garbage
 	// Idle: no scrape, no target; discovery and the informers' resyncs only.
@@ -270,22 +283,7 @@ func benchProcessPods(b *testing.B, bin, profile string, k *testenv.Kube, n int)
 	// Scrapes back to back for scrapeWindow, as Prometheus asks (gzip,
 	// kept-alive); with a profile, of that window, to FILE.pods=N.
 	const scrapeWindow = 10 * time.Second
-	done := make(chan struct{})
-	if profile != "" {
-		go func() {
-			defer close(done)
-			resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", pprofAddr, int(scrapeWindow.Seconds())))
-			if err != nil {
-				return
-			}
-			defer resp.Body.Close()
-			if prof, err := io.ReadAll(resp.Body); err == nil {
-				_ = os.WriteFile(fmt.Sprintf("%s.pods=%d", profile, n), prof, 0o644)
-			}
-		}()
-	} else {
-		close(done)
-	}
+	waitProfile := pr.start(b, scrapeWindow, fmt.Sprintf("%s.pods=%d", profile, n))
 	var lat []time.Duration
 	cpu0 = procCPU(b, p.Pid())
 	for s0 := time.Now(); time.Since(s0) < scrapeWindow; {
@@ -297,7 +295,7 @@ func benchProcessPods(b *testing.B, bin, profile string, k *testenv.Kube, n int)
 	}
 	scrapes := len(lat)
 	scrapeCPU := float64((procCPU(b, p.Pid()) - cpu0).Microseconds()) / 1000 / float64(scrapes)
-	<-done
+	waitProfile()
 	slices.Sort(lat)
 	p.Stop()
 	b.ReportMetric(idleCPU, "idle-cpu-ms/min")
@@ -337,21 +335,10 @@ func benchProcessDiscovery(b *testing.B, bin string) string {
 	p, url := startBenchExporter(b, bin, cfg, nil, "--kubeconfig="+k.WriteKubeconfig(k.AdminToken), "--kube.discover-targets", "--probe.registry-budget=600")
 	client := &http.Client{Timeout: 30 * time.Second}
 	defer client.CloseIdleConnections()
-	started := time.Now()
 	// Warm: every image probed twice (the first probe is cold).
-	for {
-		body, err := scrape(client, url)
-		if err == nil && sumSamples(body, "imagepull_probes_total") >= 2*benchDiscoveryImages {
-			break
-		}
-		if p.Exited() {
-			b.Fatalf("the exporter exited:\n%s", p.Output())
-		}
-		if time.Since(started) > 5*time.Minute {
-			b.Fatalf("not warm after 5 minutes (last error %v)", err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
+	waitScrape(b, client, url, p, "warm", 500*time.Millisecond, 5*time.Minute, func(body string) bool {
+		return sumSamples(body, "imagepull_probes_total") >= 2*benchDiscoveryImages
+	})
 	const window = 2 * time.Minute
 	body0, err := scrape(client, url)
 	if err != nil {
