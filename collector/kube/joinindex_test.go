@@ -326,27 +326,29 @@ func runOracle(t testing.TB, data []byte) {
 	}
 }
 
+// seededBytes is n pseudo-random bytes, the same for the same seed and
+// stream: the fixed event sequences the oracle tests run.
+func seededBytes(seed, stream uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, stream))
+	data := make([]byte, n)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	return data
+}
+
 // TestIncrementalJoinOracle runs fixed random sequences in the normal
 // suite; FuzzIncrementalJoin explores further with `go test -fuzz`.
 func TestIncrementalJoinOracle(t *testing.T) {
 	for seed := range uint64(40) {
-		r := rand.New(rand.NewPCG(seed, 13))
-		data := make([]byte, 4000)
-		for i := range data {
-			data[i] = byte(r.Uint32())
-		}
+		data := seededBytes(seed, 13, 4000)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runOracle(t, data) })
 	}
 }
 
 func FuzzIncrementalJoin(f *testing.F) {
 	for seed := range uint64(4) {
-		r := rand.New(rand.NewPCG(seed, 7))
-		data := make([]byte, 300)
-		for i := range data {
-			data[i] = byte(r.Uint32())
-		}
-		f.Add(data)
+		f.Add(seededBytes(seed, 7, 300))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 20000 {

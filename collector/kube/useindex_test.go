@@ -2,7 +2,6 @@ package kube
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strings"
@@ -54,11 +53,7 @@ func useStrings(us []imageUse) []string {
 
 func TestUseIndexOracle(t *testing.T) {
 	for seed := range uint64(30) {
-		r := rand.New(rand.NewPCG(seed, 3))
-		data := make([]byte, 3000)
-		for i := range data {
-			data[i] = byte(r.Uint32())
-		}
+		data := seededBytes(seed, 3, 3000)
 		t.Run(fmt.Sprint(seed), func(t *testing.T) { runUseOracle(t, data) })
 	}
 }
